@@ -1,0 +1,211 @@
+package callback
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Action is what the IM server should do with the event.
+type Action int
+
+const (
+	// Allow lets the event proceed, with Response.Data in place of the
+	// original payload when the App backend rewrote it.
+	Allow Action = iota
+	// Deny refuses the event; Response.Code and Msg are the App backend's
+	// and may be passed to the client.
+	Deny
+	// Drop tells the sender the event succeeded while nobody receives it.
+	Drop
+)
+
+// String returns "allow", "deny" or "drop".
+func (a Action) String() string {
+	switch a {
+	case Allow:
+		return "allow"
+	case Deny:
+		return "deny"
+	case Drop:
+		return "drop"
+	}
+	return fmt.Sprintf("Action(%d)", int(a))
+}
+
+// Response is the outcome of a Before callback.
+type Response struct {
+	Code   int             // the App backend's code (seed protocol: "code")
+	Msg    string          // its message ("msg")
+	Data   json.RawMessage // its "data", raw: a rewritten payload, if the App sent one; nil otherwise
+	Action Action
+	Err    error // why the callback failed; nil when the App backend answered
+}
+
+// OK reports whether the event may proceed: r.Action == Allow.
+func (r Response) OK() bool { return r.Action == Allow }
+
+// allowed is the Response of a disabled command.
+var allowed = Response{Code: CodeOK, Msg: MsgOK, Action: Allow}
+
+// Before asks the App backend whether the event may proceed and returns its
+// decision. It blocks for at most the command's timeout (2 s by default) or
+// until ctx ends, whichever comes first, and never retries.
+//
+// It never returns an error: when the callback fails (transport error,
+// timeout, ctx done, non-2xx status, redirect, an answer that is not the
+// protocol's or larger than MaxResponseBytes, an invalid body, a closed
+// Dispatcher) the failure is logged at Error level and Before fails open:
+// Allow, CodeOK, MsgOK, with Err set. For a command whose Rule has
+// FailClosed, it denies instead with CodeFailClosed and MsgFailClosed.
+// A disabled command sends nothing and returns Allow, CodeOK, MsgOK.
+//
+// body is sent byte for byte and not kept after Before returns.
+func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body []byte) Response {
+	rule := d.s.rule(command)
+	if rule.Disabled {
+		return allowed
+	}
+	start := time.Now()
+	id := d.eventID(d.seq.Add(1))
+	resp, err := d.before(ctx, rule, appID, command, id, body)
+	if err != nil {
+		return d.failed(ctx, rule, appID, command, id, start, err)
+	}
+	return resp
+}
+
+func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, id string, body []byte) (Response, error) {
+	if err := checkEvent(command, body); err != nil {
+		return Response{}, err
+	}
+	if d.isClosed.Load() {
+		return Response{}, ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, rule.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.target.url(d.wire, appID, command), bytes.NewReader(body))
+	if err != nil {
+		return Response{}, err
+	}
+	d.setHeaders(req.Header, id)
+	res, err := d.client.Do(req)
+	if err != nil {
+		return Response{}, d.redact(err)
+	}
+	defer res.Body.Close()
+	if err := checkStatus(res); err != nil {
+		drain(res.Body)
+		return Response{}, err
+	}
+	buf := getBuffer()
+	defer putBuffer(buf)
+	if err := readAnswer(buf, res.Body, d.s.MaxResponseBytes); err != nil {
+		return Response{}, d.redact(err)
+	}
+	return d.wire.decode(buf.Bytes())
+}
+
+// failed logs a failed Before callback and returns the rule's failure policy.
+func (d *Dispatcher) failed(ctx context.Context, rule Rule, appID int, command, id string, start time.Time, err error) Response {
+	d.log.LogAttrs(ctx, slog.LevelError, "callback: before failed",
+		slog.Int("app_id", appID),
+		slog.String("command", command),
+		slog.String("url", d.target.logURL),
+		slog.String("webhook_id", id),
+		slog.Duration("elapsed", time.Since(start)),
+		slog.Bool("fail_closed", rule.FailClosed),
+		slog.String("error", err.Error()),
+	)
+	if rule.FailClosed {
+		return Response{Code: CodeFailClosed, Msg: MsgFailClosed, Action: Deny, Err: err}
+	}
+	return Response{Code: CodeOK, Msg: MsgOK, Action: Allow, Err: err}
+}
+
+// checkEvent rejects what must not be sent: an empty command or a body
+// that is not JSON.
+func checkEvent(command string, body []byte) error {
+	if command == "" {
+		return ErrInvalidCommand
+	}
+	if !json.Valid(body) {
+		return ErrInvalidBody
+	}
+	return nil
+}
+
+// setHeaders sets the headers every callback request carries.
+func (d *Dispatcher) setHeaders(h http.Header, id string) {
+	h["Content-Type"] = []string{"application/json"}
+	h["User-Agent"] = []string{userAgent}
+	h["Webhook-Id"] = []string{id}
+}
+
+// checkStatus returns nil for a 2xx answer and an error otherwise.
+func checkStatus(res *http.Response) error {
+	switch {
+	case res.StatusCode >= 200 && res.StatusCode < 300:
+		return nil
+	case res.StatusCode >= 300 && res.StatusCode < 400:
+		return fmt.Errorf("%w: %d", ErrRedirect, res.StatusCode)
+	default:
+		return fmt.Errorf("%w: %d", ErrStatus, res.StatusCode)
+	}
+}
+
+// readAnswer reads at most limit bytes of body into buf; a longer body is
+// an error wrapping ErrAnswerTooLarge.
+func readAnswer(buf *bytes.Buffer, body io.Reader, limit int64) error {
+	n, err := buf.ReadFrom(io.LimitReader(body, limit+1))
+	if err != nil {
+		return fmt.Errorf("reading answer: %w", err)
+	}
+	if n > limit {
+		return fmt.Errorf("%w: over %d bytes", ErrAnswerTooLarge, limit)
+	}
+	return nil
+}
+
+// drainLimit bounds how much of an unwanted body is read so that its
+// connection can be reused; a longer body closes the connection instead.
+const drainLimit = 64 << 10
+
+// drain reads and discards a bounded part of body so the connection can go
+// back to the pool.
+func drain(body io.Reader) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, drainLimit))
+}
+
+// buffers holds answer buffers between Before calls. Buffers that grew past
+// maxPooledBuffer are let go rather than pinned.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBuffer = 64 << 10
+
+func getBuffer() *bytes.Buffer { return buffers.Get().(*bytes.Buffer) }
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() > maxPooledBuffer {
+		return
+	}
+	b.Reset()
+	buffers.Put(b)
+}
+
+// redact replaces the URL inside a transport error with the URL without its
+// query or user information, so logs and errors never carry query parameters
+// (signatures travel there in some protocols).
+func (d *Dispatcher) redact(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return &url.Error{Op: ue.Op, URL: d.target.logURL, Err: ue.Err}
+	}
+	return err
+}

@@ -1,0 +1,199 @@
+package callback
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+)
+
+// Defaults applied by New to the zero values of Config.
+const (
+	defaultTimeout          = 2 * time.Second
+	defaultQueueSize        = 10000
+	defaultWorkers          = 16
+	defaultRetries          = 4
+	defaultRetryWaitMin     = 1 * time.Second
+	defaultRetryWaitMax     = 30 * time.Second
+	defaultMaxResponseBytes = 1 << 20
+	// defaultBeforeConcurrency is the Before concurrency the idle pool is
+	// sized for when Config.MaxIdleConnsPerHost is zero.
+	defaultBeforeConcurrency = 256
+)
+
+// Config configures a Dispatcher. The zero value of every field but URL means
+// the documented default.
+type Config struct {
+	// URL is the App backend's callback URL, for example
+	// http://127.0.0.1:8989/callback. Required; http and https only. A query
+	// it carries is kept and merged with the protocol's parameters.
+	URL string
+
+	// Timeout bounds one request to the App backend. 0 means 2 s. A Rule may
+	// override it per command.
+	Timeout time.Duration
+
+	// Commands holds per-command settings. A command not listed is enabled
+	// with the defaults. New copies the map: changing it later has no effect.
+	Commands map[string]Rule
+
+	// QueueSize is how many After events may wait in memory for a free
+	// worker; each worker holds one more while it delivers or waits to retry
+	// it. 0 means 10,000. When the queue is full, After returns ErrQueueFull
+	// at once.
+	QueueSize int
+
+	// Workers is how many goroutines deliver After events concurrently.
+	// 0 means 16.
+	Workers int
+
+	// Retries is how many times After delivery retries one event after its
+	// first attempt fails with a transport error, 408, 429 or 5xx.
+	// 0 means 4; a negative value means no retries.
+	Retries int
+
+	// RetryWaitMin and RetryWaitMax bound the exponential backoff (with
+	// jitter) between After attempts. 0 means 1 s and 30 s. A Retry-After
+	// header on a 429 or 503 answer is honoured, capped at RetryWaitMax.
+	RetryWaitMin time.Duration
+	RetryWaitMax time.Duration
+
+	// MaxResponseBytes caps how much of an answer is read. A larger answer
+	// is a failure. 0 means 1 MiB.
+	MaxResponseBytes int64
+
+	// MaxIdleConnsPerHost sizes the keep-alive pool to the App backend.
+	// 0 means Workers + 256, enough for the After workers and 256 concurrent
+	// Before calls without opening a new connection per call.
+	MaxIdleConnsPerHost int
+
+	// TLSConfig is used for https URLs (custom roots, client certificates).
+	// nil means Go's defaults.
+	TLSConfig *tls.Config
+
+	// Logger receives failures at Error level. nil means slog.Default().
+	// Bodies and secrets are never logged; URLs are logged without their
+	// query and user information.
+	Logger *slog.Logger
+
+	// DeadLetter, if set, receives every After event that could not be
+	// delivered: attempts exhausted, a permanent failure (a 4xx other than
+	// 408 and 429, a redirect) or Close's deadline. It is called from the
+	// Dispatcher's worker goroutines, so it must be safe for concurrent use
+	// and should return quickly. Each dead letter is logged at Error level
+	// whether or not DeadLetter is set.
+	DeadLetter DeadLetterFunc
+}
+
+// Rule holds the settings of one command.
+type Rule struct {
+	// Disabled sends no request: Before allows, After accepts and drops.
+	Disabled bool
+	// Timeout bounds one request for this command; 0 means Config.Timeout.
+	Timeout time.Duration
+	// FailClosed makes Before deny (with CodeFailClosed) instead of allow
+	// when the callback fails.
+	FailClosed bool
+}
+
+// DeadLetterFunc receives an After event that was not delivered and the
+// error that ended its delivery (errors.Is works with ErrStatus, ErrClosed,
+// context.DeadlineExceeded and so on). The Dispatcher never touches ev.Body
+// again, so the function may keep it. A panic in it is recovered and logged
+// at Error level with its stack, so one bad hook cannot crash the IM server.
+type DeadLetterFunc func(ev Event, err error)
+
+// settings is a validated Config with every default applied.
+type settings struct {
+	Config
+	endpoint *url.URL
+}
+
+func (c Config) validate() (settings, error) {
+	s := settings{Config: c}
+	if c.URL == "" {
+		return s, fmt.Errorf("%w: URL is required", ErrInvalidConfig)
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return s, fmt.Errorf("%w: URL does not parse", ErrInvalidConfig)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return s, fmt.Errorf("%w: URL scheme %q is not http or https", ErrInvalidConfig, u.Scheme)
+	}
+	if u.Host == "" {
+		return s, fmt.Errorf("%w: URL has no host", ErrInvalidConfig)
+	}
+	if u.Fragment != "" {
+		return s, fmt.Errorf("%w: URL has a fragment", ErrInvalidConfig)
+	}
+	s.endpoint = u
+
+	for name, d := range map[string]time.Duration{
+		"Timeout": c.Timeout, "RetryWaitMin": c.RetryWaitMin, "RetryWaitMax": c.RetryWaitMax,
+	} {
+		if d < 0 {
+			return s, fmt.Errorf("%w: %s is negative", ErrInvalidConfig, name)
+		}
+	}
+	for name, n := range map[string]int64{
+		"QueueSize": int64(c.QueueSize), "Workers": int64(c.Workers),
+		"MaxResponseBytes": c.MaxResponseBytes, "MaxIdleConnsPerHost": int64(c.MaxIdleConnsPerHost),
+	} {
+		if n < 0 {
+			return s, fmt.Errorf("%w: %s is negative", ErrInvalidConfig, name)
+		}
+	}
+
+	s.Timeout = orDefault(c.Timeout, defaultTimeout)
+	s.QueueSize = orDefault(c.QueueSize, defaultQueueSize)
+	s.Workers = orDefault(c.Workers, defaultWorkers)
+	s.RetryWaitMin = orDefault(c.RetryWaitMin, defaultRetryWaitMin)
+	s.RetryWaitMax = orDefault(c.RetryWaitMax, defaultRetryWaitMax)
+	s.MaxResponseBytes = orDefault(c.MaxResponseBytes, defaultMaxResponseBytes)
+	s.MaxIdleConnsPerHost = orDefault(c.MaxIdleConnsPerHost, s.Workers+defaultBeforeConcurrency)
+	switch {
+	case c.Retries == 0:
+		s.Retries = defaultRetries
+	case c.Retries < 0:
+		s.Retries = 0
+	}
+	if s.RetryWaitMax < s.RetryWaitMin {
+		return s, fmt.Errorf("%w: RetryWaitMax %v is less than RetryWaitMin %v", ErrInvalidConfig, s.RetryWaitMax, s.RetryWaitMin)
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+
+	s.Commands = make(map[string]Rule, len(c.Commands))
+	for cmd, r := range c.Commands {
+		if cmd == "" {
+			return s, fmt.Errorf("%w: empty command name in Commands", ErrInvalidConfig)
+		}
+		if r.Timeout < 0 {
+			return s, fmt.Errorf("%w: command %q has a negative Timeout", ErrInvalidConfig, cmd)
+		}
+		if r.Timeout == 0 {
+			r.Timeout = s.Timeout
+		}
+		s.Commands[cmd] = r
+	}
+	return s, nil
+}
+
+// rule returns the settings of command, with its timeout resolved.
+func (s *settings) rule(command string) Rule {
+	if r, ok := s.Commands[command]; ok {
+		return r
+	}
+	return Rule{Timeout: s.Timeout}
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}

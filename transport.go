@@ -1,0 +1,136 @@
+package callback
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// newTransport returns the Dispatcher's own transport: keep-alive on, with
+// an idle pool sized for the load. Go's default keeps 2 idle connections per
+// host, so under concurrency most calls would open a new TCP connection.
+func newTransport(s *settings) *http.Transport {
+	return &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   30 * time.Second, // bounded further by each call's context
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		TLSClientConfig:       s.TLSConfig,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          s.MaxIdleConnsPerHost,
+		MaxIdleConnsPerHost:   s.MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// newClient returns the HTTP client shared by Before and After. It never
+// follows a redirect: a 3xx is a failed callback. Its transport is wrapped
+// so that retryablehttp's CloseIdleConnections on a failed call cannot drop
+// the whole pool (go-retryablehttp issue #237); Close closes it instead.
+func newClient(t *http.Transport) *http.Client {
+	return &http.Client{
+		Transport: attemptTransport{base: t},
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// newRetryClient returns the retrying client of After deliveries. Its logger
+// is off: the Dispatcher logs outcomes itself through slog, once per event.
+func newRetryClient(s *settings, c *http.Client) *retryablehttp.Client {
+	waitCap := s.RetryWaitMax
+	return &retryablehttp.Client{
+		HTTPClient:   c,
+		Logger:       nil,
+		RetryWaitMin: s.RetryWaitMin,
+		RetryWaitMax: s.RetryWaitMax,
+		RetryMax:     s.Retries,
+		CheckRetry:   retryPolicy,
+		Backoff: func(lo, hi time.Duration, n int, res *http.Response) time.Duration {
+			return backoff(lo, hi, waitCap, n, res)
+		},
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+}
+
+// retryPolicy retries what may succeed later: transport errors, 408, 429
+// and 5xx but 501. It never retries a redirect, another 4xx or a call whose
+// context has ended.
+func retryPolicy(ctx context.Context, res *http.Response, err error) (bool, error) {
+	if err == nil && res.StatusCode == http.StatusRequestTimeout {
+		return ctx.Err() == nil, ctx.Err()
+	}
+	return retryablehttp.ErrorPropagatedRetryPolicy(ctx, res, err)
+}
+
+// backoff waits exponentially longer between attempts, from lo up to hi,
+// with jitter (a random wait between half and all of it) so that many
+// events failing together do not retry together. A Retry-After on a 429
+// or 503 answer is honoured without jitter, capped at waitCap.
+func backoff(lo, hi, waitCap time.Duration, n int, res *http.Response) time.Duration {
+	if res != nil && res.Header.Get("Retry-After") != "" {
+		if w := retryablehttp.DefaultBackoff(lo, hi, n, res); w > 0 {
+			return min(w, waitCap)
+		}
+	}
+	w := retryablehttp.DefaultBackoff(lo, hi, n, nil)
+	if half := w / 2; half > 0 {
+		w = half + rand.N(half+1)
+	}
+	return w
+}
+
+// attemptKey marks a request context that carries an *attempts.
+type attemptKey struct{}
+
+// attempts is the state of one After delivery, across its attempts.
+// Attempts run one after another on the delivering worker, so it needs no
+// lock.
+type attempts struct {
+	timeout time.Duration // bound of one attempt
+	n       int           // attempts made
+}
+
+// attemptTransport bounds each attempt of an After delivery by its own
+// timeout (retryablehttp's request context bounds the whole delivery) and
+// counts attempts. Requests without attempts pass through untouched. It does
+// not implement CloseIdleConnections, on purpose: see newClient.
+type attemptTransport struct{ base http.RoundTripper }
+
+func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	a, _ := req.Context().Value(attemptKey{}).(*attempts)
+	if a == nil {
+		return t.base.RoundTrip(req)
+	}
+	a.n++
+	ctx, cancel := context.WithTimeout(req.Context(), a.timeout)
+	res, err := t.base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	res.Body = &cancelOnClose{ReadCloser: res.Body, cancel: cancel}
+	return res, nil
+}
+
+// cancelOnClose ends an attempt's context once its body is closed, so the
+// timeout also bounds reading the answer.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
