@@ -2,6 +2,12 @@ module github.com/imcallback/callback
 
 go 1.26
 
-require github.com/hashicorp/go-retryablehttp v0.7.8
+require (
+	github.com/hashicorp/go-retryablehttp v0.7.8
+	go.uber.org/goleak v1.3.0
+)
 
-require github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
+require (
+	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
+	github.com/stretchr/testify v1.12.1 // indirect
+)
