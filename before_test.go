@@ -81,12 +81,12 @@ func TestBeforeAnswers(t *testing.T) {
 // failure is an App backend, or a way of calling it, that makes Before fail.
 type failure struct {
 	name    string
-	handler http.HandlerFunc              // the backend's answer; nil: no backend listens
+	handler http.HandlerFunc                 // the backend's answer; nil: no backend listens
 	ctx     func() (context.Context, func()) // the caller's context; nil: Background
-	body    string                        // the event body; "": {}
-	command string                        // "": message.send.before
-	wantErr error                         // errors.Is target; nil: any error
-	wantIn  string                        // substring of the error; "": any
+	body    string                           // the event body; "": {}
+	command string                           // "": message.send.before
+	wantErr error                            // errors.Is target; nil: any error
+	wantIn  string                           // substring of the error; "": any
 }
 
 func failures() []failure {
