@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/imcallback/callback"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// chatEnv is a running demo: App backend, Dispatcher and chat server.
+type chatEnv struct {
+	app  *appBackend
+	chat *server
+	url  string // ws://host/ws
+}
+
+func newChatEnv(t *testing.T) *chatEnv {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	app := newAppBackend(logger)
+	appSrv := httptest.NewServer(app)
+	d, err := callback.New(callback.Config{URL: appSrv.URL + "/callback", Logger: logger})
+	require.NoError(t, err)
+	chat := newServer(d, appID, logger)
+	imSrv := httptest.NewServer(newMux(chat))
+	t.Cleanup(func() {
+		chat.closeAll()
+		imSrv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		assert.NoError(t, d.Close(ctx))
+		appSrv.Close()
+	})
+	return &chatEnv{app: app, chat: chat, url: "ws" + strings.TrimPrefix(imSrv.URL, "http") + "/ws"}
+}
+
+// client is a real websocket client of the chat server.
+type client struct {
+	t *testing.T
+	c *websocket.Conn
+}
+
+func (e *chatEnv) login(t *testing.T, name string) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, e.url+"?name="+name, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.CloseNow() })
+	cl := &client{t: t, c: c}
+	assert.Equal(t, frame{Type: "welcome", To: name}, cl.next())
+	return cl
+}
+
+func (c *client) send(f frame) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(c.t, wsjson.Write(ctx, c.c, f))
+}
+
+// next returns the next frame the client receives, failing after 5 s.
+func (c *client) next() frame {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var f frame
+	require.NoError(c.t, wsjson.Read(ctx, c.c, &f), "waiting for a frame")
+	return f
+}
+
+// waitAfters waits until the App backend has received n after-callbacks.
+func (e *chatEnv) waitAfters(t *testing.T, n int) []afterEvent {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		if got := e.app.received(); len(got) >= n {
+			return got
+		}
+		select {
+		case <-e.app.notify:
+		case <-deadline:
+			t.Fatalf("got %d after-callbacks, want %d", len(e.app.received()), n)
+		}
+	}
+}
+
+func TestChatMessages(t *testing.T) {
+	e := newChatEnv(t)
+	alice, bob := e.login(t, "alice"), e.login(t, "bob")
+
+	// Allowed: delivered as sent, then reported after.
+	alice.send(frame{Type: "send", To: "bob", Text: "hello bob"})
+	assert.Equal(t, frame{Type: "message", From: "alice", To: "bob", Text: "hello bob"}, bob.next())
+	assert.Equal(t, frame{Type: "sent", Text: "hello bob"}, alice.next())
+	afters := e.waitAfters(t, 1)
+	assert.Equal(t, cmdSendAfter, afters[0].Command)
+	assert.JSONEq(t, `{"fromId":"alice","toId":"bob","text":"hello bob"}`, afters[0].Body)
+
+	// Denied: the sender gets the App's code and message; bob gets nothing.
+	alice.send(frame{Type: "send", To: "bob", Text: "cheap spam here"})
+	assert.Equal(t, frame{Type: "error", Code: codeBanned, Msg: "message contains a banned word: spam"}, alice.next())
+
+	// Rewritten: bob gets the App's text, and so does the after-callback.
+	alice.send(frame{Type: "send", To: "bob", Text: "Darn, the heck"})
+	assert.Equal(t, frame{Type: "message", From: "alice", To: "bob", Text: "D***, the h***"}, bob.next(),
+		"the next frame bob gets must be the rewritten message, not the denied one")
+	assert.Equal(t, frame{Type: "sent", Text: "D***, the h***"}, alice.next())
+	afters = e.waitAfters(t, 2)
+	assert.JSONEq(t, `{"fromId":"alice","toId":"bob","text":"D***, the h***"}`, afters[1].Body)
+	assert.Len(t, e.app.received(), 2, "a denied message must not be reported after")
+}
+
+func TestChatGroups(t *testing.T) {
+	e := newChatEnv(t)
+	alice, bob, carol := e.login(t, "alice"), e.login(t, "bob"), e.login(t, "carol")
+
+	// The App refuses bots: they are left out of the group.
+	alice.send(frame{Type: "create_group", Group: "g1", Members: []string{"bob", "bot-7"}})
+	want := frame{Type: "group", Group: "g1", Members: []string{"alice", "bob"}, Refused: []string{"bot-7"}}
+	assert.Equal(t, want, alice.next())
+	assert.Equal(t, want, bob.next())
+	afters := e.waitAfters(t, 1)
+	assert.Equal(t, cmdCreateAfter, afters[0].Command)
+	assert.JSONEq(t, `{"groupId":"g1","operator":"alice","members":["alice","bob"]}`, afters[0].Body)
+
+	bob.send(frame{Type: "add_members", Group: "g1", Members: []string{"carol"}})
+	want = frame{Type: "group", Group: "g1", Members: []string{"alice", "bob", "carol"}}
+	for _, c := range []*client{alice, bob, carol} {
+		assert.Equal(t, want, c.next())
+	}
+	afters = e.waitAfters(t, 2)
+	assert.Equal(t, cmdMemberAddAfter, afters[1].Command)
+
+	carol.send(frame{Type: "send", Group: "g1", Text: "hi all"})
+	msg := frame{Type: "message", From: "carol", Group: "g1", Text: "hi all"}
+	assert.Equal(t, msg, alice.next())
+	assert.Equal(t, msg, bob.next())
+	assert.Equal(t, frame{Type: "sent", Text: "hi all"}, carol.next())
+
+	// Outsiders cannot post to or add to the group.
+	dave := e.login(t, "dave")
+	dave.send(frame{Type: "send", Group: "g1", Text: "let me in"})
+	assert.Equal(t, "error", dave.next().Type)
+	dave.send(frame{Type: "add_members", Group: "g1", Members: []string{"dave"}})
+	assert.Equal(t, frame{Type: "error", Code: 403, Msg: "not a member of g1"}, dave.next())
+}
+
+func TestChatRejectsBadInput(t *testing.T) {
+	e := newChatEnv(t)
+	alice := e.login(t, "alice")
+
+	alice.send(frame{Type: "send", Text: "to nobody"})
+	assert.Equal(t, 400, alice.next().Code)
+	alice.send(frame{Type: "teleport"})
+	assert.Equal(t, 400, alice.next().Code)
+
+	// A second session with a taken name is refused.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, e.url+"?name=alice", nil)
+	require.NoError(t, err)
+	defer c.CloseNow()
+	_, _, err = c.Read(ctx)
+	assert.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err))
+
+	// Not JSON: the session ends, the server keeps running.
+	require.NoError(t, alice.c.Write(ctx, websocket.MessageText, []byte("not json")))
+	_, _, err = alice.c.Read(ctx)
+	assert.Error(t, err)
+	bob := e.login(t, "bob")
+	bob.send(frame{Type: "send", To: "bob", Text: "note to self"})
+	got := bob.next()
+	assert.Equal(t, "sent", got.Type)
+}
+
+func TestMaskWord(t *testing.T) {
+	for in, want := range map[string]string{
+		"darn":           "d***",
+		"DARN it, darn!": "D*** it, d***!",
+		"nothing rude":   "nothing rude",
+		"":               "",
+	} {
+		assert.Equal(t, want, maskWord(in, "darn"), "maskWord(%q)", in)
+	}
+}
+
+// Frames are JSON both ways; their field names are the page's contract.
+func TestFrameJSON(t *testing.T) {
+	b, err := json.Marshal(frame{Type: "error", Code: 40001, Msg: "no"})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"type":"error","code":40001,"msg":"no"}`, string(b))
+}

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+
+	"github.com/imcallback/callback"
+)
+
+// Callback commands the chat server sends. The message and member-add ones
+// are the seed design's; group creation has none there, so it uses the same
+// naming.
+const (
+	cmdSendBefore      = "message.send.before"
+	cmdSendAfter       = "message.send.after"
+	cmdCreateBefore    = "group.create.before"
+	cmdCreateAfter     = "group.create.after"
+	cmdMemberAddBefore = "group.member.add.before"
+	cmdMemberAddAfter  = "group.member.add.after"
+)
+
+// frame is one websocket message, in either direction.
+type frame struct {
+	Type    string   `json:"type"`              // client: send, create_group, add_members; server: welcome, message, sent, group, error
+	From    string   `json:"from,omitempty"`    // message: the sender
+	To      string   `json:"to,omitempty"`      // 1:1 message: the receiver
+	Group   string   `json:"group,omitempty"`   // group message or group operation
+	Text    string   `json:"text,omitempty"`    // message text
+	Members []string `json:"members,omitempty"` // group operations: members asked for, or the group's members
+	Refused []string `json:"refused,omitempty"` // group: members the App refused
+	Code    int      `json:"code,omitempty"`    // error: the App's code
+	Msg     string   `json:"msg,omitempty"`     // error: the App's message
+}
+
+// message is the body of the message callbacks.
+type message struct {
+	From  string `json:"fromId"`
+	To    string `json:"toId,omitempty"`
+	Group string `json:"groupId,omitempty"`
+	Text  string `json:"text"`
+}
+
+// members is the body of the group callbacks.
+type members struct {
+	Group    string   `json:"groupId"`
+	Operator string   `json:"operator"`
+	Members  []string `json:"members"`
+}
+
+// server is a small IM server: users log in over a websocket with a name,
+// send 1:1 and group messages, create groups and add members. It asks the
+// App backend before each of these and tells it after.
+type server struct {
+	d     *callback.Dispatcher
+	appID int
+	log   *slog.Logger
+
+	sessions sync.WaitGroup // websocket sessions; closeAll waits for them
+
+	mu     sync.Mutex
+	users  map[string]*websocket.Conn // online users by name
+	groups map[string][]string        // group members by group name
+}
+
+func newServer(d *callback.Dispatcher, appID int, log *slog.Logger) *server {
+	return &server{d: d, appID: appID, log: log, users: map[string]*websocket.Conn{}, groups: map[string][]string{}}
+}
+
+// ServeHTTP upgrades /ws?name=NAME to a websocket session.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("name")
+	if name == "" || len(name) > 32 {
+		http.Error(w, "log in with ?name=NAME (at most 32 bytes)", http.StatusBadRequest)
+		return
+	}
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	s.sessions.Add(1)
+	defer s.sessions.Done()
+	defer c.CloseNow()
+	if !s.login(name, c) {
+		c.Close(websocket.StatusPolicyViolation, "name already in use")
+		return
+	}
+	defer s.logout(name)
+	s.send(r.Context(), name, frame{Type: "welcome", To: name})
+
+	for {
+		var f frame
+		if err := wsjson.Read(r.Context(), c, &f); err != nil {
+			return // the client left, or sent something that is not JSON
+		}
+		s.handle(r.Context(), name, f)
+	}
+}
+
+// closeAll disconnects every user and waits for their sessions to end.
+// http.Server.Shutdown does not: websocket connections are hijacked.
+func (s *server) closeAll() {
+	s.mu.Lock()
+	conns := make([]*websocket.Conn, 0, len(s.users))
+	for _, c := range s.users {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close(websocket.StatusGoingAway, "server shutting down")
+	}
+	s.sessions.Wait()
+}
+
+func (s *server) login(name string, c *websocket.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, taken := s.users[name]; taken {
+		return false
+	}
+	s.users[name] = c
+	return true
+}
+
+func (s *server) logout(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.users, name)
+}
+
+func (s *server) handle(ctx context.Context, from string, f frame) {
+	switch f.Type {
+	case "send":
+		s.sendMessage(ctx, from, f)
+	case "create_group", "add_members":
+		s.addMembers(ctx, from, f)
+	default:
+		s.send(ctx, from, frame{Type: "error", Code: 400, Msg: "unknown frame type " + f.Type})
+	}
+}
+
+// sendMessage runs the message through the App's before-callback, delivers
+// what the App allowed, and reports the delivered message after.
+func (s *server) sendMessage(ctx context.Context, from string, f frame) {
+	m := message{From: from, To: f.To, Group: f.Group, Text: f.Text}
+	if (m.To == "") == (m.Group == "") || m.Text == "" {
+		s.send(ctx, from, frame{Type: "error", Code: 400, Msg: "a message needs text and either to or group"})
+		return
+	}
+	if m.Group != "" && !s.isMember(m.Group, from) {
+		s.send(ctx, from, frame{Type: "error", Code: 403, Msg: "not a member of " + m.Group})
+		return
+	}
+	body, _ := json.Marshal(m)
+	r := s.d.Before(ctx, s.appID, cmdSendBefore, body)
+	switch r.Action {
+	case callback.Deny:
+		s.send(ctx, from, frame{Type: "error", Code: r.Code, Msg: r.Msg})
+		return
+	case callback.Drop:
+		s.send(ctx, from, frame{Type: "sent"}) // the sender is told success; nobody receives
+		return
+	}
+	if r.Data != nil {
+		// The App rewrote the message: deliver its text, to the original
+		// receivers (an App cannot redirect a message).
+		var rewritten message
+		if err := json.Unmarshal(r.Data, &rewritten); err == nil && rewritten.Text != "" {
+			m.Text = rewritten.Text
+			body, _ = json.Marshal(m)
+		}
+	}
+
+	out := frame{Type: "message", From: from, To: m.To, Group: m.Group, Text: m.Text}
+	receivers := []string{m.To}
+	if m.Group != "" {
+		receivers = s.members(m.Group)
+	}
+	for _, to := range receivers {
+		if to != from {
+			s.send(ctx, to, out)
+		}
+	}
+	s.send(ctx, from, frame{Type: "sent", Text: m.Text})
+	s.after(ctx, cmdSendAfter, body)
+}
+
+// addMembers creates a group or adds members to one. The App may refuse
+// some members: its data replaces the member list.
+func (s *server) addMembers(ctx context.Context, from string, f frame) {
+	if f.Group == "" || len(f.Members) == 0 {
+		s.send(ctx, from, frame{Type: "error", Code: 400, Msg: "a group operation needs group and members"})
+		return
+	}
+	create := f.Type == "create_group"
+	s.mu.Lock()
+	current, exists := s.groups[f.Group]
+	s.mu.Unlock()
+	switch {
+	case create && exists:
+		s.send(ctx, from, frame{Type: "error", Code: 409, Msg: "group " + f.Group + " exists"})
+		return
+	case !create && !exists:
+		s.send(ctx, from, frame{Type: "error", Code: 404, Msg: "no group " + f.Group})
+		return
+	case !create && !slices.Contains(current, from):
+		s.send(ctx, from, frame{Type: "error", Code: 403, Msg: "not a member of " + f.Group})
+		return
+	}
+
+	asked := f.Members
+	if create && !slices.Contains(asked, from) {
+		asked = append([]string{from}, asked...)
+	}
+	before, after := cmdMemberAddBefore, cmdMemberAddAfter
+	if create {
+		before, after = cmdCreateBefore, cmdCreateAfter
+	}
+	body, _ := json.Marshal(members{Group: f.Group, Operator: from, Members: asked})
+	r := s.d.Before(ctx, s.appID, before, body)
+	if !r.OK() {
+		s.send(ctx, from, frame{Type: "error", Code: r.Code, Msg: r.Msg})
+		return
+	}
+	accepted := asked
+	if r.Data != nil {
+		var list []string
+		if err := json.Unmarshal(r.Data, &list); err == nil {
+			accepted = intersect(asked, list) // the App may only remove members
+		}
+	}
+	var refused []string
+	for _, m := range asked {
+		if !slices.Contains(accepted, m) {
+			refused = append(refused, m)
+		}
+	}
+
+	s.mu.Lock()
+	group := s.groups[f.Group]
+	for _, m := range accepted {
+		if !slices.Contains(group, m) {
+			group = append(group, m)
+		}
+	}
+	s.groups[f.Group] = group
+	all := slices.Clone(group)
+	s.mu.Unlock()
+
+	note := frame{Type: "group", Group: f.Group, Members: all, Refused: refused}
+	for _, m := range all {
+		s.send(ctx, m, note)
+	}
+	if !slices.Contains(all, from) {
+		s.send(ctx, from, note)
+	}
+	body, _ = json.Marshal(members{Group: f.Group, Operator: from, Members: accepted})
+	s.after(ctx, after, body)
+}
+
+func (s *server) after(ctx context.Context, command string, body []byte) {
+	if err := s.d.After(ctx, s.appID, command, body); err != nil {
+		s.log.Warn("after-callback not queued", "command", command, "error", err)
+	}
+}
+
+func (s *server) isMember(group, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.groups[group], name)
+}
+
+func (s *server) members(group string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.groups[group])
+}
+
+// send writes f to the user's websocket if the user is online.
+func (s *server) send(ctx context.Context, to string, f frame) {
+	s.mu.Lock()
+	c := s.users[to]
+	s.mu.Unlock()
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := wsjson.Write(ctx, c, f); err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Debug("websocket write failed", "to", to, "error", err)
+	}
+}
+
+// intersect returns the members of asked that are in allowed, in asked's order.
+func intersect(asked, allowed []string) []string {
+	out := []string{}
+	for _, m := range asked {
+		if slices.Contains(allowed, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
