@@ -33,6 +33,9 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 		return nil
 	}
 	ev := &event{appID: appID, command: command, body: append([]byte(nil), body...), seq: d.seq.Add(1)}
+	if d.wire.usesClient() {
+		ev.client = clientFrom(ctx) // ctx ends with the call; the event lives on
+	}
 
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -79,8 +82,14 @@ func (d *Dispatcher) send(ev *event, id string, a *attempts) error {
 	if err := d.life.Err(); err != nil {
 		return err // Close's deadline has passed: do not start
 	}
+	if d.wire.signs() {
+		// Each attempt is signed afresh as it is sent (attemptTransport):
+		// a Standard Webhooks timestamp or Tencent RequestTime must be new.
+		a.sign = func(r *http.Request) { d.wire.sign(r, id, ev.body, d.now()) }
+	}
 	ctx := context.WithValue(d.life, attemptKey{}, a)
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, d.target.url(d.wire, ev.appID, ev.command), ev.body)
+	c := call{appID: ev.appID, command: ev.command, client: ev.client}
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, d.target.url(d.wire, &c), ev.body)
 	if err != nil {
 		return err
 	}

@@ -91,11 +91,18 @@ func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, rule.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.target.url(d.wire, appID, command), bytes.NewReader(body))
+	c := call{appID: appID, command: command}
+	if d.wire.usesClient() {
+		c.client = clientFrom(ctx)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.target.url(d.wire, &c), bytes.NewReader(body))
 	if err != nil {
 		return Response{}, err
 	}
 	d.setHeaders(req.Header, id)
+	if d.wire.signs() {
+		d.wire.sign(req, id, body, d.now())
+	}
 	res, err := d.client.Do(req)
 	if err != nil {
 		return Response{}, d.redact(err)

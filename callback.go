@@ -14,8 +14,11 @@
 // that cannot be delivered goes to a dead-letter hook and the error log, so
 // none disappears without a trace. Close drains the queue.
 //
-// The wire protocol is the seed design's: POST {URL}?appId=..&command=.. with
-// the event's JSON body, answered by {"code": 200, "msg": "...", "data": ...}.
+// The default wire protocol is the seed design's: POST
+// {URL}?appId=..&command=.. with the event's JSON body, answered by
+// {"code": 200, "msg": "...", "data": ...}. Config.Protocol selects
+// Tencent Cloud IM's format instead, and Config.Secret signs every request
+// (Standard Webhooks signatures for Seed, Tencent's Sign for Tencent).
 package callback
 
 import (
@@ -28,6 +31,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 )
@@ -70,6 +74,7 @@ type Dispatcher struct {
 	log    *slog.Logger
 	wire   wire
 	target target
+	now    func() time.Time // the clock that stamps signatures; a test seam
 
 	transport *http.Transport // owned: idle connections closed by Close
 	client    *http.Client    // Before: one attempt, no redirects
@@ -99,11 +104,15 @@ func New(cfg Config) (*Dispatcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := seedWire{}
+	w, err := newWire(&s)
+	if err != nil {
+		return nil, err
+	}
 	d := &Dispatcher{
 		s:        s,
 		log:      s.Logger,
 		wire:     w,
+		now:      time.Now,
 		target:   newTarget(s.endpoint, w.reserved()...),
 		idPrefix: newIDPrefix(),
 		queue:    make(chan *event, s.QueueSize),
@@ -158,6 +167,7 @@ type event struct {
 	command string
 	body    []byte
 	seq     uint64
+	client  client // the caller's client, for formats that send it
 }
 
 // Event is an After event handed to a DeadLetterFunc.

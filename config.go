@@ -30,6 +30,27 @@ type Config struct {
 	// it carries is kept and merged with the protocol's parameters.
 	URL string
 
+	// Protocol is the wire format. The zero value is Seed, the seed
+	// design's format; Tencent is Tencent Cloud IM's.
+	Protocol Protocol
+
+	// Secret authenticates the callbacks to the App backend. Empty means
+	// unsigned. It is never logged and never put into an error.
+	//
+	// For Seed, it is one or more Standard Webhooks secrets, "whsec_"
+	// followed by the standard base64 of a 24 to 64 byte key, separated
+	// by spaces. Each request carries a signature made with each of them,
+	// so an App backend can move from an old key to a new one without
+	// downtime: configure "whsec_old whsec_new", switch the App backend to
+	// the new key, then drop the old one.
+	//
+	// For Tencent, it is the callback token configured in the App backend
+	// (one token, no spaces): each request carries RequestTime and Sign.
+	//
+	// New returns an error wrapping ErrInvalidConfig for a secret that
+	// does not parse.
+	Secret string
+
 	// Timeout bounds one request to the App backend. 0 means 2 s. A Rule may
 	// override it per command.
 	Timeout time.Duration

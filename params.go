@@ -46,11 +46,11 @@ func newTarget(u *url.URL, reserved ...string) target {
 	return target{prefix: prefix, logURL: log}
 }
 
-// url returns the request URL for one call in wire format w.
-func (t *target) url(w wire, appID int, command string) string {
-	b := make([]byte, 0, len(t.prefix)+len(command)+48)
+// url returns the request URL for call c in wire format w, unsigned.
+func (t *target) url(w wire, c *call) string {
+	b := make([]byte, 0, len(t.prefix)+len(c.command)+48)
 	b = append(b, t.prefix...)
-	b = w.appendQuery(b, appID, command)
+	b = w.appendQuery(b, c)
 	return string(b)
 }
 

@@ -4,20 +4,104 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
 )
 
-// wire is one callback wire format: how a call is addressed and how the App
-// backend's answer is read. Before and After know nothing else of it, so a
-// new format is one type implementing these methods.
+// wire is one callback wire format: how a call is addressed and signed and
+// how the App backend's answer is read. Before and After know nothing else
+// of it, so a new format is one file: a type implementing these methods, a
+// Protocol constant and a case in newWire.
 type wire interface {
 	// reserved lists the query parameters the format sets itself; a
 	// configured URL's own values for them are dropped.
 	reserved() []string
-	// appendQuery appends the call's query parameters to b.
-	appendQuery(b []byte, appID int, command string) []byte
+	// usesClient reports whether appendQuery reads c.client, so that After
+	// captures the caller's client only for formats that send it.
+	usesClient() bool
+	// appendQuery appends the call's query parameters to b: those that are
+	// the same on every attempt of the call.
+	appendQuery(b []byte, c *call) []byte
+	// signs reports whether sign does anything, so that attempts need not
+	// be copied for a format or configuration that signs nothing.
+	signs() bool
+	// sign authenticates one attempt just before it is sent, at time now:
+	// it may set headers and append to req.URL.RawQuery, and it must not
+	// keep req. body is exactly the body sent; id is the webhook-id.
+	sign(req *http.Request, id string, body []byte, now time.Time)
 	// decode reads a 2xx answer. It returns an error wrapping ErrBadAnswer
 	// when the answer is not the format's.
 	decode(answer []byte) (Response, error)
+}
+
+// call is what addresses one callback.
+type call struct {
+	appID   int
+	command string
+	client  client
+}
+
+// Protocol selects a callback wire format. The zero value is Seed.
+type Protocol int
+
+const (
+	// Seed is the seed design's format: POST {URL}?appId=..&command=..,
+	// answered by {"code", "msg", "data"}; code 200 allows. With a
+	// Config.Secret it carries Standard Webhooks signatures.
+	Seed Protocol = iota
+	// Tencent is Tencent Cloud IM's third-party callback format:
+	// POST {URL}?SdkAppid=..&CallbackCommand=..&contenttype=json, answered
+	// by {"ActionStatus", "ErrorCode", "ErrorInfo"}; ErrorCode 0 allows.
+	// With a Config.Secret (Tencent's token) it carries RequestTime and Sign.
+	Tencent
+)
+
+// String returns "seed" or "tencent".
+func (p Protocol) String() string {
+	switch p {
+	case Seed:
+		return "seed"
+	case Tencent:
+		return "tencent"
+	}
+	return "Protocol(" + strconv.Itoa(int(p)) + ")"
+}
+
+// MarshalText returns p.String(), for flags and configuration files.
+func (p Protocol) MarshalText() ([]byte, error) {
+	if p != Seed && p != Tencent {
+		return nil, fmt.Errorf("callback: unknown protocol %d", int(p))
+	}
+	return []byte(p.String()), nil
+}
+
+// UnmarshalText sets p from "seed" or "tencent" (any case), so a Protocol
+// can be read by flag.TextVar or from JSON.
+func (p *Protocol) UnmarshalText(text []byte) error {
+	switch strings.ToLower(string(text)) {
+	case "seed":
+		*p = Seed
+	case "tencent":
+		*p = Tencent
+	default:
+		return fmt.Errorf("callback: unknown protocol %q (want seed or tencent)", text)
+	}
+	return nil
+}
+
+// newWire returns the wire format of s.Protocol, keyed with s.Secret. It
+// returns an error wrapping ErrInvalidConfig for an unknown protocol or a
+// secret that does not parse; the secret itself is never in the error.
+func newWire(s *settings) (wire, error) {
+	switch s.Protocol {
+	case Seed:
+		return newSeedWire(s.Secret)
+	case Tencent:
+		return newTencentWire(s.Secret)
+	}
+	return nil, fmt.Errorf("%w: unknown Protocol %d", ErrInvalidConfig, int(s.Protocol))
 }
 
 // Codes and messages the Dispatcher itself puts in a Response.
@@ -38,12 +122,17 @@ const (
 
 // seedWire is the seed design's format: POST {URL}?appId=..&command=..,
 // answered by {"code": int, "msg": string, "data": any}; code 200 allows.
-type seedWire struct{}
+// With keys it signs each attempt the Standard Webhooks way (signature.go).
+type seedWire struct {
+	keys []*signingKey // one signature each; none: unsigned
+}
 
-func (seedWire) reserved() []string { return []string{paramAppID, paramCommand} }
+func (*seedWire) reserved() []string { return []string{paramAppID, paramCommand} }
 
-func (seedWire) appendQuery(b []byte, appID int, command string) []byte {
-	return appendSeedQuery(b, appID, command)
+func (*seedWire) usesClient() bool { return false }
+
+func (*seedWire) appendQuery(b []byte, c *call) []byte {
+	return appendSeedQuery(b, c.appID, c.command)
 }
 
 // seedAnswer is the seed protocol's answer. Code is a pointer so that a
@@ -54,7 +143,7 @@ type seedAnswer struct {
 	Data json.RawMessage `json:"data"`
 }
 
-func (seedWire) decode(answer []byte) (Response, error) {
+func (*seedWire) decode(answer []byte) (Response, error) {
 	var a seedAnswer
 	if err := json.Unmarshal(answer, &a); err != nil {
 		return Response{}, fmt.Errorf("%w: %v", ErrBadAnswer, err)

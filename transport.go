@@ -96,13 +96,14 @@ type attemptKey struct{}
 // Attempts run one after another on the delivering worker, so it needs no
 // lock.
 type attempts struct {
-	timeout time.Duration // bound of one attempt
-	n       int           // attempts made
+	timeout time.Duration       // bound of one attempt
+	n       int                 // attempts made
+	sign    func(*http.Request) // signs one attempt's copy of the request; nil: unsigned
 }
 
 // attemptTransport bounds each attempt of an After delivery by its own
-// timeout (retryablehttp's request context bounds the whole delivery) and
-// counts attempts. Requests without attempts pass through untouched. It does
+// timeout (retryablehttp's request context bounds the whole delivery),
+// counts attempts and signs each one afresh. Requests without attempts pass through untouched. It does
 // not implement CloseIdleConnections, on purpose: see newClient.
 type attemptTransport struct{ base http.RoundTripper }
 
@@ -113,7 +114,13 @@ func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	a.n++
 	ctx, cancel := context.WithTimeout(req.Context(), a.timeout)
-	res, err := t.base.RoundTrip(req.WithContext(ctx))
+	if a.sign != nil {
+		req = req.Clone(ctx) // a RoundTripper must not change the caller's request
+		a.sign(req)
+	} else {
+		req = req.WithContext(ctx)
+	}
+	res, err := t.base.RoundTrip(req)
 	if err != nil {
 		cancel()
 		return nil, err

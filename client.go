@@ -1,0 +1,31 @@
+package callback
+
+import "context"
+
+// client is the end user's device behind an event, sent by formats that
+// carry it (Tencent's ClientIP and OptPlatform).
+type client struct {
+	ip       string
+	platform string
+}
+
+// clientKey marks a context that carries a client.
+type clientKey struct{}
+
+// WithClient returns a copy of ctx that carries the IP address and platform
+// of the end user whose action caused the event. Before and After read them
+// from their ctx and, with Protocol Tencent, send them as the ClientIP and
+// OptPlatform query parameters; an empty value is not sent. Tencent's
+// platforms are RESTAPI, Web, Android, iOS, Windows, Mac, iPad and Unknown.
+// The Seed protocol sends neither.
+//
+// After reads them when it is called, so ctx may end before delivery.
+func WithClient(ctx context.Context, ip, platform string) context.Context {
+	return context.WithValue(ctx, clientKey{}, client{ip: ip, platform: platform})
+}
+
+// clientFrom returns the client WithClient put in ctx, or the zero client.
+func clientFrom(ctx context.Context) client {
+	c, _ := ctx.Value(clientKey{}).(client)
+	return c
+}

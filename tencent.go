@@ -1,0 +1,136 @@
+package callback
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Query parameters of the Tencent format.
+const (
+	paramSdkAppID        = "SdkAppid"
+	paramCallbackCommand = "CallbackCommand"
+	paramContentType     = "contenttype"
+	paramClientIP        = "ClientIP"
+	paramOptPlatform     = "OptPlatform"
+	paramRequestTime     = "RequestTime"
+	paramSign            = "Sign"
+)
+
+// Tencent's answer codes with a meaning of their own (ErrorCode).
+const (
+	tencentAllow = 0
+	tencentDeny  = 1
+	tencentDrop  = 2
+)
+
+// tencentWire is Tencent Cloud IM's third-party callback format:
+// POST {URL}?SdkAppid=..&CallbackCommand=..&contenttype=json[&ClientIP=..]
+// [&OptPlatform=..][&RequestTime=..&Sign=..], answered by
+// {"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": "", ...}.
+type tencentWire struct {
+	token string // signs RequestTime; empty: unsigned
+}
+
+func newTencentWire(secret string) (*tencentWire, error) {
+	if strings.ContainsFunc(secret, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, fmt.Errorf("%w: the Tencent Secret (token) is one token, without spaces or control characters", ErrInvalidConfig)
+	}
+	return &tencentWire{token: secret}, nil
+}
+
+func (*tencentWire) reserved() []string {
+	return []string{paramSdkAppID, paramCallbackCommand, paramContentType,
+		paramClientIP, paramOptPlatform, paramRequestTime, paramSign}
+}
+
+func (*tencentWire) usesClient() bool { return true }
+
+func (*tencentWire) appendQuery(b []byte, c *call) []byte {
+	b = append(b, paramSdkAppID+"="...)
+	b = strconv.AppendInt(b, int64(c.appID), 10)
+	b = append(b, "&"+paramCallbackCommand+"="...)
+	b = append(b, url.QueryEscape(c.command)...)
+	b = append(b, "&"+paramContentType+"=json"...)
+	if c.client.ip != "" {
+		b = append(b, "&"+paramClientIP+"="...)
+		b = append(b, url.QueryEscape(c.client.ip)...)
+	}
+	if c.client.platform != "" {
+		b = append(b, "&"+paramOptPlatform+"="...)
+		b = append(b, url.QueryEscape(c.client.platform)...)
+	}
+	return b
+}
+
+func (w *tencentWire) signs() bool { return w.token != "" }
+
+// sign appends RequestTime (unix seconds) and Sign, the lowercase hex
+// SHA-256 of token + RequestTime, to the query. Tencent signs neither the
+// body nor the other parameters.
+func (w *tencentWire) sign(req *http.Request, _ string, _ []byte, now time.Time) {
+	ts := strconv.FormatInt(now.Unix(), 10)
+	req.URL.RawQuery += "&" + paramRequestTime + "=" + ts + "&" + paramSign + "=" + tencentSign(w.token, ts)
+}
+
+// tencentSign returns Tencent's Sign for token and requestTime.
+func tencentSign(token, requestTime string) string {
+	h := sha256.New()
+	_, _ = h.Write([]byte(token))
+	_, _ = h.Write([]byte(requestTime))
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
+}
+
+// tencentEnvelope lists the keys every Tencent answer has; any other key
+// carries data (MsgBody, CloudCustomData, RefusedMembers_Account, ...).
+var tencentEnvelope = [...]string{"ActionStatus", "ErrorCode", "ErrorInfo"}
+
+// decode maps ErrorCode: 0 allows, 2 drops, anything else denies (1, or
+// 120001..130000 with a text for the client). Code is ErrorCode and Msg is
+// ErrorInfo. When the answer has keys beyond the envelope, Data is the
+// whole answer. ActionStatus is not read: ErrorCode decides.
+func (*tencentWire) decode(answer []byte) (Response, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(answer, &fields); err != nil {
+		return Response{}, fmt.Errorf("%w: %v", ErrBadAnswer, err)
+	}
+	raw, ok := fields["ErrorCode"]
+	if !ok || bytes.Equal(raw, []byte("null")) {
+		return Response{}, fmt.Errorf("%w: no \"ErrorCode\"", ErrBadAnswer)
+	}
+	var r Response
+	if err := json.Unmarshal(raw, &r.Code); err != nil {
+		return Response{}, fmt.Errorf("%w: \"ErrorCode\" is not an integer", ErrBadAnswer)
+	}
+	if raw, ok := fields["ErrorInfo"]; ok {
+		if err := json.Unmarshal(raw, &r.Msg); err != nil {
+			return Response{}, fmt.Errorf("%w: \"ErrorInfo\" is not a string", ErrBadAnswer)
+		}
+	}
+	switch r.Code {
+	case tencentAllow:
+		r.Action = Allow
+	case tencentDrop:
+		r.Action = Drop
+	default:
+		r.Action = Deny
+	}
+	extra := len(fields)
+	for _, k := range tencentEnvelope {
+		if _, ok := fields[k]; ok {
+			extra--
+		}
+	}
+	if extra > 0 {
+		r.Data = bytes.Clone(answer) // answer is a pooled buffer
+	}
+	return r, nil
+}
