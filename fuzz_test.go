@@ -1,0 +1,82 @@
+package callback
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+// checkDecoded holds for every answer a wire decodes: an error wraps
+// ErrBadAnswer and comes with the zero Response; a Response has a valid
+// Action and, if any, Data that is valid JSON.
+func checkDecoded(t *testing.T, r Response, err error) {
+	t.Helper()
+	if err != nil {
+		if !errors.Is(err, ErrBadAnswer) {
+			t.Fatalf("got error %v, want one wrapping ErrBadAnswer", err)
+		}
+		if r.Code != 0 || r.Msg != "" || r.Data != nil || r.Action != Allow {
+			t.Fatalf("got %+v with an error, want the zero Response", r)
+		}
+		return
+	}
+	if r.Action != Allow && r.Action != Deny && r.Action != Drop {
+		t.Fatalf("got Action %v", r.Action)
+	}
+	if r.Data != nil && !json.Valid(r.Data) {
+		t.Fatalf("Data %q is not valid JSON", r.Data)
+	}
+}
+
+func FuzzSeedDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"code":200,"msg":"success"}`,
+		`{"code":403,"msg":"no","data":null}`,
+		`{"code":200,"data":{"members":["a","b"]}}`,
+		`{"msg":"no code"}`,
+		`{"code":"200"}`,
+		`{"code":1e400}`,
+		`[]`, `null`, ``, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		r, err := (&seedWire{}).decode(answer)
+		checkDecoded(t, r, err)
+		if err == nil && (r.Code == CodeOK) != (r.Action == Allow) {
+			t.Fatalf("code %d gave Action %v", r.Code, r.Action)
+		}
+	})
+}
+
+func FuzzTencentDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}`,
+		`{"ActionStatus":"OK","ErrorCode":1,"ErrorInfo":"no"}`,
+		`{"ActionStatus":"OK","ErrorCode":2,"ErrorInfo":""}`,
+		`{"ActionStatus":"FAIL","ErrorCode":120001,"ErrorInfo":"banned"}`,
+		`{"ErrorCode":0,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hi"}}],"CloudCustomData":"x"}`,
+		`{"ErrorCode":0,"RefusedMembers_Account":["a"]}`,
+		`{"ErrorCode":null}`, `{"ErrorCode":"0"}`, `{"ErrorCode":0,"ErrorCode":1}`,
+		`{"ErrorCode":0,"ErrorInfo":7}`,
+		`[]`, `null`, ``, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		r, err := (&tencentWire{}).decode(answer)
+		checkDecoded(t, r, err)
+		if err != nil {
+			return
+		}
+		switch {
+		case r.Code == tencentAllow && r.Action != Allow,
+			r.Code == tencentDrop && r.Action != Drop,
+			r.Code != tencentAllow && r.Code != tencentDrop && r.Action != Deny:
+			t.Fatalf("ErrorCode %d gave Action %v", r.Code, r.Action)
+		}
+		if len(answer) > 0 && r.Data != nil && &r.Data[0] == &answer[0] {
+			t.Fatal("Data aliases the answer buffer")
+		}
+	})
+}
