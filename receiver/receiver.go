@@ -86,9 +86,11 @@ type Config struct {
 	Default HandlerFunc
 
 	// Dedup is how many recent webhook-ids the Handler remembers, with the
-	// answer it gave. A request that repeats one with the same command and
-	// body (an After retry whose answer was lost, a replay) gets the same
-	// answer without calling its handler again. The memory is bounded: the
+	// answer it gave. A request that repeats one (an After retry whose
+	// answer was lost, a replay) gets the same answer without calling its
+	// handler again. With Seed and a Secret, the signed webhook-id alone
+	// identifies a request; otherwise a repeat must also have the same
+	// command and body. The memory is bounded: the
 	// least recently used IDs are forgotten first. Only answers of
 	// handlers that succeeded are remembered; duplicates that arrive while
 	// the first is still being handled are handled again. 0 means off.
@@ -235,7 +237,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var key string
 	if h.seen != nil && req.ID != "" {
-		key = dedupKey(req)
+		key = h.dedupKey(req)
 		if answer, ok := h.seen.Get(key); ok {
 			writeAnswer(w, answer)
 			return
@@ -350,11 +352,17 @@ func (h *Handler) failed(ctx context.Context, req *Request, msg string, err erro
 	)
 }
 
-// dedupKey identifies a request for Config.Dedup: its webhook-id, command
-// and a digest of its body, so that a request reusing an ID with another
-// body (the ID is not signed by Tencent's Sign) is not mistaken for a
-// duplicate.
-func dedupKey(req *Request) string {
+// dedupKey identifies a request for Config.Dedup. A verified Standard
+// Webhooks signature covers the webhook-id and the body but not the query,
+// so there the ID alone is the key: a signed request replayed under another
+// command or app gets the first answer and reaches no handler. Otherwise
+// (Tencent's Sign covers neither, or no Secret) the key adds the command
+// and a digest of the body, so that a request reusing an ID with other
+// content is not taken for a duplicate.
+func (h *Handler) dedupKey(req *Request) string {
+	if h.verify.signsID() {
+		return req.ID
+	}
 	sum := sha256.Sum256(req.Body)
 	return req.ID + "\x00" + req.Command + "\x00" + string(sum[:])
 }

@@ -280,11 +280,36 @@ func TestDedupAnswersRepeatsWithoutCallingAgain(t *testing.T) {
 	}
 	assert.JSONEq(t, `{"code":1,"msg":"call 1"}`, send("a", `{}`))
 	assert.JSONEq(t, `{"code":1,"msg":"call 1"}`, send("a", `{}`), "a repeat gets the first answer")
-	assert.JSONEq(t, `{"code":2,"msg":"call 2"}`, send("a", `{"other":1}`), "same ID, other body: not a repeat")
-	assert.JSONEq(t, `{"code":3,"msg":"call 3"}`, send("b", `{}`))
-	assert.JSONEq(t, `{"code":4,"msg":"call 4"}`, send("c", `{}`))
-	assert.JSONEq(t, `{"code":5,"msg":"call 5"}`, send("a", `{}`), "memory holds 2 IDs: a was forgotten")
-	assert.Equal(t, int64(5), calls.Load())
+	assert.JSONEq(t, `{"code":2,"msg":"call 2"}`, send("b", `{}`))
+	assert.JSONEq(t, `{"code":3,"msg":"call 3"}`, send("c", `{}`))
+	assert.JSONEq(t, `{"code":4,"msg":"call 4"}`, send("a", `{}`), "memory holds 2 IDs: a was forgotten")
+	assert.Equal(t, int64(4), calls.Load())
+
+	// A signed request replayed under another command is the same event.
+	hdr := signed(t, secretNew, "d", now, []byte(`{}`))
+	_, first := post(t, "POST", s.URL+"?appId=1&command=c", hdr, []byte(`{}`))
+	_, again := post(t, "POST", s.URL+"?appId=2&command=other", hdr, []byte(`{}`))
+	assert.JSONEq(t, first, again, "replay under another command and app")
+	assert.Equal(t, int64(5), calls.Load(), "the replay must not reach a handler")
+}
+
+func TestDedupWithoutSignedIDsComparesContent(t *testing.T) {
+	var calls atomic.Int64
+	h := newHandler(t, receiver.Config{Protocol: callback.Tencent, Dedup: 10})
+	h.Handle("c", func(context.Context, *receiver.Request) (receiver.Decision, error) {
+		n := calls.Add(1)
+		return receiver.Deny(120000+int(n), "call"), nil
+	})
+	s := serve(t, h)
+	send := func(id, body string) string {
+		_, answer := post(t, "POST", s.URL+"?SdkAppid=1&CallbackCommand=c", http.Header{"Webhook-Id": {id}}, []byte(body))
+		return answer
+	}
+	assert.Contains(t, send("a", `{}`), "120001")
+	assert.Contains(t, send("a", `{}`), "120001", "a repeat gets the first answer")
+	assert.Contains(t, send("a", `{"other":1}`), "120002", "same ID, other body: not a repeat")
+	assert.Contains(t, send("", `{}`), "120003", "no ID: never a repeat")
+	assert.Contains(t, send("", `{}`), "120004", "no ID: never a repeat")
 }
 
 // syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.

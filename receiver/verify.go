@@ -23,6 +23,9 @@ type verifier interface {
 	// request reads the request's app ID, command and client from its
 	// query.
 	request(q url.Values) (*Request, *rejection)
+	// signsID reports whether a verified request's webhook-id and body are
+	// covered by its signature.
+	signsID() bool
 }
 
 // Standard Webhooks secrets and signatures.
@@ -91,6 +94,8 @@ func (v *seedVerifier) verify(h http.Header, _ url.Values, body []byte, now time
 	return reject(http.StatusUnauthorized, "no webhook-signature matches")
 }
 
+func (v *seedVerifier) signsID() bool { return len(v.keys) > 0 }
+
 func (*seedVerifier) request(q url.Values) (*Request, *rejection) {
 	cmd := q.Get("command")
 	if cmd == "" {
@@ -137,6 +142,8 @@ func (v *tencentVerifier) verify(_ http.Header, q url.Values, _ []byte, now time
 	}
 	return reject(http.StatusUnauthorized, "Sign does not match")
 }
+
+func (*tencentVerifier) signsID() bool { return false }
 
 func (*tencentVerifier) request(q url.Values) (*Request, *rejection) {
 	cmd := q.Get("CallbackCommand")
