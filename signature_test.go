@@ -53,10 +53,10 @@ func verifyWith(t *testing.T, ok *atomic.Int64, secrets ...string) http.HandlerF
 
 func TestSignaturesVerifyWithReferenceVerifier(t *testing.T) {
 	tests := []struct {
-		name    string
-		secret  string
-		verify  []string // each must accept every request
-		sigs    int      // signatures per request
+		name   string
+		secret string
+		verify []string // each must accept every request
+		sigs   int      // signatures per request
 	}{
 		{"one key", secretA, []string{secretA}, 1},
 		{"rotation: old and new keys", secretA + " " + secretB, []string{secretA, secretB}, 2},

@@ -374,7 +374,6 @@ func writeAnswer(w http.ResponseWriter, answer []byte) {
 	_, _ = w.Write(answer)
 }
 
-
 func orDefault(v, def time.Duration) time.Duration {
 	if v == 0 {
 		return def

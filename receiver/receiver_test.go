@@ -258,8 +258,12 @@ func TestHandleReplacesAndRemoves(t *testing.T) {
 		return answer
 	}
 	assert.JSONEq(t, `{"code":1,"msg":"default"}`, ask(), "no handler: Default")
-	h.Handle("c", func(context.Context, *receiver.Request) (receiver.Decision, error) { return receiver.Deny(2, "first"), nil })
-	h.Handle("c", func(context.Context, *receiver.Request) (receiver.Decision, error) { return receiver.Deny(3, "second"), nil })
+	h.Handle("c", func(context.Context, *receiver.Request) (receiver.Decision, error) {
+		return receiver.Deny(2, "first"), nil
+	})
+	h.Handle("c", func(context.Context, *receiver.Request) (receiver.Decision, error) {
+		return receiver.Deny(3, "second"), nil
+	})
 	assert.JSONEq(t, `{"code":3,"msg":"second"}`, ask(), "the later handler wins")
 	h.Handle("c", nil)
 	assert.JSONEq(t, `{"code":1,"msg":"default"}`, ask(), "removed: Default again")
