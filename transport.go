@@ -103,8 +103,9 @@ type attempts struct {
 
 // attemptTransport bounds each attempt of an After delivery by its own
 // timeout (retryablehttp's request context bounds the whole delivery),
-// counts attempts and signs each one afresh. Requests without attempts pass through untouched. It does
-// not implement CloseIdleConnections, on purpose: see newClient.
+// counts attempts and signs each one afresh. Requests without attempts
+// pass through untouched. It does not implement CloseIdleConnections, on
+// purpose: see newClient.
 type attemptTransport struct{ base http.RoundTripper }
 
 func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
