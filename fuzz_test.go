@@ -3,7 +3,9 @@ package callback
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
 	"testing"
+	"time"
 )
 
 // checkDecoded holds for every answer a wire decodes: an error wraps
@@ -79,4 +81,35 @@ func FuzzTencentDecode(f *testing.F) {
 			t.Fatal("Data aliases the answer buffer")
 		}
 	})
+}
+
+func BenchmarkSign(b *testing.B) {
+	body := []byte(`{"From_Account":"alice","To_Account":"bob","MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hello there"}}]}`)
+	seed1, err := newSeedWire("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	if err != nil {
+		b.Fatal(err)
+	}
+	seed2, err := newSeedWire("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY= whsec_ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		w    wire
+	}{
+		{"seed/one-key", seed1},
+		{"seed/two-keys", seed2},
+		{"tencent", &tencentWire{token: "xxxxyyyy"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1/cb?SdkAppid=1", nil)
+			raw := req.URL.RawQuery
+			now := time.Now()
+			b.ReportAllocs()
+			for b.Loop() {
+				req.URL.RawQuery = raw
+				bc.w.sign(req, "msg_ABCDEFGHIJKLMNOP_1", body, now)
+			}
+		})
+	}
 }

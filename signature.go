@@ -72,17 +72,19 @@ func (w *seedWire) signs() bool { return len(w.keys) > 0 }
 // "v1," + base64(HMAC-SHA256(key, id + "." + timestamp + "." + body)),
 // space-separated. The core sets webhook-id.
 func (w *seedWire) sign(req *http.Request, id string, body []byte, now time.Time) {
-	var tsBuf [20]byte
-	ts := strconv.AppendInt(tsBuf[:0], now.Unix(), 10)
+	// head is "{id}.{timestamp}.", the signed content before the body.
+	head := make([]byte, 0, len(id)+22)
+	head = append(head, id...)
+	head = append(head, '.')
+	head = strconv.AppendInt(head, now.Unix(), 10)
+	ts := head[len(id)+1:]
+	head = append(head, '.')
 	sig := make([]byte, 0, len(w.keys)*(len(signatureVersion)+base64.StdEncoding.EncodedLen(sha256.Size)+1))
 	var sum [sha256.Size]byte
 	for i, k := range w.keys {
 		mac := k.macs.Get().(hash.Hash)
 		mac.Reset()
-		_, _ = mac.Write([]byte(id))
-		_, _ = mac.Write([]byte{'.'})
-		_, _ = mac.Write(ts)
-		_, _ = mac.Write([]byte{'.'})
+		_, _ = mac.Write(head)
 		_, _ = mac.Write(body)
 		if i > 0 {
 			sig = append(sig, ' ')
