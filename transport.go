@@ -98,6 +98,7 @@ type attemptKey struct{}
 type attempts struct {
 	timeout time.Duration // bound of one attempt
 	n       int           // attempts made
+	stats   *commandStats // counts retries and times attempts; may be nil
 }
 
 // attemptTransport bounds each attempt of an After delivery by its own
@@ -112,8 +113,10 @@ func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.base.RoundTrip(req)
 	}
 	a.n++
+	start := a.stats.attemptStart(a.n)
 	ctx, cancel := context.WithTimeout(req.Context(), a.timeout)
 	res, err := t.base.RoundTrip(req.WithContext(ctx))
+	a.stats.attemptEnd(ctx, start, res, err)
 	if err != nil {
 		cancel()
 		return nil, err
