@@ -30,10 +30,14 @@ type failure struct {
 // one endpoint without flooding the log when the endpoint is down: the
 // first failure is logged at once with every detail; while failures go on,
 // they are counted and one summary line per interval reports how many there
-// were and the last one's cause; the first success after failures logs a
-// recovery line. Every line carries "failures", the number of failures it
-// accounts for that no earlier line did, so the lines add up to every
-// failure. No goroutine is involved: a summary is written by the failure
+// were and the last one's cause; the first success once no failure has
+// occurred for an interval logs the recovery. An endpoint that keeps
+// failing now and then (flapping) therefore stays "failing" and is
+// summarised too, rather than logging a failure and a recovery each time.
+//
+// Every line carries "failures": the number of failures it accounts for
+// that no earlier line did, so the lines add up to every failure. No
+// goroutine is involved: a summary is written by the failure or success
 // that finds the interval elapsed, and Close flushes what is left.
 //
 // A floodLog is safe for concurrent use.
@@ -45,13 +49,17 @@ type floodLog struct {
 	interval time.Duration
 	now      func() time.Time // test seam
 
-	failing atomic.Bool // mirrors run.failing, read by every success without mu
+	// failing mirrors run.failing and lastFail run.lastFail (as Unix
+	// nanoseconds), so that a success costs no lock.
+	failing  atomic.Bool
+	lastFail atomic.Int64
 
 	mu  sync.Mutex
 	run struct { // guarded by mu
 		failing  bool
 		since    time.Time // first failure of the run
 		lastLine time.Time // when the last line was written
+		lastFail time.Time // when the last failure happened
 		total    int       // failures in the run
 		pending  int       // failures no line has accounted for yet
 		last     failure   // the most recent failure
@@ -70,6 +78,8 @@ func (l *floodLog) fail(ctx context.Context, f failure) {
 	r := &l.run
 	r.total++
 	r.last = f
+	r.lastFail = now
+	l.lastFail.Store(now.UnixNano())
 	if !r.failing || l.interval < 0 {
 		if !r.failing {
 			r.failing, r.since, r.total = true, now, 1
@@ -85,23 +95,28 @@ func (l *floodLog) fail(ctx context.Context, f failure) {
 	}
 }
 
-// ok notes a success: after failures, it logs the recovery.
+// ok notes a success. After failures, the first success once none has
+// occurred for an interval logs the recovery, with the failures no line has
+// reported yet.
 func (l *floodLog) ok(ctx context.Context) {
 	if !l.failing.Load() {
 		return
 	}
+	now := l.now()
+	if now.UnixNano()-l.lastFail.Load() < int64(l.interval) {
+		return // a failure too recent to call it recovered
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r := &l.run
-	if !r.failing {
+	if !r.failing || now.Sub(r.lastFail) < l.interval {
 		return
 	}
-	now := l.now()
 	l.log.LogAttrs(ctx, slog.LevelInfo, "callback: "+l.kind+" recovered",
 		slog.String("url", l.url),
 		slog.Int("failures", r.pending),
 		slog.Int("total_failures", r.total),
-		slog.Duration("failing_for", now.Sub(r.since)),
+		slog.Duration("failing_for", r.lastFail.Sub(r.since)),
 		slog.String("error", errString(r.last.err)),
 	)
 	r.failing, r.pending, r.total, r.last = false, 0, 0, failure{}

@@ -56,9 +56,10 @@ func TestFloodLogSequence(t *testing.T) {
 				"failing_for": 10e9},
 		}},
 		{"more failures are pending", func() { fail("timeout"); fail("timeout") }, time.Second, nil},
-		{"a success logs the recovery with what is pending", func() { l.ok(ctx) }, time.Second, []map[string]any{
+		{"a success soon after a failure is no recovery", func() { l.ok(ctx) }, 9 * time.Second, nil},
+		{"a success an interval after the last failure logs the recovery", func() { l.ok(ctx) }, time.Second, []map[string]any{
 			{"level": "INFO", "msg": "callback: before recovered", "url": "http://app/cb", "failures": 2.0,
-				"total_failures": 6.0, "failing_for": 12e9, "error": "timeout"},
+				"total_failures": 6.0, "failing_for": 11e9, "error": "timeout"},
 		}},
 		{"a second success logs nothing", func() { l.ok(ctx) }, 0, nil},
 		{"a new run starts with a full line", func() { fail("refused") }, time.Minute, []map[string]any{
