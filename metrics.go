@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 )
 
 // meterName is the instrumentation scope of the Dispatcher's instruments.
@@ -177,16 +178,48 @@ func newObserver(mp metric.MeterProvider, endpoint string, commands map[string]R
 	o.age, errs[4] = m.Float64ObservableGauge(metricQueueAge,
 		metric.WithUnit("s"),
 		metric.WithDescription("How long the oldest After event in the queue has waited; 0 when the queue is empty."))
+	o.fillNoop()
 	return o, errors.Join(errs[:]...)
 }
 
-// addGauge adds an int64 gauge reported with the others. Call it before
-// start.
+// fillNoop replaces the instruments a MeterProvider failed to return with
+// no-op ones, so that recording never meets a nil.
+func (o *observer) fillNoop() {
+	if o.duration == nil {
+		o.duration = noop.Float64Histogram{}
+	}
+	if o.calls == nil {
+		o.calls = noop.Int64ObservableCounter{}
+	}
+	if o.activeG == nil {
+		o.activeG = noop.Int64ObservableUpDownCounter{}
+	}
+	if o.depth == nil {
+		o.depth = noop.Int64ObservableUpDownCounter{}
+	}
+	if o.age == nil {
+		o.age = noop.Float64ObservableGauge{}
+	}
+}
+
+// addGauge adds an int64 gauge reported with the others, each value with
+// the attributes observe gives plus endpoint. Call it before start (in
+// Dispatcher.observe). It is the plug-in point for state kept elsewhere,
+// for example:
+//
+//	o.addGauge(mp, "imcallback.breaker.state", "{state}",
+//		"Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open.",
+//		func(report func(int64, ...attribute.KeyValue)) { report(int64(d.breaker.State())) })
+//	o.addGauge(mp, "imcallback.queue.durable.depth", "{event}",
+//		"After events in the durable queue.", ...)
 func (o *observer) addGauge(mp metric.MeterProvider, name, unit, desc string, observe func(report func(v int64, attrs ...attribute.KeyValue))) error {
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
 	inst, err := mp.Meter(meterName).Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	if inst == nil {
+		inst = noop.Int64ObservableGauge{}
+	}
 	o.gauges = append(o.gauges, gauge{inst: inst, observe: observe})
 	return err
 }
@@ -236,7 +269,7 @@ func (o *observer) report(_ context.Context, ob metric.Observer) error {
 	ep := attribute.String(attrEndpoint, o.endpoint)
 	for _, g := range o.gauges {
 		g.observe(func(v int64, attrs ...attribute.KeyValue) {
-			ob.ObserveInt64(g.inst, v, metric.WithAttributes(append(attrs, ep)...))
+			ob.ObserveInt64(g.inst, v, metric.WithAttributes(append(attrs[:len(attrs):len(attrs)], ep)...))
 		})
 	}
 	return nil
