@@ -103,7 +103,8 @@ func (d *Dispatcher) send(ev *event, id string, a *attempts) error {
 	return d.redact(err)
 }
 
-// deadLetter logs an undelivered event (flood-controlled) and hands it to Config.DeadLetter.
+// deadLetter logs an undelivered event (flood-controlled) and hands it to
+// Config.DeadLetter.
 func (d *Dispatcher) deadLetter(ev Event, err error) {
 	d.afterLog.fail(d.life, failure{appID: ev.AppID, command: ev.Command, webhookID: ev.ID, attempts: ev.Attempts, bodyBytes: len(ev.Body), err: err})
 	if d.s.DeadLetter == nil {

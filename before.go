@@ -114,7 +114,8 @@ func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, 
 	return d.wire.decode(buf.Bytes())
 }
 
-// failed logs a failed Before callback (flood-controlled) and returns the rule's failure policy.
+// failed logs a failed Before callback (flood-controlled) and returns the
+// rule's failure policy.
 func (d *Dispatcher) failed(ctx context.Context, rule Rule, appID int, command, id string, start time.Time, err error) Response {
 	d.beforeLog.fail(ctx, failure{appID: appID, command: command, webhookID: id, elapsed: time.Since(start), failClosed: rule.FailClosed, err: err})
 	if rule.FailClosed {

@@ -85,7 +85,8 @@ type Config struct {
 	// 408 and 429, a redirect) or Close's deadline. It is called from the
 	// Dispatcher's worker goroutines, so it must be safe for concurrent use
 	// and should return quickly. Each dead letter is logged at Error level
-	// whether or not DeadLetter is set.
+	// whether or not DeadLetter is set (a burst is summarised: see
+	// LogInterval).
 	DeadLetter DeadLetterFunc
 
 	// MeterProvider receives the Dispatcher's metrics (see the README's

@@ -487,8 +487,8 @@ type Stats struct {
 }
 
 // Stats returns a snapshot of the Dispatcher's counters and gauges. It is
-// cheap (atomic loads; no lock on the hot path is taken) and safe to call
-// at any time, also after Close. The counters are read one by one, so a
+// cheap (atomic loads and one small map; it takes no lock that Before or
+// After take) and safe to call at any time, also after Close. The counters are read one by one, so a
 // snapshot taken under load may be off by the calls in flight.
 func (d *Dispatcher) Stats() Stats {
 	o := d.obs

@@ -342,3 +342,23 @@ func TestMetricsNoProviderUsesGlobalNoop(t *testing.T) {
 	require.NoError(t, r.Err)
 	assert.Equal(t, uint64(1), d.Stats().Total.Allowed, "Stats counts without any SDK")
 }
+
+func TestMetricsDurationBucketsAndTimeout(t *testing.T) {
+	b := newBackend(t, hang)
+	m := newMeter(t)
+	d, _ := newDispatcher(t, callback.Config{URL: b.URL, MeterProvider: m,
+		Commands: map[string]callback.Rule{"message.send.before": {Timeout: 100 * time.Millisecond}}})
+	r := d.Before(context.Background(), 1, "message.send.before", []byte(`{}`))
+	require.ErrorIs(t, r.Err, context.DeadlineExceeded)
+
+	h := m.collect(t)["imcallback.request.duration"].Data.(metricdata.Histogram[float64])
+	require.Len(t, h.DataPoints, 1)
+	p := h.DataPoints[0]
+	assert.Equal(t, []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2}, p.Bounds,
+		"buckets resolve 1 ms to 2 s")
+	assert.Equal(t, uint64(1), p.Count)
+	assert.GreaterOrEqual(t, p.Sum, 0.1, "a call that timed out at 100 ms took at least 0.1 s")
+	assert.Less(t, p.Sum, 1.1, "and returned within a generous bound")
+	outcome, _ := p.Attributes.Value("outcome")
+	assert.Equal(t, "failed_open", outcome.Emit())
+}
