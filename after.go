@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 )
@@ -32,7 +33,8 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	if d.s.rule(command).Disabled {
 		return nil
 	}
-	ev := &event{appID: appID, command: command, body: append([]byte(nil), body...), seq: d.seq.Add(1)}
+	ev := &event{appID: appID, command: command, body: append([]byte(nil), body...), seq: d.seq.Add(1),
+		queued: time.Now(), stats: d.obs.command(command)}
 	if d.wire.usesClient() {
 		ev.client = clientFrom(ctx) // ctx ends with the call; the event lives on
 	}
@@ -44,8 +46,10 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	}
 	select {
 	case d.queue <- ev:
+		ev.stats.queued(ev, len(d.queue))
 		return nil
 	default:
+		ev.stats.rejected()
 		return ErrQueueFull
 	}
 }
@@ -66,9 +70,11 @@ func (d *Dispatcher) work() {
 
 // deliver sends one event, with retries, and dead-letters it on failure.
 func (d *Dispatcher) deliver(ev *event) {
+	ev.stats.taken(ev)
 	id := d.eventID(ev.seq)
-	a := &attempts{timeout: d.s.rule(ev.command).Timeout}
+	a := &attempts{timeout: d.s.rule(ev.command).Timeout, stats: ev.stats}
 	err := d.send(ev, id, a)
+	d.deliveryDone(ev, err)
 	if err == nil {
 		return
 	}
@@ -106,17 +112,10 @@ func (d *Dispatcher) send(ev *event, id string, a *attempts) error {
 	return d.redact(err)
 }
 
-// deadLetter logs an undelivered event and hands it to Config.DeadLetter.
+// deadLetter logs an undelivered event (flood-controlled) and hands it to
+// Config.DeadLetter.
 func (d *Dispatcher) deadLetter(ev Event, err error) {
-	d.log.LogAttrs(d.life, slog.LevelError, "callback: after event not delivered",
-		slog.Int("app_id", ev.AppID),
-		slog.String("command", ev.Command),
-		slog.String("url", d.target.logURL),
-		slog.String("webhook_id", ev.ID),
-		slog.Int("attempt", ev.Attempts),
-		slog.Int("body_bytes", len(ev.Body)),
-		slog.String("error", err.Error()),
-	)
+	d.afterLog.fail(d.life, failure{appID: ev.AppID, command: ev.Command, webhookID: ev.ID, attempts: ev.Attempts, bodyBytes: len(ev.Body), err: err})
 	if d.s.DeadLetter == nil {
 		return
 	}

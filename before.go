@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"sync"
@@ -74,11 +73,13 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 		return allowed
 	}
 	start := time.Now()
+	stats := d.obs.beginBefore(command)
 	id := d.eventID(d.seq.Add(1))
 	resp, err := d.before(ctx, rule, appID, command, id, body)
 	if err != nil {
-		return d.failed(ctx, rule, appID, command, id, start, err)
+		resp = d.failed(ctx, rule, appID, command, id, start, err)
 	}
+	d.beforeDone(ctx, stats, start, resp)
 	return resp
 }
 
@@ -120,17 +121,10 @@ func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, 
 	return d.wire.decode(buf.Bytes())
 }
 
-// failed logs a failed Before callback and returns the rule's failure policy.
+// failed logs a failed Before callback (flood-controlled) and returns the
+// rule's failure policy.
 func (d *Dispatcher) failed(ctx context.Context, rule Rule, appID int, command, id string, start time.Time, err error) Response {
-	d.log.LogAttrs(ctx, slog.LevelError, "callback: before failed",
-		slog.Int("app_id", appID),
-		slog.String("command", command),
-		slog.String("url", d.target.logURL),
-		slog.String("webhook_id", id),
-		slog.Duration("elapsed", time.Since(start)),
-		slog.Bool("fail_closed", rule.FailClosed),
-		slog.String("error", err.Error()),
-	)
+	d.beforeLog.fail(ctx, failure{appID: appID, command: command, webhookID: id, elapsed: time.Since(start), failClosed: rule.FailClosed, err: err})
 	if rule.FailClosed {
 		return Response{Code: CodeFailClosed, Msg: MsgFailClosed, Action: Deny, Err: err}
 	}

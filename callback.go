@@ -94,6 +94,10 @@ type Dispatcher struct {
 	live      atomic.Int32       // workers still running
 	drained   chan struct{}      // closed when the last worker ends
 	closeOnce sync.Once
+
+	obs       *observer // metrics and Stats
+	beforeLog *floodLog // failures of Before, flood-controlled
+	afterLog  *floodLog // dead letters, flood-controlled
 }
 
 // New validates cfg, applies its defaults and starts the After workers.
@@ -125,6 +129,8 @@ func New(cfg Config) (*Dispatcher, error) {
 	// After call that queued them, and end only by success, dead letter or
 	// Close.
 	d.life, d.abort = context.WithCancel(context.Background())
+
+	d.observe()
 
 	d.live.Store(int32(s.Workers))
 	for range s.Workers {
@@ -158,6 +164,7 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	}
 	d.abort()
 	d.transport.CloseIdleConnections()
+	d.closeObservers(ctx)
 	return err
 }
 
@@ -167,7 +174,9 @@ type event struct {
 	command string
 	body    []byte
 	seq     uint64
-	client  client // the caller's client, for formats that send it
+	client  client        // the caller's client, for formats that send it
+	queued  time.Time     // when After queued it
+	stats   *commandStats // its command's counters
 }
 
 // Event is an After event handed to a DeadLetterFunc.

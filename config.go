@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/url"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Defaults applied by New to the zero values of Config.
@@ -93,7 +95,8 @@ type Config struct {
 	// nil means Go's defaults.
 	TLSConfig *tls.Config
 
-	// Logger receives failures at Error level. nil means slog.Default().
+	// Logger receives failures at Error level, a burst of them summarised
+	// (see LogInterval), and recoveries at Info level. nil means slog.Default().
 	// Bodies and secrets are never logged; URLs are logged without their
 	// query and user information.
 	Logger *slog.Logger
@@ -103,8 +106,20 @@ type Config struct {
 	// 408 and 429, a redirect) or Close's deadline. It is called from the
 	// Dispatcher's worker goroutines, so it must be safe for concurrent use
 	// and should return quickly. Each dead letter is logged at Error level
-	// whether or not DeadLetter is set.
+	// whether or not DeadLetter is set (a burst is summarised: see
+	// LogInterval).
 	DeadLetter DeadLetterFunc
+
+	// MeterProvider receives the Dispatcher's metrics (see the README's
+	// Observability section). nil means otel.GetMeterProvider(): a no-op
+	// until the host application installs an OpenTelemetry SDK.
+	MeterProvider metric.MeterProvider
+
+	// LogInterval is how often an endpoint that keeps failing logs a
+	// summary line (the number of failures and the last cause) instead of
+	// one line per failure. The first failure is logged at once and the
+	// recovery too. 0 means 10 s; a negative value logs every failure.
+	LogInterval time.Duration
 }
 
 // Rule holds the settings of one command.
@@ -182,6 +197,9 @@ func (c Config) validate() (settings, error) {
 	}
 	if s.RetryWaitMax < s.RetryWaitMin {
 		return s, fmt.Errorf("%w: RetryWaitMax %v is less than RetryWaitMin %v", ErrInvalidConfig, s.RetryWaitMax, s.RetryWaitMin)
+	}
+	if s.LogInterval == 0 {
+		s.LogInterval = defaultLogInterval
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
