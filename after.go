@@ -2,10 +2,12 @@ package callback
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 )
@@ -20,6 +22,11 @@ import (
 // empty command and ctx's error if ctx has already ended; nothing is queued
 // then. A disabled command is accepted and dropped: After returns nil.
 //
+// With Config.Queue set, After returns once the Queue has stored the event
+// (for a durable Queue, once it is persisted; ctx bounds the wait) and
+// returns the Queue's error otherwise; the event is then retried on
+// Config.RetrySchedule (see Queue).
+//
 // After copies body, so the caller may reuse it. Delivery does not use ctx:
 // the event outlives the call.
 func (d *Dispatcher) After(ctx context.Context, appID int, command string, body []byte) error {
@@ -32,59 +39,66 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	if d.s.rule(command).Disabled {
 		return nil
 	}
-	ev := &event{appID: appID, command: command, body: append([]byte(nil), body...), seq: d.seq.Add(1)}
-
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return ErrClosed
+	if d.isClosed.Load() {
+		return ErrClosed // the queue says so too; this spares the copy
 	}
-	select {
-	case d.queue <- ev:
-		return nil
-	default:
-		return ErrQueueFull
-	}
+	ev := Event{ID: d.eventID(d.seq.Add(1)), AppID: appID, Command: command, Body: append([]byte(nil), body...)}
+	return d.queue.Put(ctx, ev)
 }
 
-// work delivers queued events until Close has closed the queue and it is
-// empty. Once Close's deadline has passed, deliveries fail at once and go to
-// the dead-letter hook.
+// work delivers queued events until Close has stopped the queue and it
+// has nothing more to hand out. Once Close's deadline has passed,
+// deliveries fail at once: memory events go to the dead-letter hook,
+// events of a Config.Queue go back to it.
 func (d *Dispatcher) work() {
 	defer func() {
 		if d.live.Add(-1) == 0 {
 			close(d.drained)
 		}
 	}()
-	for ev := range d.queue {
-		d.deliver(ev)
+	var pause time.Duration
+	for {
+		dl, err := d.queue.Get(d.life)
+		if err != nil {
+			if errors.Is(err, ErrClosed) || d.life.Err() != nil {
+				return
+			}
+			pause = d.queueFailed(err, pause)
+			continue
+		}
+		pause = 0
+		if d.inWorker {
+			d.deliver(dl.Event())
+		} else {
+			d.deliverOnce(dl)
+		}
 	}
 }
 
 // deliver sends one event, with retries, and dead-letters it on failure.
-func (d *Dispatcher) deliver(ev *event) {
-	id := d.eventID(ev.seq)
-	a := &attempts{timeout: d.s.rule(ev.command).Timeout}
-	err := d.send(ev, id, a)
+func (d *Dispatcher) deliver(ev Event) {
+	a := &attempts{timeout: d.s.rule(ev.Command).Timeout}
+	err := d.send(ev, a)
 	if err == nil {
 		return
 	}
 	if d.life.Err() != nil {
 		err = fmt.Errorf("%w before delivery: %w", ErrClosed, err)
 	}
-	d.deadLetter(Event{ID: id, AppID: ev.appID, Command: ev.command, Body: ev.body, Attempts: a.n}, err)
+	ev.Attempts = a.n
+	d.deadLetter(ev, err)
 }
 
-func (d *Dispatcher) send(ev *event, id string, a *attempts) error {
+func (d *Dispatcher) send(ev Event, a *attempts) error {
 	if err := d.life.Err(); err != nil {
 		return err // Close's deadline has passed: do not start
 	}
 	ctx := context.WithValue(d.life, attemptKey{}, a)
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, d.target.url(d.wire, ev.appID, ev.command), ev.body)
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, d.target.url(d.wire, ev.AppID, ev.Command), ev.Body)
 	if err != nil {
 		return err
 	}
-	d.setHeaders(req.Header, id)
+	d.setHeaders(req.Header, ev.ID)
 	res, err := d.retry.Do(req)
 	if res != nil {
 		defer res.Body.Close()

@@ -84,6 +84,23 @@ type Config struct {
 	// and should return quickly. Each dead letter is logged at Error level
 	// whether or not DeadLetter is set.
 	DeadLetter DeadLetterFunc
+
+	// Queue holds After events until they are delivered. nil means a
+	// bounded queue in memory (QueueSize, Workers, Retries, RetryWaitMin
+	// and RetryWaitMax apply), whose events are lost if the process ends.
+	// A durable Queue, such as the natsqueue package's, keeps them across
+	// restarts and shares them among nodes; then After waits until the
+	// Queue has stored the event, each hand-out of an event is one attempt,
+	// and RetrySchedule spaces the attempts. The Dispatcher owns the Queue:
+	// Close closes it.
+	Queue Queue
+
+	// RetrySchedule is, for a Queue set above, the waits between the
+	// attempts of an event: len(RetrySchedule)+1 attempts in all, then the
+	// event is dead-lettered. nil means DefaultRetrySchedule (5 s, 5 min,
+	// 30 min, 2 h, 5 h, 10 h, 10 h); an empty, non-nil schedule means one
+	// attempt only. Unused by the memory queue.
+	RetrySchedule []time.Duration
 }
 
 // Rule holds the settings of one command.
@@ -164,6 +181,9 @@ func (c Config) validate() (settings, error) {
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
+	}
+	if err := s.checkSchedule(); err != nil {
+		return s, err
 	}
 
 	s.Commands = make(map[string]Rule, len(c.Commands))
