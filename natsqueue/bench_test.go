@@ -96,4 +96,3 @@ func BenchmarkAfter(b *testing.B) {
 		}
 	}
 }
-
