@@ -113,14 +113,16 @@ func newApp(t testing.TB, answer func(h hit, seen int) int) *app {
 		seen := a.byID[h.id]
 		a.byID[h.id]++
 		a.hits = append(a.hits, h)
+		a.mu.Unlock()
 		status := http.StatusOK
 		if a.answer != nil {
-			status = a.answer(h, seen)
+			status = a.answer(h, seen) // outside the lock: it may sleep
 		}
 		if status/100 == 2 {
+			a.mu.Lock()
 			a.ok[h.body] = true
+			a.mu.Unlock()
 		}
-		a.mu.Unlock()
 		w.WriteHeader(status)
 		_, _ = io.WriteString(w, `{"code":200,"msg":"ok"}`)
 	}))

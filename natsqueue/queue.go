@@ -63,6 +63,9 @@ const (
 	defaultPublishTimeout    = 5 * time.Second
 )
 
+// pollWait bounds one wait of Get for the next event.
+const pollWait = 500 * time.Millisecond
+
 // Headers of an event message; its data is the event's body.
 const (
 	hdrID       = "Callback-Id" // the webhook-id
@@ -327,13 +330,20 @@ func (q *Queue) Get(ctx context.Context) (callback.Delivery, error) {
 		q.mu.Lock()
 		it := q.it
 		q.mu.Unlock()
-		msg, err := it.Next(jetstream.NextContext(ctx))
+		// Wait in short rounds so that Stop ends Get soon even when the
+		// server is unreachable and the iterator cannot close.
+		wait, cancel := context.WithTimeout(ctx, pollWait)
+		msg, err := it.Next(jetstream.NextContext(wait))
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, err
+				return nil, ctx.Err()
 			}
 			if q.stopped.Load() {
 				return nil, callback.ErrClosed
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				continue
 			}
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && !q.nc.IsClosed() {
 				q.restart(ctx, it)

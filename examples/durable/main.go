@@ -94,7 +94,7 @@ func run() error {
 			URL:           url,
 			Queue:         q,
 			RetrySchedule: []time.Duration{200 * time.Millisecond, time.Second, 2 * time.Second}, // production: the default, 5 s up to 10 h
-			Logger:        slog.New(slog.DiscardHandler),                                          // the refused attempts are expected here
+			Logger:        slog.New(slog.DiscardHandler),                                         // the refused attempts are expected here
 		})
 	}
 
