@@ -333,8 +333,12 @@ func TestCloseDeadline(t *testing.T) {
 		URL: a.URL, Timeout: 10 * time.Second, RetrySchedule: short,
 		DeadLetter: func(callback.Event, error) { dead.Add(1) },
 	}
+	// Two workers: most events wait in the node's prefetch buffer when
+	// Close gives up, and must be handed back too.
+	cfg.Workers = 2
 	first := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg)
-	sendAll(t, first.d, 0, 5, 1)
+	cfg.Workers = 0
+	sendAll(t, first.d, 0, 40, 1)
 	waitFor(t, "attempts in flight", func() bool { return len(a.snapshot()) > 0 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -347,7 +351,7 @@ func TestCloseDeadline(t *testing.T) {
 
 	slow.Store(false)
 	newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg)
-	a.waitDelivered(t, 5, 10*time.Second) // well within AckWait (30 s)
+	a.waitDelivered(t, 40, 10*time.Second) // well within AckWait (30 s)
 }
 
 // TestPublishFails: when JetStream does not acknowledge, After returns an

@@ -397,16 +397,28 @@ func (q *Queue) Stop() {
 	}
 }
 
-// Close stops the queue if Stop was not called, flushes the acks of
-// settled events to the server and, for an Embedded queue, closes the
+// Close stops the queue if Stop was not called, hands back the events
+// pulled ahead and not handed out, flushes the acks of settled events to
+// the server and, for an Embedded queue, closes the
 // connection and shuts the server down. It does not close a connection
 // given to New.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.Stop()
 		q.mu.Lock()
-		q.it.Stop()
+		it := q.it
 		q.mu.Unlock()
+		// Hand back what was pulled ahead and never handed out: workers
+		// that Close's deadline stopped did not drain it through Get.
+		// Without the server, the first wait ends it.
+		for {
+			msg, err := it.Next(jetstream.NextMaxWait(pollWait / 5))
+			if err != nil {
+				break
+			}
+			_ = msg.Nak()
+		}
+		it.Stop()
 		if !q.nc.IsClosed() {
 			if err := q.nc.FlushTimeout(q.o.PublishTimeout); err != nil {
 				q.closeErr = fmt.Errorf("natsqueue: flushing acks: %w", err)
