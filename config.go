@@ -91,8 +91,9 @@ type Config struct {
 	// A durable Queue, such as the natsqueue package's, keeps them across
 	// restarts and shares them among nodes; then After waits until the
 	// Queue has stored the event, each hand-out of an event is one attempt,
-	// and RetrySchedule spaces the attempts. The Dispatcher owns the Queue:
-	// Close closes it.
+	// and RetrySchedule spaces the attempts. Once New succeeds the
+	// Dispatcher owns the Queue and its Close closes it; if New fails, the
+	// caller still owns it.
 	Queue Queue
 
 	// RetrySchedule is, for a Queue set above, the waits between the
