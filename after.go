@@ -2,6 +2,7 @@ package callback
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -21,6 +22,11 @@ import (
 // empty command and ctx's error if ctx has already ended; nothing is queued
 // then. A disabled command is accepted and dropped: After returns nil.
 //
+// With Config.Queue set, After returns once the Queue has stored the event
+// (for a durable Queue, once it is persisted; ctx bounds the wait) and
+// returns the Queue's error otherwise; the event is then retried on
+// Config.RetrySchedule (see Queue).
+//
 // After copies body, so the caller may reuse it. Delivery does not use ctx:
 // the event outlives the call.
 func (d *Dispatcher) After(ctx context.Context, appID int, command string, body []byte) error {
@@ -33,73 +39,112 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	if d.s.rule(command).Disabled {
 		return nil
 	}
-	ev := &event{appID: appID, command: command, body: append([]byte(nil), body...), seq: d.seq.Add(1),
-		queued: time.Now(), stats: d.obs.command(command)}
+	if d.isClosed.Load() {
+		return ErrClosed // the queue says so too; this spares the copy
+	}
+	stats := d.obs.command(command)
+	ev := Event{AppID: appID, Command: command, Body: append([]byte(nil), body...), Queued: time.Now(), seq: d.seq.Add(1)}
+	if !d.inWorker {
+		// A Queue stores the ID with the event, so that every hand-out on
+		// every node sends the same one. The memory queue formats it when
+		// the event is delivered, sparing After an allocation.
+		ev.ID = d.eventID(ev.seq)
+	}
 	if d.wire.usesClient() {
-		ev.client = clientFrom(ctx) // ctx ends with the call; the event lives on
+		c := clientFrom(ctx) // ctx ends with the call; the event lives on
+		ev.ClientIP, ev.Platform = c.ip, c.platform
 	}
-
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return ErrClosed
-	}
-	select {
-	case d.queue <- ev:
-		ev.stats.queued(ev, len(d.queue))
+	switch err := d.queue.Put(ctx, ev); {
+	case err == nil:
+		stats.queued(ev.Queued, d.queueLen())
 		return nil
+	case errors.Is(err, ErrQueueFull):
+		stats.rejected()
+		return err
 	default:
-		ev.stats.rejected()
-		return ErrQueueFull
+		return err
 	}
 }
 
-// work delivers queued events until Close has closed the queue and it is
-// empty. Once Close's deadline has passed, deliveries fail at once and go to
-// the dead-letter hook.
+// work delivers queued events until Close has stopped the queue and it
+// has nothing more to hand out. Once Close's deadline has passed,
+// deliveries fail at once: memory events go to the dead-letter hook,
+// events of a Config.Queue go back to it.
 func (d *Dispatcher) work() {
 	defer func() {
 		if d.live.Add(-1) == 0 {
 			close(d.drained)
 		}
 	}()
-	for ev := range d.queue {
-		d.deliver(ev)
+	var pause time.Duration
+	for {
+		dl, err := d.queue.Get(d.life)
+		if err != nil {
+			if errors.Is(err, ErrClosed) || d.life.Err() != nil {
+				return
+			}
+			pause = d.queueFailed(err, pause)
+			continue
+		}
+		pause = 0
+		if d.inWorker {
+			d.deliver(dl.Event())
+		} else {
+			d.deliverOnce(dl)
+		}
 	}
 }
 
-// deliver sends one event, with retries, and dead-letters it on failure.
-func (d *Dispatcher) deliver(ev *event) {
-	ev.stats.taken(ev)
-	id := d.eventID(ev.seq)
-	a := &attempts{timeout: d.s.rule(ev.command).Timeout, stats: ev.stats}
-	err := d.send(ev, id, a)
-	d.deliveryDone(ev, err)
+// deliver sends one event of the memory queue, with retries, and
+// dead-letters it on failure.
+func (d *Dispatcher) deliver(ev Event) {
+	if ev.ID == "" {
+		ev.ID = d.eventID(ev.seq)
+	}
+	stats := d.obs.command(ev.Command)
+	stats.taken(ev.Queued)
+	a := d.attemptsOf(&ev, stats)
+	err := d.send(&ev, a)
+	d.deliveryDone(stats, err)
 	if err == nil {
 		return
 	}
 	if d.life.Err() != nil {
 		err = fmt.Errorf("%w before delivery: %w", ErrClosed, err)
 	}
-	d.deadLetter(Event{ID: id, AppID: ev.appID, Command: ev.command, Body: ev.body, Attempts: a.n}, err)
+	ev.Attempts = a.n
+	d.deadLetter(ev, err)
 }
 
-func (d *Dispatcher) send(ev *event, id string, a *attempts) error {
+// attemptsOf returns the state of ev's attempts: each one's timeout, its
+// metrics, and its signature, made afresh per attempt (attemptTransport):
+// a Standard Webhooks timestamp or a Tencent RequestTime must be new.
+func (d *Dispatcher) attemptsOf(ev *Event, stats *commandStats) *attempts {
+	a := &attempts{timeout: d.s.rule(ev.Command).Timeout, stats: stats}
+	if d.wire.signs() {
+		id, body := ev.ID, ev.Body
+		a.sign = func(r *http.Request) { d.wire.sign(r, id, body, d.now()) }
+	}
+	return a
+}
+
+// eventURL returns the request URL of ev.
+func (d *Dispatcher) eventURL(ev *Event) string {
+	c := call{appID: ev.AppID, command: ev.Command, client: client{ip: ev.ClientIP, platform: ev.Platform}}
+	return d.target.url(d.wire, &c)
+}
+
+// send delivers ev with retryablehttp's retries.
+func (d *Dispatcher) send(ev *Event, a *attempts) error {
 	if err := d.life.Err(); err != nil {
 		return err // Close's deadline has passed: do not start
 	}
-	if d.wire.signs() {
-		// Each attempt is signed afresh as it is sent (attemptTransport):
-		// a Standard Webhooks timestamp or Tencent RequestTime must be new.
-		a.sign = func(r *http.Request) { d.wire.sign(r, id, ev.body, d.now()) }
-	}
 	ctx := context.WithValue(d.life, attemptKey{}, a)
-	c := call{appID: ev.appID, command: ev.command, client: ev.client}
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, d.target.url(d.wire, &c), ev.body)
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, d.eventURL(ev), ev.Body)
 	if err != nil {
 		return err
 	}
-	d.setHeaders(req.Header, id)
+	d.setHeaders(req.Header, ev.ID)
 	res, err := d.retry.Do(req)
 	if res != nil {
 		defer res.Body.Close()

@@ -69,7 +69,7 @@ func BenchmarkAfter(b *testing.B) {
 			drained := make(chan struct{})
 			go func() {
 				defer close(drained)
-				for range d.queue {
+				for range d.queue.(*memQueue).ch {
 				}
 			}()
 			body := []byte(`{"fromId":"alice","toId":"bob","text":"hello"}`)

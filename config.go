@@ -120,6 +120,24 @@ type Config struct {
 	// one line per failure. The first failure is logged at once and the
 	// recovery too. 0 means 10 s; a negative value logs every failure.
 	LogInterval time.Duration
+
+	// Queue holds After events until they are delivered. nil means a
+	// bounded queue in memory (QueueSize, Workers, Retries, RetryWaitMin
+	// and RetryWaitMax apply), whose events are lost if the process ends.
+	// A durable Queue, such as the natsqueue package's, keeps them across
+	// restarts and shares them among nodes; then After waits until the
+	// Queue has stored the event, each hand-out of an event is one attempt,
+	// and RetrySchedule spaces the attempts. Once New succeeds the
+	// Dispatcher owns the Queue and its Close closes it; if New fails, the
+	// caller still owns it.
+	Queue Queue
+
+	// RetrySchedule is, for a Queue set above, the waits between the
+	// attempts of an event: len(RetrySchedule)+1 attempts in all, then the
+	// event is dead-lettered. nil means DefaultRetrySchedule (5 s, 5 min,
+	// 30 min, 2 h, 5 h, 10 h, 10 h); an empty, non-nil schedule means one
+	// attempt only. Unused by the memory queue.
+	RetrySchedule []time.Duration
 }
 
 // Rule holds the settings of one command.
@@ -203,6 +221,9 @@ func (c Config) validate() (settings, error) {
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
+	}
+	if err := s.checkSchedule(); err != nil {
+		return s, err
 	}
 
 	s.Commands = make(map[string]Rule, len(c.Commands))

@@ -370,21 +370,22 @@ func beforeOutcome(r Response) outcome {
 	return outAllowed
 }
 
-// queued counts an After event that entered the queue; ev.queued is set.
-func (c *commandStats) queued(ev *event, queueLen int) {
+// queued counts an After event that entered the queue at the time at;
+// queueLen is the queue's depth after it.
+func (c *commandStats) queued(at time.Time, queueLen int) {
 	c.counts[outQueued].Add(1)
 	if queueLen == 1 { // it landed in an empty queue: it is the head
-		c.o.head.Store(int64(ev.queued.Sub(c.o.epoch)))
+		c.o.head.Store(int64(at.Sub(c.o.epoch)))
 	}
 }
 
 // rejected counts an After event refused because the queue was full.
 func (c *commandStats) rejected() { c.counts[outRejectedFull].Add(1) }
 
-// taken notes that a worker took ev from the queue: the events still
-// queued were queued after it.
-func (c *commandStats) taken(ev *event) {
-	c.o.head.Store(int64(ev.queued.Sub(c.o.epoch)))
+// taken notes that a worker took an event queued at the time at from the
+// queue: the events still queued were queued after it.
+func (c *commandStats) taken(at time.Time) {
+	c.o.head.Store(int64(at.Sub(c.o.epoch)))
 }
 
 // ended counts an After event whose delivery ended with err: delivered
@@ -505,12 +506,21 @@ func (d *Dispatcher) Stats() Stats {
 	return s
 }
 
+// queueLen returns the number of events in the memory queue. A Config.Queue
+// reports 0: its depth is the queue's own to report (natsqueue's Pending).
+func (d *Dispatcher) queueLen() int {
+	if q, ok := d.queue.(*memQueue); ok {
+		return len(q.ch)
+	}
+	return 0
+}
+
 // observe sets up the Dispatcher's metrics and failure logs. New calls it.
 // An error from the MeterProvider does not fail New, as metrics are not
 // worth refusing to start for: it is logged at Warn level.
 func (d *Dispatcher) observe() {
 	mp := d.s.MeterProvider
-	o, err := newObserver(mp, d.target.logURL, d.s.Commands, func() int { return len(d.queue) })
+	o, err := newObserver(mp, d.target.logURL, d.s.Commands, d.queueLen)
 	// Gauges of other parts (the breaker per endpoint, a durable queue's
 	// depth) are added here, before start: o.addGauge(mp, ...).
 	err = errors.Join(err, o.start(mp))
@@ -541,8 +551,8 @@ func (d *Dispatcher) beforeDone(ctx context.Context, c *commandStats, start time
 
 // deliveryDone counts an After event whose delivery ended with err, and
 // logs the endpoint's recovery if it was failing.
-func (d *Dispatcher) deliveryDone(ev *event, err error) {
-	ev.stats.ended(err)
+func (d *Dispatcher) deliveryDone(c *commandStats, err error) {
+	c.ended(err)
 	if err == nil {
 		d.afterLog.ok(d.life)
 	}
