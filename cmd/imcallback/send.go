@@ -179,6 +179,8 @@ func readBody(body, file string, stdin io.Reader) ([]byte, error) {
 		if b, err = os.ReadFile(file); err != nil {
 			return nil, fmt.Errorf("--body-file: %w", err)
 		}
+	case stdin == nil:
+		return nil, errors.New("no body: give --body or --body-file")
 	default:
 		if f, ok := stdin.(*os.File); ok && file == "" {
 			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
