@@ -179,6 +179,7 @@ func TestChatDropInGroup(t *testing.T) {
 	assert.Equal(t, frame{Type: "message", From: "alice", Group: "g", Text: "hi all"}, bob.next(),
 		"bob's next frame must be the allowed message: the dropped one reaches nobody")
 	assert.Equal(t, frame{Type: "sent", Text: "hi all"}, alice.next())
+	e.waitAfters(t, 2) // the server calls After once it has told the sender
 	require.NoError(t, closeDispatcher(e.d))
 	afters := e.app.received()
 	require.Len(t, afters, 2, "one after for the group, one for the allowed message")
