@@ -22,15 +22,19 @@ func Example() {
 
 	d, _ := callback.New(callback.Config{URL: app.URL, Secret: secret, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond})
 	ctx := context.Background()
+	var sent [][]byte
 	for _, text := range []string{"hello", "hello again"} {
 		body := []byte(`{"text":"` + text + `"}`)
 		r := d.Before(ctx, 1, callback.MessageSendBefore, body)
 		fmt.Println(text, "->", r.Action, r.Code, r.Msg)
 		if r.OK() {
-			_ = d.After(ctx, 1, callback.MessageSendAfter, body)
+			sent = append(sent, body)
 		}
 	}
-	_ = d.Close(ctx)
+	for _, body := range sent {
+		_ = d.After(ctx, 1, callback.MessageSendAfter, body)
+	}
+	_ = d.Close(ctx) // delivers the after-callbacks, retries included
 
 	for _, c := range app.Calls() {
 		fmt.Println(c.Command, string(c.Body), "verified:", c.Verified, "answer:", c.Answer)
