@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/callbacktest"
 )
 
 // fastRetries makes After retry quickly in tests.
@@ -133,19 +134,13 @@ func TestAfterRetriesTransportErrorsThenDeadLetters(t *testing.T) {
 }
 
 func TestAfterAttemptTimeoutIsRetried(t *testing.T) {
-	var calls atomic.Int32
-	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) == 1 {
-			hang(w, r) // the first attempt hangs past its timeout
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	})
+	srv := callbacktest.NewServer(t, callbacktest.Config{})
+	srv.On("message.send.after", callbacktest.Hang(), callbacktest.Allow()) // the first attempt hangs past its timeout
 	var dead deadLetters
-	d, _ := newDispatcher(t, fastRetries(callback.Config{URL: b.URL, Timeout: 200 * time.Millisecond, DeadLetter: dead.hook}))
+	d, _ := newDispatcher(t, fastRetries(callback.Config{URL: srv.URL, Timeout: 200 * time.Millisecond, DeadLetter: dead.hook}))
 	require.NoError(t, d.After(context.Background(), 1, "message.send.after", []byte(`{}`)))
 	require.NoError(t, d.Close(context.Background()))
-	assert.Equal(t, int32(2), calls.Load())
+	assert.Len(t, srv.Calls(), 2, "attempts")
 	assert.Equal(t, 0, dead.len())
 }
 

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 
-	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/receiver"
 )
 
 // The demo App's rules.
@@ -19,47 +19,42 @@ const (
 	botPrefix  = "bot" // members whose name starts with it are refused
 )
 
-// decision is what the demo App decides for one before-callback.
-type decision struct {
-	action callback.Action
-	code   int    // for Deny
-	msg    string // for Deny
-	data   any    // for Allow: a rewritten payload, or nil
-}
-
 // decideMessage denies banned words, drops silent ones and masks rude ones.
-func decideMessage(body []byte) decision {
+// A rewrite answers the whole message with its text masked: an object,
+// which both protocols can carry (Tencent adds its fields to the answer).
+func decideMessage(body []byte) receiver.Decision {
 	var m message
 	if err := json.Unmarshal(body, &m); err != nil {
-		return decision{action: callback.Allow}
+		return receiver.Allow()
 	}
 	lower := strings.ToLower(m.Text)
 	for _, w := range bannedWords {
 		if strings.Contains(lower, w) {
-			return decision{action: callback.Deny, code: codeBanned, msg: "message contains a banned word: " + w}
+			return receiver.Deny(codeBanned, "message contains a banned word: "+w)
 		}
 	}
 	for _, w := range silentWords {
 		if strings.Contains(lower, w) {
-			return decision{action: callback.Drop}
+			return receiver.Drop()
 		}
 	}
 	masked := m.Text
 	for _, w := range rudeWords {
 		masked = maskWord(masked, w)
 	}
-	if masked != m.Text {
-		m.Text = masked
-		return decision{action: callback.Allow, data: m}
+	if masked == m.Text {
+		return receiver.Allow()
 	}
-	return decision{action: callback.Allow}
+	m.Text = masked
+	return rewrite(m)
 }
 
-// decideMembers refuses bots: the answer's data is the member list to keep.
-func decideMembers(body []byte) decision {
+// decideMembers refuses bots: the answer is the group operation with only
+// the members the App accepts.
+func decideMembers(body []byte) receiver.Decision {
 	var g members
 	if err := json.Unmarshal(body, &g); err != nil {
-		return decision{action: callback.Allow}
+		return receiver.Allow()
 	}
 	kept := []string{}
 	for _, m := range g.Members {
@@ -68,20 +63,27 @@ func decideMembers(body []byte) decision {
 		}
 	}
 	if len(kept) == len(g.Members) {
-		return decision{action: callback.Allow}
+		return receiver.Allow()
 	}
-	return decision{action: callback.Allow, data: kept}
+	g.Members = kept
+	return rewrite(g)
 }
 
 // decide routes a before-callback to its rule; other commands are allowed.
-func decide(command string, body []byte) decision {
+func decide(command string, body []byte) receiver.Decision {
 	switch command {
 	case cmdSendBefore:
 		return decideMessage(body)
 	case cmdCreateBefore, cmdMemberAddBefore:
 		return decideMembers(body)
 	}
-	return decision{action: callback.Allow}
+	return receiver.Allow()
+}
+
+// rewrite answers v, a rewritten event body.
+func rewrite(v any) receiver.Decision {
+	data, _ := json.Marshal(v) // a message or members: cannot fail
+	return receiver.Rewrite(data)
 }
 
 // maskWord replaces every case-insensitive occurrence of w in s by its first

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"encoding/json"
-	"io"
+	"context"
 	"log/slog"
-	"net/http"
-	"strings"
 	"sync"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/receiver"
 )
 
 // afterEvent is an after-callback the demo App backend received.
@@ -17,9 +15,11 @@ type afterEvent struct {
 	Body    string
 }
 
-// appBackend is the demo App backend, speaking the seed protocol: it answers
-// before-callbacks with decide's decision and logs after-callbacks.
+// appBackend is the demo App backend, on the receiver package: it verifies
+// each callback's signature, answers before-callbacks with decide's
+// decision and logs after-callbacks.
 type appBackend struct {
+	*receiver.Handler
 	log *slog.Logger
 
 	mu     sync.Mutex
@@ -27,48 +27,39 @@ type appBackend struct {
 	notify chan struct{} // signalled on each after-callback, for tests
 }
 
-func newAppBackend(log *slog.Logger) *appBackend {
-	return &appBackend{log: log, notify: make(chan struct{}, 1)}
+// newAppBackend returns the demo App backend for protocol p, verifying
+// signatures with secret (none if empty).
+func newAppBackend(p callback.Protocol, secret string, log *slog.Logger) (*appBackend, error) {
+	h, err := receiver.New(receiver.Config{Protocol: p, Secret: secret, Dedup: 10000, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	a := &appBackend{Handler: h, log: log, notify: make(chan struct{}, 1)}
+	for _, cmd := range []string{cmdSendBefore, cmdCreateBefore, cmdMemberAddBefore} {
+		h.Handle(cmd, a.before)
+	}
+	for _, cmd := range []string{cmdSendAfter, cmdCreateAfter, cmdMemberAddAfter} {
+		h.Handle(cmd, a.after)
+	}
+	return a, nil
 }
 
-func (a *appBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || r.URL.Path != "/callback" {
-		http.Error(w, "POST /callback only", http.StatusNotFound)
-		return
-	}
-	command := r.URL.Query().Get("command")
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil || !json.Valid(body) {
-		http.Error(w, "the body must be JSON", http.StatusBadRequest)
-		return
-	}
-	if strings.HasSuffix(command, ".after") {
-		a.log.Info("App: after-callback", "command", command, "body", string(body))
-		a.mu.Lock()
-		a.afters = append(a.afters, afterEvent{command, string(body)})
-		a.mu.Unlock()
-		select {
-		case a.notify <- struct{}{}:
-		default:
-		}
-		return
-	}
+func (a *appBackend) before(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
+	d := decide(req.Command, req.Body)
+	a.log.InfoContext(ctx, "App: before-callback", "command", req.Command, "decision", d.Action.String(), "rewritten", d.Data != nil)
+	return d, nil
+}
 
-	d := decide(command, body)
-	answer := map[string]any{"code": callback.CodeOK, "msg": "success"}
-	switch d.action {
-	case callback.Deny:
-		answer = map[string]any{"code": d.code, "msg": d.msg}
-	case callback.Drop:
-		// The seed protocol has no drop: an App on it can only deny.
-		answer = map[string]any{"code": codeBanned, "msg": "message refused"}
+func (a *appBackend) after(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
+	a.log.InfoContext(ctx, "App: after-callback", "command", req.Command, "body", string(req.Body))
+	a.mu.Lock()
+	a.afters = append(a.afters, afterEvent{req.Command, string(req.Body)})
+	a.mu.Unlock()
+	select {
+	case a.notify <- struct{}{}:
+	default:
 	}
-	if d.data != nil {
-		answer["data"] = d.data
-	}
-	a.log.Info("App: before-callback", "command", command, "decision", d.action.String())
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(answer)
+	return receiver.Allow(), nil
 }
 
 // received returns the after-callbacks received so far.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -21,31 +22,56 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// chatEnv is a running demo: App backend, Dispatcher and chat server.
-type chatEnv struct {
-	app  *appBackend
-	chat *server
-	url  string // ws://host/ws
+// protocols are the callback protocols the demo runs on, each signed.
+var protocols = []struct {
+	proto  callback.Protocol
+	secret string
+}{
+	{callback.Tencent, newSecret(callback.Tencent)},
+	{callback.Seed, newSecret(callback.Seed)},
 }
 
-func newChatEnv(t *testing.T) *chatEnv {
+// chatEnv is a running demo: App backend, Dispatcher and chat server.
+type chatEnv struct {
+	proto  callback.Protocol
+	app    *appBackend
+	appURL string
+	d      *callback.Dispatcher
+	chat   *server
+	url    string // ws://host/ws
+}
+
+func newChatEnv(t *testing.T, proto callback.Protocol, secret string) *chatEnv {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	app := newAppBackend(logger)
+	app, err := newAppBackend(proto, secret, logger)
+	require.NoError(t, err)
 	appSrv := httptest.NewServer(app)
-	d, err := callback.New(callback.Config{URL: appSrv.URL + "/callback", Logger: logger})
+	d, err := callback.New(callback.Config{URL: appSrv.URL + "/callback", Protocol: proto, Secret: secret, Logger: logger})
 	require.NoError(t, err)
 	chat := newServer(d, appID, logger)
 	imSrv := httptest.NewServer(newMux(chat))
 	t.Cleanup(func() {
 		chat.closeAll()
 		imSrv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		assert.NoError(t, d.Close(ctx))
+		assert.NoError(t, closeDispatcher(d))
 		appSrv.Close()
 	})
-	return &chatEnv{app: app, chat: chat, url: "ws" + strings.TrimPrefix(imSrv.URL, "http") + "/ws"}
+	return &chatEnv{proto: proto, app: app, appURL: appSrv.URL + "/callback", d: d, chat: chat,
+		url: "ws" + strings.TrimPrefix(imSrv.URL, "http") + "/ws"}
+}
+
+func closeDispatcher(d *callback.Dispatcher) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return d.Close(ctx)
+}
+
+// forEachProtocol runs test on a fresh demo for each protocol.
+func forEachProtocol(t *testing.T, test func(t *testing.T, e *chatEnv)) {
+	for _, p := range protocols {
+		t.Run(p.proto.String(), func(t *testing.T) { test(t, newChatEnv(t, p.proto, p.secret)) })
+	}
 }
 
 // client is a real websocket client of the chat server.
@@ -100,33 +126,81 @@ func (e *chatEnv) waitAfters(t *testing.T, n int) []afterEvent {
 }
 
 func TestChatMessages(t *testing.T) {
-	e := newChatEnv(t)
+	forEachProtocol(t, func(t *testing.T, e *chatEnv) {
+		alice, bob := e.login(t, "alice"), e.login(t, "bob")
+
+		// Allowed: delivered as sent, then reported after.
+		alice.send(frame{Type: "send", To: "bob", Text: "hello bob"})
+		assert.Equal(t, frame{Type: "message", From: "alice", To: "bob", Text: "hello bob"}, bob.next())
+		assert.Equal(t, frame{Type: "sent", Text: "hello bob"}, alice.next())
+		afters := e.waitAfters(t, 1)
+		assert.Equal(t, cmdSendAfter, afters[0].Command)
+		assert.JSONEq(t, `{"fromId":"alice","toId":"bob","text":"hello bob"}`, afters[0].Body)
+
+		// Denied: the sender gets the App's code and message; bob gets nothing.
+		alice.send(frame{Type: "send", To: "bob", Text: "cheap spam here"})
+		assert.Equal(t, frame{Type: "error", Code: codeBanned, Msg: "message contains a banned word: spam"}, alice.next())
+
+		// Dropped: Tencent can say so, and the sender is told "sent" as if
+		// it went out. Seed cannot: the App's drop arrives as a deny.
+		alice.send(frame{Type: "send", To: "bob", Text: "psst, bob"})
+		if e.proto == callback.Tencent {
+			assert.Equal(t, frame{Type: "sent", Text: "psst, bob"}, alice.next(), "a dropped message looks sent to its sender")
+		} else {
+			assert.Equal(t, frame{Type: "error", Code: 403, Msg: "dropped"}, alice.next(), "seed answers a drop as a deny")
+		}
+
+		// Rewritten: bob gets the App's text, and so does the after-callback.
+		alice.send(frame{Type: "send", To: "bob", Text: "Darn, the heck"})
+		assert.Equal(t, frame{Type: "message", From: "alice", To: "bob", Text: "D***, the h***"}, bob.next(),
+			"the next frame bob gets must be the rewritten message, not the denied or dropped one")
+		assert.Equal(t, frame{Type: "sent", Text: "D***, the h***"}, alice.next())
+		afters = e.waitAfters(t, 2)
+		assert.JSONEq(t, `{"fromId":"alice","toId":"bob","text":"D***, the h***"}`, afters[1].Body)
+
+		// Every queued after-callback delivered: none for the denied or
+		// dropped message.
+		require.NoError(t, closeDispatcher(e.d))
+		assert.Len(t, e.app.received(), 2, "denied and dropped messages must not be reported after")
+	})
+}
+
+func TestChatDropInGroup(t *testing.T) {
+	e := newChatEnv(t, callback.Tencent, protocols[0].secret)
 	alice, bob := e.login(t, "alice"), e.login(t, "bob")
+	alice.send(frame{Type: "create_group", Group: "g", Members: []string{"bob"}})
+	alice.next()
+	bob.next()
+	e.waitAfters(t, 1) // group.create.after
 
-	// Allowed: delivered as sent, then reported after.
-	alice.send(frame{Type: "send", To: "bob", Text: "hello bob"})
-	assert.Equal(t, frame{Type: "message", From: "alice", To: "bob", Text: "hello bob"}, bob.next())
-	assert.Equal(t, frame{Type: "sent", Text: "hello bob"}, alice.next())
-	afters := e.waitAfters(t, 1)
-	assert.Equal(t, cmdSendAfter, afters[0].Command)
-	assert.JSONEq(t, `{"fromId":"alice","toId":"bob","text":"hello bob"}`, afters[0].Body)
+	alice.send(frame{Type: "send", Group: "g", Text: "psst, all"})
+	assert.Equal(t, frame{Type: "sent", Text: "psst, all"}, alice.next())
+	alice.send(frame{Type: "send", Group: "g", Text: "hi all"})
+	assert.Equal(t, frame{Type: "message", From: "alice", Group: "g", Text: "hi all"}, bob.next(),
+		"bob's next frame must be the allowed message: the dropped one reaches nobody")
+	assert.Equal(t, frame{Type: "sent", Text: "hi all"}, alice.next())
+	e.waitAfters(t, 2) // the server calls After once it has told the sender
+	require.NoError(t, closeDispatcher(e.d))
+	afters := e.app.received()
+	require.Len(t, afters, 2, "one after for the group, one for the allowed message")
+	assert.JSONEq(t, `{"fromId":"alice","groupId":"g","text":"hi all"}`, afters[1].Body)
+}
 
-	// Denied: the sender gets the App's code and message; bob gets nothing.
-	alice.send(frame{Type: "send", To: "bob", Text: "cheap spam here"})
-	assert.Equal(t, frame{Type: "error", Code: codeBanned, Msg: "message contains a banned word: spam"}, alice.next())
-
-	// Rewritten: bob gets the App's text, and so does the after-callback.
-	alice.send(frame{Type: "send", To: "bob", Text: "Darn, the heck"})
-	assert.Equal(t, frame{Type: "message", From: "alice", To: "bob", Text: "D***, the h***"}, bob.next(),
-		"the next frame bob gets must be the rewritten message, not the denied one")
-	assert.Equal(t, frame{Type: "sent", Text: "D***, the h***"}, alice.next())
-	afters = e.waitAfters(t, 2)
-	assert.JSONEq(t, `{"fromId":"alice","toId":"bob","text":"D***, the h***"}`, afters[1].Body)
-	assert.Len(t, e.app.received(), 2, "a denied message must not be reported after")
+func TestChatAppVerifiesSignatures(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, e *chatEnv) {
+		res, err := http.Post(e.appURL+"?appId=1&command=message.send.before&SdkAppid=1&CallbackCommand=message.send.before",
+			"application/json", strings.NewReader(`{"fromId":"mallory","toId":"bob","text":"forged"}`))
+		require.NoError(t, err)
+		res.Body.Close()
+		assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "an unsigned callback must be refused")
+	})
 }
 
 func TestChatGroups(t *testing.T) {
-	e := newChatEnv(t)
+	forEachProtocol(t, testChatGroups)
+}
+
+func testChatGroups(t *testing.T, e *chatEnv) {
 	alice, bob, carol := e.login(t, "alice"), e.login(t, "bob"), e.login(t, "carol")
 
 	// The App refuses bots: they are left out of the group.
@@ -161,7 +235,7 @@ func TestChatGroups(t *testing.T) {
 }
 
 func TestChatRejectsBadInput(t *testing.T) {
-	e := newChatEnv(t)
+	e := newChatEnv(t, protocols[0].proto, protocols[0].secret)
 	alice := e.login(t, "alice")
 
 	alice.send(frame{Type: "send", Text: "to nobody"})

@@ -6,13 +6,25 @@
 //	go run ./examples/chat
 //
 // then open http://127.0.0.1:8000 in two browser tabs.
+//
+// It speaks Tencent Cloud IM's protocol by default, because only that one
+// can say "drop": a message with "psst" is then dropped (the sender is told
+// it was sent; nobody receives it), next to denied ("spam"), rewritten
+// ("darn") and allowed messages. -protocol seed uses the seed design's
+// protocol instead, where the App's drop can only be answered as a deny.
+// The callbacks are signed with -secret ($CALLBACK_SECRET), or with a
+// secret made up for the run.
 package main
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
+	"encoding/base64"
+	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -29,24 +41,50 @@ var page []byte
 
 const appID = 10000
 
+// options are the demo's flags.
+type options struct {
+	imAddr, appAddr string
+	protocol        callback.Protocol
+	secret          string
+}
+
 func main() {
-	imAddr := flag.String("addr", "127.0.0.1:8000", "address of the chat server (web page and /ws)")
-	appAddr := flag.String("app", "127.0.0.1:8989", "address of the demo App backend")
+	var o options
+	flag.StringVar(&o.imAddr, "addr", "127.0.0.1:8000", "address of the chat server (web page and /ws)")
+	flag.StringVar(&o.appAddr, "app", "127.0.0.1:8989", "address of the demo App backend")
+	flag.TextVar(&o.protocol, "protocol", callback.Tencent, "callback protocol: tencent (can drop) or seed (cannot)")
+	flag.StringVar(&o.secret, "secret", os.Getenv("CALLBACK_SECRET"), "callback secret: a whsec_ secret for seed, a token for tencent; default $CALLBACK_SECRET, or one made up for the run")
 	flag.Parse()
 	log.SetFlags(0)
+	if o.secret == "" {
+		o.secret = newSecret(o.protocol)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *imAddr, *appAddr, os.Stdout); err != nil {
+	if err := run(ctx, o, os.Stdout); err != nil {
 		log.Fatalf("chat: %v", err)
 	}
 }
 
+// newSecret makes up a secret for p.
+func newSecret(p callback.Protocol) string {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+)
+	if p == callback.Tencent {
+		return hex.EncodeToString(key)
+	}
+	return "whsec_" + base64.StdEncoding.EncodeToString(key)
+}
+
 // run serves the demo App backend and the chat server until ctx ends.
-func run(ctx context.Context, imAddr, appAddr string, out *os.File) error {
+func run(ctx context.Context, o options, out io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(out, nil))
-	app := newAppBackend(logger)
-	appLn, err := net.Listen("tcp", appAddr)
+	app, err := newAppBackend(o.protocol, o.secret, logger)
+	if err != nil {
+		return fmt.Errorf("App backend: %w", err)
+	}
+	appLn, err := net.Listen("tcp", o.appAddr)
 	if err != nil {
 		return fmt.Errorf("App backend: %w", err)
 	}
@@ -54,11 +92,16 @@ func run(ctx context.Context, imAddr, appAddr string, out *os.File) error {
 	go func() { _ = appSrv.Serve(appLn) }()
 	defer appSrv.Close()
 
-	d, err := callback.New(callback.Config{URL: "http://" + appLn.Addr().String() + "/callback", Logger: logger})
+	d, err := callback.New(callback.Config{
+		URL:      "http://" + appLn.Addr().String() + "/callback",
+		Protocol: o.protocol,
+		Secret:   o.secret,
+		Logger:   logger,
+	})
 	if err != nil {
 		return err
 	}
-	imLn, err := net.Listen("tcp", imAddr)
+	imLn, err := net.Listen("tcp", o.imAddr)
 	if err != nil {
 		_ = d.Close(ctx)
 		return fmt.Errorf("chat server: %w", err)
@@ -67,7 +110,9 @@ func run(ctx context.Context, imAddr, appAddr string, out *os.File) error {
 	imSrv := &http.Server{Handler: newMux(chat), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = imSrv.Serve(imLn) }()
 
-	fmt.Fprintf(out, "chat server on http://%s (open it in two browser tabs), App backend on http://%s/callback\n", imLn.Addr(), appLn.Addr())
+	fmt.Fprintf(out, "chat server on http://%s (open it in two browser tabs), App backend on http://%s/callback (%s protocol, signed)\n",
+		imLn.Addr(), appLn.Addr(), o.protocol)
+	fmt.Fprintln(out, `try: "spam" is denied, "darn" is masked, "psst" is dropped (tencent only), members named bot* are refused`)
 	<-ctx.Done()
 
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -166,7 +166,9 @@ func (s *server) sendMessage(ctx context.Context, from string, f frame) {
 		s.send(ctx, from, frame{Type: "error", Code: r.Code, Msg: r.Msg})
 		return
 	case callback.Drop:
-		s.send(ctx, from, frame{Type: "sent"}) // the sender is told success; nobody receives
+		// The sender is told success, as for a delivered message; nobody
+		// receives it and the App hears nothing after.
+		s.send(ctx, from, frame{Type: "sent", Text: m.Text})
 		return
 	}
 	if r.Data != nil {
@@ -231,11 +233,8 @@ func (s *server) addMembers(ctx context.Context, from string, f frame) {
 		return
 	}
 	accepted := asked
-	if r.Data != nil {
-		var list []string
-		if err := json.Unmarshal(r.Data, &list); err == nil {
-			accepted = intersect(asked, list) // the App may only remove members
-		}
+	if list, ok := memberList(r.Data); ok {
+		accepted = intersect(asked, list) // the App may only remove members
 	}
 	var refused []string
 	for _, m := range asked {
@@ -297,6 +296,28 @@ func (s *server) send(ctx context.Context, to string, f frame) {
 	if err := wsjson.Write(ctx, c, f); err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Debug("websocket write failed", "to", to, "error", err)
 	}
+}
+
+// memberList reads the member list from a before-callback's rewritten
+// data: the group operation's body with fewer members (what the demo App
+// answers, in either protocol; with Tencent the body's fields sit in the
+// answer next to ErrorCode), or a bare list, as the seed design's App
+// answers for member add. It reports false when data has none.
+func memberList(data json.RawMessage) ([]string, bool) {
+	if data == nil {
+		return nil, false
+	}
+	var list []string
+	if err := json.Unmarshal(data, &list); err == nil {
+		return list, true
+	}
+	var g struct {
+		Members *[]string `json:"members"`
+	}
+	if err := json.Unmarshal(data, &g); err == nil && g.Members != nil {
+		return *g.Members, true
+	}
+	return nil, false
 }
 
 // intersect returns the members of asked that are in allowed, in asked's order.

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/receiver"
+)
+
+const listenHead = `Usage: imcallback listen [flags]
+
+Runs an App backend that prints every callback it receives (time, app,
+command, webhook-id, signature status, the answer it gave and the body,
+pretty-printed; headers and query with --verbose) and answers by rules:
+--deny-pattern, --drop-pattern, --rewrite or a --rules file. With no rule
+matching, it allows. Point an IM server (or imcallback send) at the URL it
+prints. Ctrl-C stops it.
+
+With --secret it verifies signatures as the receiver package does and
+answers 401 to a request that fails; without, it checks nothing.
+
+Examples:
+  imcallback listen
+  imcallback listen --secret whsec_... --deny-pattern '(?i)spam' --rewrite '(?i)darn=****'
+  imcallback listen --protocol tencent --secret TOKEN --drop-pattern casino --rules rules.json
+`
+
+const listenTail = `
+Seed cannot express a drop: there a drop is answered as a deny, code 403,
+msg "dropped". Tencent drops with ErrorCode 2.
+
+` + rulesHelp + `
+Exit status: 0 when stopped by Ctrl-C; 1 if it cannot listen or serve; 2 for bad flags.
+`
+
+// listenFlags are listen's settings.
+type listenFlags struct {
+	addr, secret, rulesFile string
+	protocol                callback.Protocol
+	verbose                 bool
+	flagRules
+}
+
+func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var f listenFlags
+	fs := flag.NewFlagSet("listen", flag.ContinueOnError)
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:8989", "`address` to listen on (port 0: any free port)")
+	fs.TextVar(&f.protocol, "protocol", callback.Seed, "the wire `protocol`: seed or tencent")
+	fs.StringVar(&f.secret, "secret", os.Getenv("CALLBACK_SECRET"), "verify signatures with this `secret`: whsec_... Standard Webhooks secret(s) for seed, token(s) for tencent, space-separated; default $CALLBACK_SECRET")
+	fs.BoolVar(&f.verbose, "verbose", false, "print each callback's headers and query too")
+	fs.Func("deny-pattern", "deny callbacks whose body matches this Go regular `expression` (repeatable)", appendTo(&f.deny))
+	fs.IntVar(&f.denyCode, "deny-code", 0, "the `code` of --deny-pattern's denials; 0 means 403 (seed) or 120001 (tencent)")
+	fs.StringVar(&f.denyMsg, "deny-msg", "denied by imcallback listen", "the `message` of --deny-pattern's denials")
+	fs.Func("drop-pattern", "drop callbacks whose body matches this Go regular `expression` (repeatable)", appendTo(&f.drop))
+	fs.Func("rewrite", "rewrite `PATTERN=REPLACEMENT` in the body's strings and answer the result (repeatable)", appendTo(&f.rewrite))
+	fs.StringVar(&f.rulesFile, "rules", "", "read rules from this JSON `file` (see below)")
+	fs.Usage = usageFunc(fs, listenHead, listenTail)
+	if code := parse(fs, args, stdout, stderr); code >= 0 {
+		return code
+	}
+
+	var rs rules
+	if f.rulesFile != "" {
+		var err error
+		if rs, err = loadRules(f.rulesFile); err != nil {
+			return fail(stderr, exitUsage, "imcallback listen: --rules: %v", err)
+		}
+	}
+	more, err := f.flagRules.rules()
+	if err != nil {
+		return fail(stderr, exitUsage, "imcallback listen: %v", err)
+	}
+	rs = append(rs, more...)
+	if err := rs.compile(f.protocol); err != nil {
+		return fail(stderr, exitUsage, "imcallback listen: %v", err)
+	}
+
+	l := &listener{proto: f.protocol, rules: rs, signed: f.secret != "", verbose: f.verbose, out: stdout}
+	l.recv, err = receiver.New(receiver.Config{
+		Protocol: f.protocol,
+		Secret:   f.secret,
+		Default:  l.decide,
+		Logger:   slog.New(slog.DiscardHandler), // rejections are printed by serve
+	})
+	if err != nil {
+		return fail(stderr, exitUsage, "imcallback listen: %v", err)
+	}
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return fail(stderr, exitFailure, "imcallback listen: %v", err)
+	}
+	srv := &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	check := "signatures not checked (no --secret)"
+	if l.signed {
+		check = "signatures checked"
+	}
+	l.printf("imcallback listen: %s App backend on http://%s/callback, %s, %d rules; Ctrl-C stops\n\n",
+		f.protocol, ln.Addr(), check, len(rs))
+
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = errors.Join(err, srv.Shutdown(shutdown))
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fail(stderr, exitFailure, "imcallback listen: %v", err)
+	}
+	return exitAllow
+}
+
+// appendTo returns a flag.Func that appends each value to list.
+func appendTo(list *[]string) func(string) error {
+	return func(v string) error {
+		*list = append(*list, v)
+		return nil
+	}
+}
+
+// listener is listen's App backend: a receiver.Handler that prints.
+type listener struct {
+	proto   callback.Protocol
+	rules   rules
+	signed  bool
+	verbose bool
+	recv    *receiver.Handler
+
+	mu  sync.Mutex // serialises writes to out
+	out io.Writer
+}
+
+func (l *listener) printf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.out, format, args...)
+}
+
+type reachedKey struct{}
+
+// ServeHTTP lets the receiver verify and answer the request; a request it
+// rejects before any decision is printed here.
+func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	at := time.Now()
+	reached := new(bool)
+	rw := &statusWriter{ResponseWriter: w}
+	l.recv.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), reachedKey{}, reached)))
+	if *reached {
+		return
+	}
+	app, command := l.address(r.URL.Query())
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  %s  app %s  id %s\n", at.Format("15:04:05.000"), orDash(command), orDash(app), orDash(r.Header.Get("Webhook-Id")))
+	status := "rejected"
+	if rw.status == http.StatusUnauthorized {
+		status = "signature INVALID"
+	}
+	fmt.Fprintf(&b, "  %s: answered %d %s\n", status, rw.status, strings.TrimSpace(rw.reason.String()))
+	if l.verbose {
+		l.writeHeaders(&b, r)
+	}
+	b.WriteString("\n")
+	l.printf("%s", b.String())
+}
+
+// decide is the receiver's handler for every command: it is reached only
+// by requests that passed verification.
+func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
+	if reached, ok := ctx.Value(reachedKey{}).(*bool); ok {
+		*reached = true
+	}
+	dec, why := l.rules.decide(l.proto, req.Command, req.Body)
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  %s  app %d  id %s\n", time.Now().Format("15:04:05.000"), req.Command, req.AppID, orDash(req.ID))
+	sig := "not checked (no --secret)"
+	if l.signed {
+		sig = "valid"
+	}
+	fmt.Fprintf(&b, "  signature: %s\n", sig)
+	if req.ClientIP != "" || req.Platform != "" {
+		fmt.Fprintf(&b, "  client:    %s %s\n", orDash(req.ClientIP), orDash(req.Platform))
+	}
+	fmt.Fprintf(&b, "  answer:    %s", describeDecision(l.proto, dec))
+	if why != "" {
+		fmt.Fprintf(&b, "  (%s)", why)
+	}
+	b.WriteString("\n")
+	if l.verbose {
+		l.writeHeaders(&b, &http.Request{Header: req.Header, URL: nil})
+	}
+	fmt.Fprintf(&b, "  body:      %s\n\n", indent(req.Body, "             "))
+	l.printf("%s", b.String())
+	return dec, nil
+}
+
+// describeDecision says what dec is answered as.
+func describeDecision(p callback.Protocol, dec receiver.Decision) string {
+	switch {
+	case dec.Action == callback.Deny:
+		return fmt.Sprintf("deny %d %q", dec.Code, dec.Msg)
+	case dec.Action == callback.Drop && p == callback.Seed:
+		return `drop (seed has none: answered as deny 403 "dropped")`
+	case dec.Data != nil:
+		return "rewrite " + string(dec.Data)
+	}
+	return dec.Action.String()
+}
+
+// writeHeaders lists r's headers (and query, when r has a URL) sorted.
+func (l *listener) writeHeaders(b *strings.Builder, r *http.Request) {
+	if r.URL != nil {
+		fmt.Fprintf(b, "  query:     %s\n", r.URL.RawQuery)
+	}
+	keys := make([]string, 0, len(r.Header))
+	for k := range r.Header {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b.WriteString("  headers:\n")
+	for _, k := range keys {
+		for _, v := range r.Header[k] {
+			fmt.Fprintf(b, "    %s: %s\n", k, v)
+		}
+	}
+}
+
+// address reads the app and command from a query, unverified, to print a
+// rejected request.
+func (l *listener) address(q map[string][]string) (app, command string) {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	if l.proto == callback.Tencent {
+		return get("SdkAppid"), get("CallbackCommand")
+	}
+	return get("appId"), get("command")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// statusWriter passes a response through and keeps its status and the
+// start of its body (a rejection's reason).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	reason strings.Builder
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if w.reason.Len() < 512 {
+		w.reason.Write(p[:min(len(p), 512)])
+	}
+	return w.ResponseWriter.Write(p)
+}
