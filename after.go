@@ -17,8 +17,14 @@ import (
 //
 // It returns ErrQueueFull when the queue is full, ErrClosed after Close,
 // ErrInvalidBody for a body that is not valid JSON, ErrInvalidCommand for an
-// empty command and ctx's error if ctx has already ended; nothing is queued
-// then. A disabled command is accepted and dropped: After returns nil.
+// empty command, an error wrapping ErrResolve when Config.Resolver cannot
+// resolve the app's endpoint, and ctx's error if ctx has already ended;
+// nothing is queued then. A disabled command is accepted and dropped: After
+// returns nil.
+//
+// With a Resolver, the endpoint is resolved here, once, and the event is
+// delivered to it: a change of the app's settings applies to the events
+// After accepts from then on, not to those already queued.
 //
 // After copies body, so the caller may reuse it. Delivery does not use ctx:
 // the event outlives the call.
@@ -29,11 +35,15 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	if err := checkEvent(command, body); err != nil {
 		return err
 	}
-	if d.s.rule(command).Disabled {
+	r, err := d.routeOf(ctx, appID)
+	if err != nil {
+		return err
+	}
+	if r.rule(command).Disabled {
 		return nil
 	}
-	ev := &event{appID: appID, command: command, body: append([]byte(nil), body...), seq: d.seq.Add(1)}
-	if d.wire.usesClient() {
+	ev := &event{appID: appID, command: command, body: append([]byte(nil), body...), seq: d.seq.Add(1), route: r}
+	if r.wire.usesClient() {
 		ev.client = clientFrom(ctx) // ctx ends with the call; the event lives on
 	}
 
@@ -67,7 +77,7 @@ func (d *Dispatcher) work() {
 // deliver sends one event, with retries, and dead-letters it on failure.
 func (d *Dispatcher) deliver(ev *event) {
 	id := d.eventID(ev.seq)
-	a := &attempts{timeout: d.s.rule(ev.command).Timeout}
+	a := &attempts{timeout: ev.route.rule(ev.command).Timeout}
 	err := d.send(ev, id, a)
 	if err == nil {
 		return
@@ -75,21 +85,22 @@ func (d *Dispatcher) deliver(ev *event) {
 	if d.life.Err() != nil {
 		err = fmt.Errorf("%w before delivery: %w", ErrClosed, err)
 	}
-	d.deadLetter(Event{ID: id, AppID: ev.appID, Command: ev.command, Body: ev.body, Attempts: a.n}, err)
+	d.deadLetter(ev.route, Event{ID: id, AppID: ev.appID, Command: ev.command, Body: ev.body, Attempts: a.n}, err)
 }
 
 func (d *Dispatcher) send(ev *event, id string, a *attempts) error {
 	if err := d.life.Err(); err != nil {
 		return err // Close's deadline has passed: do not start
 	}
-	if d.wire.signs() {
+	r := ev.route
+	if r.wire.signs() {
 		// Each attempt is signed afresh as it is sent (attemptTransport):
 		// a Standard Webhooks timestamp or Tencent RequestTime must be new.
-		a.sign = func(r *http.Request) { d.wire.sign(r, id, ev.body, d.now()) }
+		a.sign = func(req *http.Request) { r.wire.sign(req, id, ev.body, d.now()) }
 	}
 	ctx := context.WithValue(d.life, attemptKey{}, a)
 	c := call{appID: ev.appID, command: ev.command, client: ev.client}
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, d.target.url(d.wire, &c), ev.body)
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, r.target.url(r.wire, &c), ev.body)
 	if err != nil {
 		return err
 	}
@@ -103,15 +114,15 @@ func (d *Dispatcher) send(ev *event, id string, a *attempts) error {
 		// retryablehttp's "giving up".
 		return checkStatus(res)
 	}
-	return d.redact(err)
+	return r.redact(err)
 }
 
 // deadLetter logs an undelivered event and hands it to Config.DeadLetter.
-func (d *Dispatcher) deadLetter(ev Event, err error) {
+func (d *Dispatcher) deadLetter(r *route, ev Event, err error) {
 	d.log.LogAttrs(d.life, slog.LevelError, "callback: after event not delivered",
 		slog.Int("app_id", ev.AppID),
 		slog.String("command", ev.Command),
-		slog.String("url", d.target.logURL),
+		slog.String("url", r.target.logURL),
 		slog.String("webhook_id", ev.ID),
 		slog.Int("attempt", ev.Attempts),
 		slog.Int("body_bytes", len(ev.Body)),

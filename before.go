@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 )
@@ -67,22 +66,30 @@ var allowed = Response{Code: CodeOK, Msg: MsgOK, Action: Allow}
 // FailClosed, it denies instead with CodeFailClosed and MsgFailClosed.
 // A disabled command sends nothing and returns Allow, CodeOK, MsgOK.
 //
+// With a Config.Resolver, an app whose endpoint cannot be resolved (unknown,
+// the resolver's store down, an invalid Endpoint) is such a failure, with
+// Err wrapping ErrResolve, under Config.Commands' rule for the command.
+//
 // body is sent byte for byte and not kept after Before returns.
 func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body []byte) Response {
-	rule := d.s.rule(command)
+	start := time.Now()
+	r, err := d.routeOf(ctx, appID)
+	if err != nil {
+		return d.failed(ctx, nil, d.s.rule(command), appID, command, d.eventID(d.seq.Add(1)), start, err)
+	}
+	rule := r.rule(command)
 	if rule.Disabled {
 		return allowed
 	}
-	start := time.Now()
 	id := d.eventID(d.seq.Add(1))
-	resp, err := d.before(ctx, rule, appID, command, id, body)
+	resp, err := d.before(ctx, r, rule, appID, command, id, body)
 	if err != nil {
-		return d.failed(ctx, rule, appID, command, id, start, err)
+		return d.failed(ctx, r, rule, appID, command, id, start, err)
 	}
 	return resp
 }
 
-func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, id string, body []byte) (Response, error) {
+func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int, command, id string, body []byte) (Response, error) {
 	if err := checkEvent(command, body); err != nil {
 		return Response{}, err
 	}
@@ -92,20 +99,20 @@ func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, 
 	ctx, cancel := context.WithTimeout(ctx, rule.Timeout)
 	defer cancel()
 	c := call{appID: appID, command: command}
-	if d.wire.usesClient() {
+	if r.wire.usesClient() {
 		c.client = clientFrom(ctx)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.target.url(d.wire, &c), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.target.url(r.wire, &c), bytes.NewReader(body))
 	if err != nil {
 		return Response{}, err
 	}
 	d.setHeaders(req.Header, id)
-	if d.wire.signs() {
-		d.wire.sign(req, id, body, d.now())
+	if r.wire.signs() {
+		r.wire.sign(req, id, body, d.now())
 	}
 	res, err := d.client.Do(req)
 	if err != nil {
-		return Response{}, d.redact(err)
+		return Response{}, r.redact(err)
 	}
 	defer res.Body.Close()
 	if err := checkStatus(res); err != nil {
@@ -115,17 +122,22 @@ func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, 
 	buf := getBuffer()
 	defer putBuffer(buf)
 	if err := readAnswer(buf, res.Body, d.s.MaxResponseBytes); err != nil {
-		return Response{}, d.redact(err)
+		return Response{}, r.redact(err)
 	}
-	return d.wire.decode(buf.Bytes())
+	return r.wire.decode(buf.Bytes())
 }
 
-// failed logs a failed Before callback and returns the rule's failure policy.
-func (d *Dispatcher) failed(ctx context.Context, rule Rule, appID int, command, id string, start time.Time, err error) Response {
+// failed logs a failed Before callback and returns the rule's failure
+// policy. r is nil when the app's endpoint could not be resolved.
+func (d *Dispatcher) failed(ctx context.Context, r *route, rule Rule, appID int, command, id string, start time.Time, err error) Response {
+	logURL := ""
+	if r != nil {
+		logURL = r.target.logURL
+	}
 	d.log.LogAttrs(ctx, slog.LevelError, "callback: before failed",
 		slog.Int("app_id", appID),
 		slog.String("command", command),
-		slog.String("url", d.target.logURL),
+		slog.String("url", logURL),
 		slog.String("webhook_id", id),
 		slog.Duration("elapsed", time.Since(start)),
 		slog.Bool("fail_closed", rule.FailClosed),
@@ -205,14 +217,4 @@ func putBuffer(b *bytes.Buffer) {
 	}
 	b.Reset()
 	buffers.Put(b)
-}
-
-// redact replaces the URL inside a transport error with the URL without its
-// query or user information, so logs and errors never carry query parameters
-// (signatures travel there in some protocols).
-func (d *Dispatcher) redact(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		return &url.Error{Op: ue.Op, URL: d.target.logURL, Err: ue.Err}
-	}
-	return err
 }

@@ -67,13 +67,14 @@ var (
 // userAgent names the library on every request.
 const userAgent = "imcallback/1 (+https://github.com/imcallback/callback)"
 
-// A Dispatcher sends Before and After callbacks to one App backend. Create it
-// with New and release it with Close. A Dispatcher is safe for concurrent use.
+// A Dispatcher sends Before and After callbacks to one App backend, or to
+// each app's own with Config.Resolver. Create it with New and release it
+// with Close. A Dispatcher is safe for concurrent use.
 type Dispatcher struct {
 	s      settings
 	log    *slog.Logger
-	wire   wire
-	target target
+	static *route           // Config.URL's; nil with a Resolver
+	routes *routes          // each app's, with a Resolver; nil without
 	now    func() time.Time // the clock that stamps signatures; a test seam
 
 	transport *http.Transport // owned: idle connections closed by Close
@@ -104,19 +105,18 @@ func New(cfg Config) (*Dispatcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := newWire(&s)
-	if err != nil {
-		return nil, err
-	}
 	d := &Dispatcher{
 		s:        s,
 		log:      s.Logger,
-		wire:     w,
 		now:      time.Now,
-		target:   newTarget(s.endpoint, w.reserved()...),
 		idPrefix: newIDPrefix(),
 		queue:    make(chan *event, s.QueueSize),
 		drained:  make(chan struct{}),
+	}
+	if s.Resolver != nil {
+		d.routes = newRoutes(&d.s)
+	} else if d.static, err = newRoute(&d.s, &Endpoint{URL: s.URL, Protocol: s.Protocol, Secret: s.Secret}); err != nil {
+		return nil, err
 	}
 	d.transport = newTransport(&s)
 	d.client = newClient(d.transport)
@@ -168,6 +168,7 @@ type event struct {
 	body    []byte
 	seq     uint64
 	client  client // the caller's client, for formats that send it
+	route   *route // the app's endpoint as resolved by After
 }
 
 // Event is an After event handed to a DeadLetterFunc.
