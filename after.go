@@ -2,10 +2,12 @@ package callback
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 )
@@ -22,9 +24,16 @@ import (
 // nothing is queued then. A disabled command is accepted and dropped: After
 // returns nil.
 //
-// With a Resolver, the endpoint is resolved here, once, and the event is
-// delivered to it: a change of the app's settings applies to the events
-// After accepts from then on, not to those already queued.
+// With a Resolver, the endpoint is resolved here, so a bad app is the
+// caller's error. The memory queue's event keeps that endpoint: a change
+// of the app's settings applies to the events accepted from then on, not
+// to those already queued. A Config.Queue stores no endpoint: its events
+// are resolved again when handed out, so a change applies to them too.
+//
+// With Config.Queue set, After returns once the Queue has stored the event
+// (for a durable Queue, once it is persisted; ctx bounds the wait) and
+// returns the Queue's error otherwise; the event is then retried on
+// Config.RetrySchedule (see Queue).
 //
 // After copies body, so the caller may reuse it. Delivery does not use ctx:
 // the event outlives the call.
@@ -42,69 +51,128 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	if r.rule(command).Disabled {
 		return nil
 	}
-	ev := &event{appID: appID, command: command, body: append([]byte(nil), body...), seq: d.seq.Add(1), route: r}
+	if d.isClosed.Load() {
+		return ErrClosed // the queue says so too; this spares the copy
+	}
+	stats := d.obs.command(command)
+	ev := Event{AppID: appID, Command: command, Body: append([]byte(nil), body...), Queued: time.Now(), seq: d.seq.Add(1), route: r}
+	if !d.inWorker {
+		// A Queue stores the ID with the event, so that every hand-out on
+		// every node sends the same one. The memory queue formats it when
+		// the event is delivered, sparing After an allocation.
+		ev.ID = d.eventID(ev.seq)
+	}
 	if r.wire.usesClient() {
-		ev.client = clientFrom(ctx) // ctx ends with the call; the event lives on
+		c := clientFrom(ctx) // ctx ends with the call; the event lives on
+		ev.ClientIP, ev.Platform = c.ip, c.platform
 	}
-
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return ErrClosed
-	}
-	select {
-	case d.queue <- ev:
+	switch err := d.queue.Put(ctx, ev); {
+	case err == nil:
+		stats.queued(ev.Queued, d.queueLen())
 		return nil
+	case errors.Is(err, ErrQueueFull):
+		stats.rejected()
+		return err
 	default:
-		return ErrQueueFull
+		return err
 	}
 }
 
-// work delivers queued events until Close has closed the queue and it is
-// empty. Once Close's deadline has passed, deliveries fail at once and go to
-// the dead-letter hook.
+// work delivers queued events until Close has stopped the queue and it
+// has nothing more to hand out. Once Close's deadline has passed,
+// deliveries fail at once: memory events go to the dead-letter hook,
+// events of a Config.Queue go back to it.
 func (d *Dispatcher) work() {
 	defer func() {
 		if d.live.Add(-1) == 0 {
 			close(d.drained)
 		}
 	}()
-	for ev := range d.queue {
-		d.deliver(ev)
+	var pause time.Duration
+	for {
+		dl, err := d.queue.Get(d.life)
+		if err != nil {
+			if errors.Is(err, ErrClosed) || d.life.Err() != nil {
+				return
+			}
+			pause = d.queueFailed(err, pause)
+			continue
+		}
+		pause = 0
+		if d.inWorker {
+			d.deliver(dl.Event())
+		} else {
+			d.deliverOnce(dl)
+		}
 	}
 }
 
-// deliver sends one event, with retries, and dead-letters it on failure.
-func (d *Dispatcher) deliver(ev *event) {
-	id := d.eventID(ev.seq)
-	a := &attempts{timeout: ev.route.rule(ev.command).Timeout}
-	err := d.send(ev, id, a)
+// deliver sends one event of the memory queue, with retries, and
+// dead-letters it on failure.
+func (d *Dispatcher) deliver(ev Event) {
+	if ev.ID == "" {
+		ev.ID = d.eventID(ev.seq)
+	}
+	stats := d.obs.command(ev.Command)
+	stats.taken(ev.Queued)
+	r, err := d.routeOfEvent(&ev)
+	if err != nil {
+		d.deliveryDone(stats, err)
+		d.deadLetter(ev, err)
+		return
+	}
+	a := d.attemptsOf(&ev, r, stats)
+	err = d.send(&ev, r, a)
+	d.deliveryDone(stats, err)
 	if err == nil {
 		return
 	}
 	if d.life.Err() != nil {
 		err = fmt.Errorf("%w before delivery: %w", ErrClosed, err)
 	}
-	d.deadLetter(ev.route, Event{ID: id, AppID: ev.appID, Command: ev.command, Body: ev.body, Attempts: a.n}, err)
+	ev.Attempts = a.n
+	d.deadLetter(ev, err)
 }
 
-func (d *Dispatcher) send(ev *event, id string, a *attempts) error {
+// attemptsOf returns the state of ev's attempts: each one's timeout, its
+// metrics, and its signature, made afresh per attempt (attemptTransport):
+// a Standard Webhooks timestamp or a Tencent RequestTime must be new.
+func (d *Dispatcher) attemptsOf(ev *Event, r *route, stats *commandStats) *attempts {
+	a := &attempts{timeout: r.rule(ev.Command).Timeout, stats: stats}
+	if r.wire.signs() {
+		id, body := ev.ID, ev.Body
+		a.sign = func(req *http.Request) { r.wire.sign(req, id, body, d.now()) }
+	}
+	return a
+}
+
+// routeOfEvent returns the route of ev: the one After resolved or, for an
+// event handed out by a Config.Queue (which stores no route), the app's
+// endpoint resolved again now.
+func (d *Dispatcher) routeOfEvent(ev *Event) (*route, error) {
+	if ev.route != nil {
+		return ev.route, nil
+	}
+	return d.routeOf(d.life, ev.AppID)
+}
+
+// eventURL returns the request URL of ev.
+func eventURL(ev *Event, r *route) string {
+	c := call{appID: ev.AppID, command: ev.Command, client: client{ip: ev.ClientIP, platform: ev.Platform}}
+	return r.target.url(r.wire, &c)
+}
+
+// send delivers ev with retryablehttp's retries.
+func (d *Dispatcher) send(ev *Event, r *route, a *attempts) error {
 	if err := d.life.Err(); err != nil {
 		return err // Close's deadline has passed: do not start
 	}
-	r := ev.route
-	if r.wire.signs() {
-		// Each attempt is signed afresh as it is sent (attemptTransport):
-		// a Standard Webhooks timestamp or Tencent RequestTime must be new.
-		a.sign = func(req *http.Request) { r.wire.sign(req, id, ev.body, d.now()) }
-	}
 	ctx := context.WithValue(d.life, attemptKey{}, a)
-	c := call{appID: ev.appID, command: ev.command, client: ev.client}
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, r.target.url(r.wire, &c), ev.body)
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, eventURL(ev, r), ev.Body)
 	if err != nil {
 		return err
 	}
-	d.setHeaders(req.Header, id)
+	d.setHeaders(req.Header, ev.ID)
 	res, err := d.retry.Do(req)
 	if res != nil {
 		defer res.Body.Close()
@@ -117,17 +185,10 @@ func (d *Dispatcher) send(ev *event, id string, a *attempts) error {
 	return r.redact(err)
 }
 
-// deadLetter logs an undelivered event and hands it to Config.DeadLetter.
-func (d *Dispatcher) deadLetter(r *route, ev Event, err error) {
-	d.log.LogAttrs(d.life, slog.LevelError, "callback: after event not delivered",
-		slog.Int("app_id", ev.AppID),
-		slog.String("command", ev.Command),
-		slog.String("url", r.target.logURL),
-		slog.String("webhook_id", ev.ID),
-		slog.Int("attempt", ev.Attempts),
-		slog.Int("body_bytes", len(ev.Body)),
-		slog.String("error", err.Error()),
-	)
+// deadLetter logs an undelivered event (flood-controlled) and hands it to
+// Config.DeadLetter.
+func (d *Dispatcher) deadLetter(ev Event, err error) {
+	d.afterLog.fail(d.life, failure{appID: ev.AppID, command: ev.Command, webhookID: ev.ID, attempts: ev.Attempts, bodyBytes: len(ev.Body), err: err})
 	if d.s.DeadLetter == nil {
 		return
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -74,18 +73,22 @@ var allowed = Response{Code: CodeOK, Msg: MsgOK, Action: Allow}
 func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body []byte) Response {
 	start := time.Now()
 	r, err := d.routeOf(ctx, appID)
+	var rule Rule
 	if err != nil {
-		return d.failed(ctx, nil, d.s.rule(command), appID, command, d.eventID(d.seq.Add(1)), start, err)
-	}
-	rule := r.rule(command)
-	if rule.Disabled {
+		rule = d.s.rule(command) // the app's own rules are unknown
+	} else if rule = r.rule(command); rule.Disabled {
 		return allowed
 	}
+	stats := d.obs.beginBefore(command)
 	id := d.eventID(d.seq.Add(1))
-	resp, err := d.before(ctx, r, rule, appID, command, id, body)
-	if err != nil {
-		return d.failed(ctx, r, rule, appID, command, id, start, err)
+	var resp Response
+	if err == nil {
+		resp, err = d.before(ctx, r, rule, appID, command, id, body)
 	}
+	if err != nil {
+		resp = d.failed(ctx, rule, appID, command, id, start, err)
+	}
+	d.beforeDone(ctx, stats, start, resp)
 	return resp
 }
 
@@ -127,22 +130,10 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	return r.wire.decode(buf.Bytes())
 }
 
-// failed logs a failed Before callback and returns the rule's failure
-// policy. r is nil when the app's endpoint could not be resolved.
-func (d *Dispatcher) failed(ctx context.Context, r *route, rule Rule, appID int, command, id string, start time.Time, err error) Response {
-	logURL := ""
-	if r != nil {
-		logURL = r.target.logURL
-	}
-	d.log.LogAttrs(ctx, slog.LevelError, "callback: before failed",
-		slog.Int("app_id", appID),
-		slog.String("command", command),
-		slog.String("url", logURL),
-		slog.String("webhook_id", id),
-		slog.Duration("elapsed", time.Since(start)),
-		slog.Bool("fail_closed", rule.FailClosed),
-		slog.String("error", err.Error()),
-	)
+// failed logs a failed Before callback (flood-controlled) and returns the
+// rule's failure policy.
+func (d *Dispatcher) failed(ctx context.Context, rule Rule, appID int, command, id string, start time.Time, err error) Response {
+	d.beforeLog.fail(ctx, failure{appID: appID, command: command, webhookID: id, elapsed: time.Since(start), failClosed: rule.FailClosed, err: err})
 	if rule.FailClosed {
 		return Response{Code: CodeFailClosed, Msg: MsgFailClosed, Action: Deny, Err: err}
 	}

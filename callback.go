@@ -84,17 +84,23 @@ type Dispatcher struct {
 	idPrefix string        // random per Dispatcher, so IDs never repeat across processes
 	seq      atomic.Uint64 // numbers events for their IDs
 
-	// mu guards closed against After's send racing Close's close(queue).
-	mu     sync.RWMutex
-	closed bool
-	queue  chan *event
+	queue    Queue
+	inWorker bool          // the queue's events are retried inside the worker (the memory queue)
+	stopping chan struct{} // closed when Close starts
 
-	isClosed  atomic.Bool // read by Before without taking mu
+	isClosed  atomic.Bool // read by Before
 	life      context.Context
 	abort     context.CancelFunc // cancels in-flight deliveries at Close's deadline
 	live      atomic.Int32       // workers still running
 	drained   chan struct{}      // closed when the last worker ends
 	closeOnce sync.Once
+
+	releaseOnce sync.Once // closes the queue and the observers after the last worker
+	releaseErr  error
+
+	obs       *observer // metrics and Stats
+	beforeLog *floodLog // failures of Before, flood-controlled
+	afterLog  *floodLog // dead letters, flood-controlled
 }
 
 // New validates cfg, applies its defaults and starts the After workers.
@@ -110,7 +116,8 @@ func New(cfg Config) (*Dispatcher, error) {
 		log:      s.Logger,
 		now:      time.Now,
 		idPrefix: newIDPrefix(),
-		queue:    make(chan *event, s.QueueSize),
+		queue:    s.Queue,
+		stopping: make(chan struct{}),
 		drained:  make(chan struct{}),
 	}
 	if s.Resolver != nil {
@@ -118,6 +125,10 @@ func New(cfg Config) (*Dispatcher, error) {
 	} else if d.static, err = newRoute(&d.s, &Endpoint{URL: s.URL, Protocol: s.Protocol, Secret: s.Secret}); err != nil {
 		return nil, err
 	}
+	if d.queue == nil {
+		d.queue = newMemQueue(s.QueueSize)
+	}
+	_, d.inWorker = d.queue.(interface{ retriesInWorker() })
 	d.transport = newTransport(&s)
 	d.client = newClient(d.transport)
 	d.retry = newRetryClient(&s, d.client)
@@ -125,6 +136,8 @@ func New(cfg Config) (*Dispatcher, error) {
 	// After call that queued them, and end only by success, dead letter or
 	// Close.
 	d.life, d.abort = context.WithCancel(context.Background())
+
+	d.observe()
 
 	d.live.Store(int32(s.Workers))
 	for range s.Workers {
@@ -140,13 +153,17 @@ func New(cfg Config) (*Dispatcher, error) {
 // returns ctx's error. Either way, when Close returns every goroutine the
 // Dispatcher started has ended and its idle connections are closed. Calling
 // Close again is safe; it waits for the same drain.
+//
+// With Config.Queue set, Close finishes the attempts in flight and settles
+// them; events not yet handed out stay in the Queue for another node or
+// the next start, and an attempt cut short by ctx is handed back to the
+// Queue (Delivery.Retry with no wait) rather than dead-lettered. Close then
+// closes the Queue.
 func (d *Dispatcher) Close(ctx context.Context) error {
 	d.closeOnce.Do(func() {
-		d.mu.Lock()
-		d.closed = true
 		d.isClosed.Store(true)
-		close(d.queue)
-		d.mu.Unlock()
+		close(d.stopping)
+		d.queue.Stop()
 	})
 	var err error
 	select {
@@ -158,26 +175,38 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	}
 	d.abort()
 	d.transport.CloseIdleConnections()
+	d.releaseOnce.Do(func() {
+		d.closeObservers(ctx)
+		d.releaseErr = d.queue.Close()
+	})
+	if err == nil {
+		err = d.releaseErr
+	}
 	return err
 }
 
-// event is one After event in the queue.
-type event struct {
-	appID   int
-	command string
-	body    []byte
-	seq     uint64
-	client  client // the caller's client, for formats that send it
-	route   *route // the app's endpoint as resolved by After
-}
-
-// Event is an After event handed to a DeadLetterFunc.
+// Event is an After event: stored in a Queue, and handed to a
+// DeadLetterFunc.
 type Event struct {
-	ID       string // the webhook-id it was sent with
-	AppID    int
-	Command  string
-	Body     []byte // the JSON body, as given to After
-	Attempts int    // requests made; 0 if it never reached the network
+	ID      string // the webhook-id it is sent with, the same on every attempt
+	AppID   int
+	Command string
+	Body    []byte // the JSON body, as given to After
+	// Attempts is, for a DeadLetterFunc, the requests made (with a Queue
+	// set in Config: the hand-outs, a crashed node's included); 0 if it
+	// never reached the network. For Queue.Get, the earlier hand-outs.
+	Attempts int
+	// ClientIP and Platform are what WithClient put in After's context,
+	// for protocols that send them (Tencent's ClientIP and OptPlatform);
+	// empty otherwise. A Queue must store them with the event.
+	ClientIP string
+	Platform string
+	// Queued is when After accepted the event. A Queue should store it;
+	// the zero time is allowed.
+	Queued time.Time
+
+	seq   uint64 // numbers the event; the memory queue's ID is made from it
+	route *route // the app's endpoint as After resolved it; nil after a durable Queue
 }
 
 // newIDPrefix returns a random prefix for event IDs.

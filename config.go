@@ -7,6 +7,8 @@ import (
 	"maps"
 	"net/url"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Defaults applied by New to the zero values of Config.
@@ -108,7 +110,8 @@ type Config struct {
 	// nil means Go's defaults.
 	TLSConfig *tls.Config
 
-	// Logger receives failures at Error level. nil means slog.Default().
+	// Logger receives failures at Error level, a burst of them summarised
+	// (see LogInterval), and recoveries at Info level. nil means slog.Default().
 	// Bodies and secrets are never logged; URLs are logged without their
 	// query and user information.
 	Logger *slog.Logger
@@ -118,8 +121,38 @@ type Config struct {
 	// 408 and 429, a redirect) or Close's deadline. It is called from the
 	// Dispatcher's worker goroutines, so it must be safe for concurrent use
 	// and should return quickly. Each dead letter is logged at Error level
-	// whether or not DeadLetter is set.
+	// whether or not DeadLetter is set (a burst is summarised: see
+	// LogInterval).
 	DeadLetter DeadLetterFunc
+
+	// MeterProvider receives the Dispatcher's metrics (see the README's
+	// Observability section). nil means otel.GetMeterProvider(): a no-op
+	// until the host application installs an OpenTelemetry SDK.
+	MeterProvider metric.MeterProvider
+
+	// LogInterval is how often an endpoint that keeps failing logs a
+	// summary line (the number of failures and the last cause) instead of
+	// one line per failure. The first failure is logged at once and the
+	// recovery too. 0 means 10 s; a negative value logs every failure.
+	LogInterval time.Duration
+
+	// Queue holds After events until they are delivered. nil means a
+	// bounded queue in memory (QueueSize, Workers, Retries, RetryWaitMin
+	// and RetryWaitMax apply), whose events are lost if the process ends.
+	// A durable Queue, such as the natsqueue package's, keeps them across
+	// restarts and shares them among nodes; then After waits until the
+	// Queue has stored the event, each hand-out of an event is one attempt,
+	// and RetrySchedule spaces the attempts. Once New succeeds the
+	// Dispatcher owns the Queue and its Close closes it; if New fails, the
+	// caller still owns it.
+	Queue Queue
+
+	// RetrySchedule is, for a Queue set above, the waits between the
+	// attempts of an event: len(RetrySchedule)+1 attempts in all, then the
+	// event is dead-lettered. nil means DefaultRetrySchedule (5 s, 5 min,
+	// 30 min, 2 h, 5 h, 10 h, 10 h); an empty, non-nil schedule means one
+	// attempt only. Unused by the memory queue.
+	RetrySchedule []time.Duration
 }
 
 // Rule holds the settings of one command.
@@ -188,8 +221,14 @@ func (c Config) validate() (settings, error) {
 	if s.RetryWaitMax < s.RetryWaitMin {
 		return s, fmt.Errorf("%w: RetryWaitMax %v is less than RetryWaitMin %v", ErrInvalidConfig, s.RetryWaitMax, s.RetryWaitMin)
 	}
+	if s.LogInterval == 0 {
+		s.LogInterval = defaultLogInterval
+	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
+	}
+	if err := s.checkSchedule(); err != nil {
+		return s, err
 	}
 
 	if err := checkRules(c.Commands); err != nil {

@@ -36,7 +36,7 @@ type backend struct {
 	conns atomic.Int64 // TCP connections accepted
 }
 
-func newBackend(t *testing.T, answer http.HandlerFunc) *backend {
+func newBackend(t testing.TB, answer http.HandlerFunc) *backend {
 	t.Helper()
 	b := &backend{}
 	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

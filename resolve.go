@@ -216,3 +216,17 @@ func (rs *routes) forget(appID int) {
 		rs.mu.Unlock()
 	}
 }
+
+// perApp is the endpoint name of a Dispatcher with a Resolver, whose apps
+// each have their own.
+const perApp = "per-app"
+
+// endpointName names the Dispatcher's endpoint in its metrics and failure
+// logs: Config.URL, redacted, or "per-app" with a Resolver (the failure
+// logs carry each app's ID).
+func (d *Dispatcher) endpointName() string {
+	if d.static != nil {
+		return d.static.target.logURL
+	}
+	return perApp
+}

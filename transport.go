@@ -107,6 +107,7 @@ type attempts struct {
 	timeout time.Duration       // bound of one attempt
 	n       int                 // attempts made
 	sign    func(*http.Request) // signs one attempt's copy of the request; nil: unsigned
+	stats   *commandStats       // counts retries and times attempts; may be nil
 }
 
 // attemptTransport bounds each attempt of an After delivery by its own
@@ -122,6 +123,7 @@ func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.base.RoundTrip(req)
 	}
 	a.n++
+	start := a.stats.attemptStart(a.n)
 	ctx, cancel := context.WithTimeout(req.Context(), a.timeout)
 	if a.sign != nil {
 		req = req.Clone(ctx) // a RoundTripper must not change the caller's request
@@ -130,6 +132,7 @@ func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = req.WithContext(ctx)
 	}
 	res, err := t.base.RoundTrip(req)
+	a.stats.attemptEnd(ctx, start, res, err)
 	if err != nil {
 		cancel()
 		return nil, err

@@ -1,0 +1,92 @@
+package callback
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+)
+
+func providers(b *testing.B) []struct {
+	name string
+	mp   metric.MeterProvider
+} {
+	sdk := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	b.Cleanup(func() { _ = sdk.Shutdown(context.Background()) })
+	return []struct {
+		name string
+		mp   metric.MeterProvider
+	}{
+		{"metrics=noop", noop.NewMeterProvider()},
+		{"metrics=sdk", sdk},
+	}
+}
+
+// BenchmarkObserveBefore measures the instrumentation of one Before call
+// alone (in-flight gauge, counter, histogram), without the network.
+func BenchmarkObserveBefore(b *testing.B) {
+	for _, p := range providers(b) {
+		b.Run(p.name, func(b *testing.B) {
+			o, err := newObserver(p.mp, "http://app/cb", map[string]Rule{"message.send.before": {}}, func() int { return 0 })
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			r := Response{Code: CodeOK, Action: Allow}
+			b.ReportAllocs()
+			for b.Loop() {
+				start := time.Now()
+				o.beginBefore("message.send.before").endBefore(ctx, start, r)
+			}
+		})
+	}
+}
+
+// BenchmarkAfter measures After's cost to the caller: the App backend
+// holds the workers, and a drain goroutine empties the queue, so every call
+// queues its event.
+func BenchmarkAfter(b *testing.B) {
+	for _, p := range providers(b) {
+		b.Run(p.name, func(b *testing.B) {
+			release := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+			}))
+			defer srv.Close()
+			d, err := New(Config{URL: srv.URL, MeterProvider: p.mp, Workers: 1, QueueSize: 1 << 12,
+				Commands: map[string]Rule{"message.send.after": {}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			drained := make(chan struct{})
+			go func() {
+				defer close(drained)
+				for range d.queue.(*memQueue).ch {
+				}
+			}()
+			body := []byte(`{"fromId":"alice","toId":"bob","text":"hello"}`)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := d.After(ctx, 1, "message.send.after", body); err != nil && err != ErrQueueFull {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if n := d.obs.command("message.send.after").counts[outRejectedFull].Load(); n > 0 {
+				b.Logf("%d of %d calls found the queue full", n, b.N)
+			}
+			close(release)
+			_ = d.Close(ctx)
+			<-drained
+		})
+	}
+}

@@ -1,0 +1,98 @@
+package natsqueue_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/natsqueue"
+	"github.com/stretchr/testify/require"
+)
+
+// BenchmarkAfter measures After with the memory queue and with the
+// JetStream queue (embedded server, file store): ns/op is one After call,
+// serial (its latency; p50 and p99 reported too) or from 64 goroutines
+// (throughput). delivered/s is the rate from the first After until the App
+// backend had every event.
+//
+//	go test -run '^$' -bench After -benchtime 20000x ./natsqueue/
+func BenchmarkAfter(b *testing.B) {
+	queues := []struct {
+		name string
+		make func(b *testing.B) callback.Queue
+	}{
+		{"memory", func(*testing.B) callback.Queue { return nil }},
+		{"jetstream", func(b *testing.B) callback.Queue {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			q, err := natsqueue.Embedded(ctx, b.TempDir(), natsqueue.Options{})
+			require.NoError(b, err)
+			return q
+		}},
+	}
+	for _, qq := range queues {
+		for _, parallel := range []bool{false, true} {
+			name := qq.name + "/serial"
+			if parallel {
+				name = qq.name + "/parallel"
+			}
+			b.Run(name, func(b *testing.B) {
+				var got atomic.Int64
+				app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					got.Add(1)
+					_, _ = w.Write([]byte(`{"code":200}`))
+				}))
+				defer app.Close()
+				d, err := callback.New(callback.Config{
+					URL: app.URL, Queue: qq.make(b), Logger: quiet,
+					QueueSize: b.N + 1, // the memory queue must not refuse: After alone is measured
+				})
+				require.NoError(b, err)
+				defer func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					defer cancel()
+					require.NoError(b, d.Close(ctx))
+				}()
+				ctx := context.Background()
+				ev := []byte(`{"from":"alice","to":"bob","text":"hello, this is a message of about a hundred bytes"}`)
+
+				start := time.Now()
+				b.ResetTimer()
+				if parallel {
+					b.SetParallelism(32)
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							if err := d.After(ctx, 1, "message.send.after", ev); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				} else {
+					lat := make([]time.Duration, 0, b.N)
+					for range b.N {
+						t0 := time.Now()
+						if err := d.After(ctx, 1, "message.send.after", ev); err != nil {
+							b.Fatal(err)
+						}
+						lat = append(lat, time.Since(t0))
+					}
+					b.StopTimer()
+					slices.Sort(lat)
+					b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+					b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+				}
+				b.StopTimer()
+				for got.Load() < int64(b.N) {
+					time.Sleep(time.Millisecond)
+				}
+				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "delivered/s")
+			})
+		}
+	}
+}

@@ -1,0 +1,163 @@
+package natsqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/imcallback/callback"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// delivery is an event handed out to a worker. Until it is settled, it
+// tells the server every third of AckWait that the worker is still on it,
+// so a slow attempt is not handed to another node meanwhile.
+type delivery struct {
+	q   *Queue
+	msg jetstream.Msg
+	ev  callback.Event
+	seq uint64 // in the work stream
+
+	mu      sync.Mutex // guards settled and keepalive's Reset
+	settled bool
+	alive   *time.Timer
+}
+
+func (q *Queue) deliver(msg jetstream.Msg, ev callback.Event, seq uint64) *delivery {
+	d := &delivery{q: q, msg: msg, ev: ev, seq: seq}
+	d.mu.Lock()
+	d.alive = time.AfterFunc(q.o.AckWait/3, d.keepalive)
+	d.mu.Unlock()
+	return d
+}
+
+// keepalive sends an in-progress ack, which restarts the server's AckWait,
+// and schedules the next one, unless the delivery is settled.
+func (d *delivery) keepalive() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled {
+		return
+	}
+	_ = d.msg.InProgress() // a lost one costs at worst a redelivery
+	d.alive.Reset(d.q.o.AckWait / 3)
+}
+
+// settle stops the keep-alives; none is sent once it returns.
+func (d *delivery) settle() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.settled = true
+	d.alive.Stop()
+}
+
+// Event returns the event; Attempts counts the earlier hand-outs.
+func (d *delivery) Event() callback.Event { return d.ev }
+
+// Ack removes the event from the stream. It does not wait for the server:
+// an ack lost in a crash means one more delivery, which the App backend
+// deduplicates by webhook-id.
+func (d *delivery) Ack(context.Context) error {
+	d.settle()
+	return d.msg.Ack()
+}
+
+// Retry hands the event back to the server, which hands it out again
+// after delay (NakWithDelay).
+func (d *delivery) Retry(_ context.Context, delay time.Duration) error {
+	d.settle()
+	if delay <= 0 {
+		return d.msg.Nak()
+	}
+	return d.msg.NakWithDelay(delay)
+}
+
+// DeadLetter stores the event in the dead-letter stream, waiting for
+// JetStream's acknowledgement (bounded by ctx), and then removes it from
+// the work stream. If the event cannot be stored it stays in the work
+// stream and the error is returned.
+func (d *delivery) DeadLetter(ctx context.Context, reason error) error {
+	d.settle()
+	m := eventMsg(d.q.o.DeadLetterSubject, d.ev)
+	m.Header[hdrAttempts] = []string{strconv.Itoa(d.ev.Attempts + 1)}
+	m.Header[hdrError] = []string{reason.Error()}
+	seq := strconv.FormatUint(d.seq, 10)
+	m.Header[hdrSeq] = []string{seq}
+	// Keyed by the work stream's sequence: the same hand-out dead-lettered
+	// twice is stored once, and an event replayed and dead-lettered again
+	// has a new sequence.
+	_, err := d.q.js.PublishMsg(ctx, m,
+		jetstream.WithMsgID(d.ev.ID+".dead."+seq),
+		jetstream.WithExpectStream(d.q.o.DeadLetterStream))
+	if err != nil {
+		return fmt.Errorf("%w: dead letter: %w", ErrPublish, err)
+	}
+	return d.msg.TermWithReason("dead letter")
+}
+
+// Replay moves every dead letter back into the work stream, with its
+// webhook-id and a fresh schedule of attempts, and returns how many it
+// moved. ctx bounds it; dead letters not reached stay where they are, and
+// running Replay again continues. Events dead-lettered while it runs may
+// or may not be replayed.
+//
+// To replay only some events, read the dead-letter stream with the nats
+// CLI (headers Callback-Id, Callback-App-Id, Callback-Command,
+// Callback-Attempts and Callback-Error; the body is the data) and
+// republish those on the work stream's subject, Options.Subject.appID,
+// with the same headers.
+func (q *Queue) Replay(ctx context.Context) (int, error) {
+	info, err := q.dead.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("natsqueue: replay: %w", err)
+	}
+	n := 0
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		raw, err := q.dead.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // deleted: replayed before, or dropped by age
+		}
+		if err != nil {
+			return n, fmt.Errorf("natsqueue: replay: %w", err)
+		}
+		ev, err := decodeEvent(raw.Header, raw.Data)
+		if err != nil {
+			return n, fmt.Errorf("natsqueue: replay of dead letter %d: %w", seq, err)
+		}
+		m := eventMsg(q.o.Subject, ev)
+		// A new message ID (the webhook-id is in the header and stays):
+		// the original's may still be in the duplicate window, and
+		// replaying this dead letter twice stores it once.
+		id := ev.ID + ".replay." + strconv.FormatUint(seq, 10)
+		if _, err := q.js.PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(q.o.Stream)); err != nil {
+			return n, fmt.Errorf("%w: replay: %w", ErrPublish, err)
+		}
+		if err := q.dead.DeleteMsg(ctx, seq); err != nil {
+			return n, fmt.Errorf("natsqueue: replay: deleting dead letter %d: %w", seq, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// DeadLetters returns how many dead letters are stored.
+func (q *Queue) DeadLetters(ctx context.Context) (uint64, error) {
+	info, err := q.dead.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("natsqueue: %w", err)
+	}
+	return info.State.Msgs, nil
+}
+
+// Pending returns how many events the work stream holds: queued, being
+// delivered or waiting for a retry.
+func (q *Queue) Pending(ctx context.Context) (uint64, error) {
+	info, err := q.work.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("natsqueue: %w", err)
+	}
+	return info.State.Msgs, nil
+}
