@@ -19,8 +19,16 @@ import (
 //
 // It returns ErrQueueFull when the queue is full, ErrClosed after Close,
 // ErrInvalidBody for a body that is not valid JSON, ErrInvalidCommand for an
-// empty command and ctx's error if ctx has already ended; nothing is queued
-// then. A disabled command is accepted and dropped: After returns nil.
+// empty command, an error wrapping ErrResolve when Config.Resolver cannot
+// resolve the app's endpoint, and ctx's error if ctx has already ended;
+// nothing is queued then. A disabled command is accepted and dropped: After
+// returns nil.
+//
+// With a Resolver, the endpoint is resolved here, so a bad app is the
+// caller's error. The memory queue's event keeps that endpoint: a change
+// of the app's settings applies to the events accepted from then on, not
+// to those already queued. A Config.Queue stores no endpoint: its events
+// are resolved again when handed out, so a change applies to them too.
 //
 // With Config.Queue set, After returns once the Queue has stored the event
 // (for a durable Queue, once it is persisted; ctx bounds the wait) and
@@ -36,21 +44,25 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	if err := checkEvent(command, body); err != nil {
 		return err
 	}
-	if d.s.rule(command).Disabled {
+	r, err := d.routeOf(ctx, appID)
+	if err != nil {
+		return err
+	}
+	if r.rule(command).Disabled {
 		return nil
 	}
 	if d.isClosed.Load() {
 		return ErrClosed // the queue says so too; this spares the copy
 	}
 	stats := d.obs.command(command)
-	ev := Event{AppID: appID, Command: command, Body: append([]byte(nil), body...), Queued: time.Now(), seq: d.seq.Add(1)}
+	ev := Event{AppID: appID, Command: command, Body: append([]byte(nil), body...), Queued: time.Now(), seq: d.seq.Add(1), route: r}
 	if !d.inWorker {
 		// A Queue stores the ID with the event, so that every hand-out on
 		// every node sends the same one. The memory queue formats it when
 		// the event is delivered, sparing After an allocation.
 		ev.ID = d.eventID(ev.seq)
 	}
-	if d.wire.usesClient() {
+	if r.wire.usesClient() {
 		c := clientFrom(ctx) // ctx ends with the call; the event lives on
 		ev.ClientIP, ev.Platform = c.ip, c.platform
 	}
@@ -103,8 +115,14 @@ func (d *Dispatcher) deliver(ev Event) {
 	}
 	stats := d.obs.command(ev.Command)
 	stats.taken(ev.Queued)
-	a := d.attemptsOf(&ev, stats)
-	err := d.send(&ev, a)
+	r, err := d.routeOfEvent(&ev)
+	if err != nil {
+		d.deliveryDone(stats, err)
+		d.deadLetter(ev, err)
+		return
+	}
+	a := d.attemptsOf(&ev, r, stats)
+	err = d.send(&ev, r, a)
 	d.deliveryDone(stats, err)
 	if err == nil {
 		return
@@ -119,28 +137,38 @@ func (d *Dispatcher) deliver(ev Event) {
 // attemptsOf returns the state of ev's attempts: each one's timeout, its
 // metrics, and its signature, made afresh per attempt (attemptTransport):
 // a Standard Webhooks timestamp or a Tencent RequestTime must be new.
-func (d *Dispatcher) attemptsOf(ev *Event, stats *commandStats) *attempts {
-	a := &attempts{timeout: d.s.rule(ev.Command).Timeout, stats: stats}
-	if d.wire.signs() {
+func (d *Dispatcher) attemptsOf(ev *Event, r *route, stats *commandStats) *attempts {
+	a := &attempts{timeout: r.rule(ev.Command).Timeout, stats: stats}
+	if r.wire.signs() {
 		id, body := ev.ID, ev.Body
-		a.sign = func(r *http.Request) { d.wire.sign(r, id, body, d.now()) }
+		a.sign = func(req *http.Request) { r.wire.sign(req, id, body, d.now()) }
 	}
 	return a
 }
 
+// routeOfEvent returns the route of ev: the one After resolved or, for an
+// event handed out by a Config.Queue (which stores no route), the app's
+// endpoint resolved again now.
+func (d *Dispatcher) routeOfEvent(ev *Event) (*route, error) {
+	if ev.route != nil {
+		return ev.route, nil
+	}
+	return d.routeOf(d.life, ev.AppID)
+}
+
 // eventURL returns the request URL of ev.
-func (d *Dispatcher) eventURL(ev *Event) string {
+func eventURL(ev *Event, r *route) string {
 	c := call{appID: ev.AppID, command: ev.Command, client: client{ip: ev.ClientIP, platform: ev.Platform}}
-	return d.target.url(d.wire, &c)
+	return r.target.url(r.wire, &c)
 }
 
 // send delivers ev with retryablehttp's retries.
-func (d *Dispatcher) send(ev *Event, a *attempts) error {
+func (d *Dispatcher) send(ev *Event, r *route, a *attempts) error {
 	if err := d.life.Err(); err != nil {
 		return err // Close's deadline has passed: do not start
 	}
 	ctx := context.WithValue(d.life, attemptKey{}, a)
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, d.eventURL(ev), ev.Body)
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, eventURL(ev, r), ev.Body)
 	if err != nil {
 		return err
 	}
@@ -154,7 +182,7 @@ func (d *Dispatcher) send(ev *Event, a *attempts) error {
 		// retryablehttp's "giving up".
 		return checkStatus(res)
 	}
-	return d.redact(err)
+	return r.redact(err)
 }
 
 // deadLetter logs an undelivered event (flood-controlled) and hands it to

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 )
@@ -66,16 +65,26 @@ var allowed = Response{Code: CodeOK, Msg: MsgOK, Action: Allow}
 // FailClosed, it denies instead with CodeFailClosed and MsgFailClosed.
 // A disabled command sends nothing and returns Allow, CodeOK, MsgOK.
 //
+// With a Config.Resolver, an app whose endpoint cannot be resolved (unknown,
+// the resolver's store down, an invalid Endpoint) is such a failure, with
+// Err wrapping ErrResolve, under Config.Commands' rule for the command.
+//
 // body is sent byte for byte and not kept after Before returns.
 func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body []byte) Response {
-	rule := d.s.rule(command)
-	if rule.Disabled {
+	start := time.Now()
+	r, err := d.routeOf(ctx, appID)
+	var rule Rule
+	if err != nil {
+		rule = d.s.rule(command) // the app's own rules are unknown
+	} else if rule = r.rule(command); rule.Disabled {
 		return allowed
 	}
-	start := time.Now()
 	stats := d.obs.beginBefore(command)
 	id := d.eventID(d.seq.Add(1))
-	resp, err := d.before(ctx, rule, appID, command, id, body)
+	var resp Response
+	if err == nil {
+		resp, err = d.before(ctx, r, rule, appID, command, id, body)
+	}
 	if err != nil {
 		resp = d.failed(ctx, rule, appID, command, id, start, err)
 	}
@@ -83,7 +92,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 	return resp
 }
 
-func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, id string, body []byte) (Response, error) {
+func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int, command, id string, body []byte) (Response, error) {
 	if err := checkEvent(command, body); err != nil {
 		return Response{}, err
 	}
@@ -93,20 +102,20 @@ func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, 
 	ctx, cancel := context.WithTimeout(ctx, rule.Timeout)
 	defer cancel()
 	c := call{appID: appID, command: command}
-	if d.wire.usesClient() {
+	if r.wire.usesClient() {
 		c.client = clientFrom(ctx)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.target.url(d.wire, &c), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.target.url(r.wire, &c), bytes.NewReader(body))
 	if err != nil {
 		return Response{}, err
 	}
 	d.setHeaders(req.Header, id)
-	if d.wire.signs() {
-		d.wire.sign(req, id, body, d.now())
+	if r.wire.signs() {
+		r.wire.sign(req, id, body, d.now())
 	}
 	res, err := d.client.Do(req)
 	if err != nil {
-		return Response{}, d.redact(err)
+		return Response{}, r.redact(err)
 	}
 	defer res.Body.Close()
 	if err := checkStatus(res); err != nil {
@@ -116,9 +125,9 @@ func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, 
 	buf := getBuffer()
 	defer putBuffer(buf)
 	if err := readAnswer(buf, res.Body, d.s.MaxResponseBytes); err != nil {
-		return Response{}, d.redact(err)
+		return Response{}, r.redact(err)
 	}
-	return d.wire.decode(buf.Bytes())
+	return r.wire.decode(buf.Bytes())
 }
 
 // failed logs a failed Before callback (flood-controlled) and returns the
@@ -199,14 +208,4 @@ func putBuffer(b *bytes.Buffer) {
 	}
 	b.Reset()
 	buffers.Put(b)
-}
-
-// redact replaces the URL inside a transport error with the URL without its
-// query or user information, so logs and errors never carry query parameters
-// (signatures travel there in some protocols).
-func (d *Dispatcher) redact(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		return &url.Error{Op: ue.Op, URL: d.target.logURL, Err: ue.Err}
-	}
-	return err
 }

@@ -67,13 +67,14 @@ var (
 // userAgent names the library on every request.
 const userAgent = "imcallback/1 (+https://github.com/imcallback/callback)"
 
-// A Dispatcher sends Before and After callbacks to one App backend. Create it
-// with New and release it with Close. A Dispatcher is safe for concurrent use.
+// A Dispatcher sends Before and After callbacks to one App backend, or to
+// each app's own with Config.Resolver. Create it with New and release it
+// with Close. A Dispatcher is safe for concurrent use.
 type Dispatcher struct {
 	s      settings
 	log    *slog.Logger
-	wire   wire
-	target target
+	static *route           // Config.URL's; nil with a Resolver
+	routes *routes          // each app's, with a Resolver; nil without
 	now    func() time.Time // the clock that stamps signatures; a test seam
 
 	transport *http.Transport // owned: idle connections closed by Close
@@ -110,20 +111,19 @@ func New(cfg Config) (*Dispatcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := newWire(&s)
-	if err != nil {
-		return nil, err
-	}
 	d := &Dispatcher{
 		s:        s,
 		log:      s.Logger,
-		wire:     w,
 		now:      time.Now,
-		target:   newTarget(s.endpoint, w.reserved()...),
 		idPrefix: newIDPrefix(),
 		queue:    s.Queue,
 		stopping: make(chan struct{}),
 		drained:  make(chan struct{}),
+	}
+	if s.Resolver != nil {
+		d.routes = newRoutes(&d.s)
+	} else if d.static, err = newRoute(&d.s, &Endpoint{URL: s.URL, Protocol: s.Protocol, Secret: s.Secret}); err != nil {
+		return nil, err
 	}
 	if d.queue == nil {
 		d.queue = newMemQueue(s.QueueSize)
@@ -205,7 +205,8 @@ type Event struct {
 	// the zero time is allowed.
 	Queued time.Time
 
-	seq uint64 // numbers the event; the memory queue's ID is made from it
+	seq   uint64 // numbers the event; the memory queue's ID is made from it
+	route *route // the app's endpoint as After resolved it; nil after a durable Queue
 }
 
 // newIDPrefix returns a random prefix for event IDs.

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"time"
 
@@ -28,9 +29,23 @@ const (
 // the documented default.
 type Config struct {
 	// URL is the App backend's callback URL, for example
-	// http://127.0.0.1:8989/callback. Required; http and https only. A query
-	// it carries is kept and merged with the protocol's parameters.
+	// http://127.0.0.1:8989/callback. Required unless Resolver is set;
+	// http and https only. A query it carries is kept and merged with the
+	// protocol's parameters.
 	URL string
+
+	// Resolver, if set, gives each app its own endpoint (URL, Protocol,
+	// Secret, Timeout and Commands), looked up on every call, and takes
+	// precedence over URL, Protocol and Secret, which are then not used
+	// (URL is still checked if given). Timeout and Commands become the
+	// defaults of every app. See Resolver and the sqlapps package.
+	Resolver Resolver
+
+	// SSRFGuard, if set, refuses to connect to loopback, private,
+	// link-local, metadata and other internal addresses, checked at dial
+	// time after DNS resolution. nil means off. Set it when apps supply
+	// their own callback URLs (Resolver); see SSRFGuard.
+	SSRFGuard *SSRFGuard
 
 	// Protocol is the wire format. The zero value is Seed, the seed
 	// design's format; Tencent is Tencent Cloud IM's.
@@ -161,28 +176,18 @@ type DeadLetterFunc func(ev Event, err error)
 // settings is a validated Config with every default applied.
 type settings struct {
 	Config
-	endpoint *url.URL
 }
 
 func (c Config) validate() (settings, error) {
 	s := settings{Config: c}
-	if c.URL == "" {
-		return s, fmt.Errorf("%w: URL is required", ErrInvalidConfig)
+	if c.Resolver == nil || c.URL != "" {
+		if _, err := parseURL(c.URL); err != nil {
+			return s, err
+		}
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		return s, fmt.Errorf("%w: URL does not parse", ErrInvalidConfig)
+	if err := c.SSRFGuard.validate(); err != nil {
+		return s, err
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return s, fmt.Errorf("%w: URL scheme %q is not http or https", ErrInvalidConfig, u.Scheme)
-	}
-	if u.Host == "" {
-		return s, fmt.Errorf("%w: URL has no host", ErrInvalidConfig)
-	}
-	if u.Fragment != "" {
-		return s, fmt.Errorf("%w: URL has a fragment", ErrInvalidConfig)
-	}
-	s.endpoint = u
 
 	for name, d := range map[string]time.Duration{
 		"Timeout": c.Timeout, "RetryWaitMin": c.RetryWaitMin, "RetryWaitMax": c.RetryWaitMax,
@@ -226,28 +231,54 @@ func (c Config) validate() (settings, error) {
 		return s, err
 	}
 
-	s.Commands = make(map[string]Rule, len(c.Commands))
-	for cmd, r := range c.Commands {
-		if cmd == "" {
-			return s, fmt.Errorf("%w: empty command name in Commands", ErrInvalidConfig)
-		}
-		if r.Timeout < 0 {
-			return s, fmt.Errorf("%w: command %q has a negative Timeout", ErrInvalidConfig, cmd)
-		}
-		if r.Timeout == 0 {
-			r.Timeout = s.Timeout
-		}
-		s.Commands[cmd] = r
+	if err := checkRules(c.Commands); err != nil {
+		return s, err
 	}
+	s.Commands = maps.Clone(c.Commands) // Timeouts as given: each route resolves them
 	return s, nil
 }
 
-// rule returns the settings of command, with its timeout resolved.
-func (s *settings) rule(command string) Rule {
-	if r, ok := s.Commands[command]; ok {
-		return r
+// parseURL parses and checks a callback URL.
+func parseURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("%w: URL is required", ErrInvalidConfig)
 	}
-	return Rule{Timeout: s.Timeout}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: URL does not parse", ErrInvalidConfig)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("%w: URL scheme %q is not http or https", ErrInvalidConfig, u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("%w: URL has no host", ErrInvalidConfig)
+	}
+	if u.Fragment != "" {
+		return nil, fmt.Errorf("%w: URL has a fragment", ErrInvalidConfig)
+	}
+	return u, nil
+}
+
+// checkRules rejects an empty command name and a negative timeout.
+func checkRules(rules map[string]Rule) error {
+	for cmd, r := range rules {
+		if cmd == "" {
+			return fmt.Errorf("%w: empty command name in Commands", ErrInvalidConfig)
+		}
+		if r.Timeout < 0 {
+			return fmt.Errorf("%w: command %q has a negative Timeout", ErrInvalidConfig, cmd)
+		}
+	}
+	return nil
+}
+
+// rule returns the settings of command in Config.Commands, with its
+// timeout resolved: the failure policy of a call whose app's endpoint
+// could not be resolved.
+func (s *settings) rule(command string) Rule {
+	r := s.Commands[command]
+	r.Timeout = orDefault(r.Timeout, s.Timeout)
+	return r
 }
 
 func orDefault[T comparable](v, def T) T {

@@ -3,6 +3,7 @@ package callback
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -63,10 +64,16 @@ func (d *Dispatcher) attempt(ev Event, stats *commandStats) (retry bool, err err
 	if err := d.life.Err(); err != nil {
 		return false, err
 	}
-	a := d.attemptsOf(&ev, stats)
+	r, err := d.routeOfEvent(&ev)
+	if err != nil {
+		// A store that is down may be back later; an app that is unknown
+		// or invalid will not be.
+		return !errors.Is(err, ErrUnknownApp) && !errors.Is(err, ErrInvalidConfig), err
+	}
+	a := d.attemptsOf(&ev, r, stats)
 	a.n = ev.Attempts - 1 // earlier hand-outs: this attempt counts as a retry after the first
 	ctx := context.WithValue(d.life, attemptKey{}, a)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.eventURL(&ev), bytes.NewReader(ev.Body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, eventURL(&ev, r), bytes.NewReader(ev.Body))
 	if err != nil {
 		return false, err
 	}
@@ -74,7 +81,7 @@ func (d *Dispatcher) attempt(ev Event, stats *commandStats) (retry bool, err err
 	res, err := d.client.Do(req)
 	if err != nil {
 		retry, _ = retryPolicy(d.life, nil, err)
-		return retry, d.redact(err)
+		return retry, r.redact(err)
 	}
 	defer res.Body.Close()
 	defer drain(res.Body)

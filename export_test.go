@@ -1,7 +1,20 @@
 package callback
 
-import "time"
+import (
+	"context"
+	"net/netip"
+	"time"
+)
 
 // SetClock replaces the clock that stamps d's signatures. Call it before
 // the first Before or After.
 func SetClock(d *Dispatcher, now func() time.Time) { d.now = now }
+
+// RouteOf returns the prepared route of appID's calls, as an opaque value
+// whose identity tells whether it was prepared again.
+func RouteOf(d *Dispatcher, ctx context.Context, appID int) (any, error) {
+	return d.routeOf(ctx, appID)
+}
+
+// Permits reports whether g lets a connection to addr through.
+func Permits(g *SSRFGuard, addr netip.Addr) bool { return g.permits(addr) }

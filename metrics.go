@@ -520,7 +520,7 @@ func (d *Dispatcher) queueLen() int {
 // worth refusing to start for: it is logged at Warn level.
 func (d *Dispatcher) observe() {
 	mp := d.s.MeterProvider
-	o, err := newObserver(mp, d.target.logURL, d.s.Commands, d.queueLen)
+	o, err := newObserver(mp, d.endpointName(), d.s.Commands, d.queueLen)
 	// Gauges of other parts (the breaker per endpoint, a durable queue's
 	// depth) are added here, before start: o.addGauge(mp, ...).
 	err = errors.Join(err, o.start(mp))
@@ -528,8 +528,8 @@ func (d *Dispatcher) observe() {
 		d.log.LogAttrs(d.life, slog.LevelWarn, "callback: metrics are incomplete", slog.String("error", err.Error()))
 	}
 	d.obs = o
-	d.beforeLog = newFloodLog(d.log, kindBefore, "callback: before failed", d.target.logURL, d.s.LogInterval)
-	d.afterLog = newFloodLog(d.log, kindAfter, "callback: after event not delivered", d.target.logURL, d.s.LogInterval)
+	d.beforeLog = newFloodLog(d.log, kindBefore, "callback: before failed", d.endpointName(), d.s.LogInterval)
+	d.afterLog = newFloodLog(d.log, kindAfter, "callback: after event not delivered", d.endpointName(), d.s.LogInterval)
 }
 
 // closeObservers stops reporting metrics and writes the failure summaries

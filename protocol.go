@@ -91,17 +91,17 @@ func (p *Protocol) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// newWire returns the wire format of s.Protocol, keyed with s.Secret. It
-// returns an error wrapping ErrInvalidConfig for an unknown protocol or a
-// secret that does not parse; the secret itself is never in the error.
-func newWire(s *settings) (wire, error) {
-	switch s.Protocol {
+// newWire returns the wire format p, keyed with secret. It returns an
+// error wrapping ErrInvalidConfig for an unknown protocol or a secret that
+// does not parse; the secret itself is never in the error.
+func newWire(p Protocol, secret string) (wire, error) {
+	switch p {
 	case Seed:
-		return newSeedWire(s.Secret)
+		return newSeedWire(secret)
 	case Tencent:
-		return newTencentWire(s.Secret)
+		return newTencentWire(secret)
 	}
-	return nil, fmt.Errorf("%w: unknown Protocol %d", ErrInvalidConfig, int(s.Protocol))
+	return nil, fmt.Errorf("%w: unknown Protocol %d", ErrInvalidConfig, int(p))
 }
 
 // Codes and messages the Dispatcher itself puts in a Response.

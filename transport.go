@@ -14,13 +14,21 @@ import (
 // newTransport returns the Dispatcher's own transport: keep-alive on, with
 // an idle pool sized for the load. Go's default keeps 2 idle connections per
 // host, so under concurrency most calls would open a new TCP connection.
+// With an SSRFGuard, every address is checked as it is dialled, and no proxy
+// is used.
 func newTransport(s *settings) *http.Transport {
+	dialer := &net.Dialer{
+		Timeout:   30 * time.Second, // bounded further by each call's context
+		KeepAlive: 30 * time.Second,
+	}
+	proxy := http.ProxyFromEnvironment
+	if s.SSRFGuard != nil {
+		dialer.Control = s.SSRFGuard.control
+		proxy = nil
+	}
 	return &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   30 * time.Second, // bounded further by each call's context
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		Proxy:                 proxy,
+		DialContext:           dialer.DialContext,
 		TLSClientConfig:       s.TLSConfig,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          s.MaxIdleConnsPerHost,

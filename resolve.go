@@ -1,0 +1,232 @@
+package callback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Errors of per-app resolution. Compare with errors.Is.
+var (
+	// ErrUnknownApp means the Resolver has no endpoint for the app. A
+	// Resolver returns it, wrapped or not, for an app it does not know.
+	ErrUnknownApp = errors.New("callback: unknown app")
+	// ErrResolve wraps every error of resolving an app's endpoint: the
+	// Resolver's own (ErrUnknownApp, a database that is down) and an
+	// Endpoint that is not valid (which also wraps ErrInvalidConfig).
+	// Before sets it in Response.Err, After returns it.
+	ErrResolve = errors.New("callback: resolving the app's endpoint failed")
+)
+
+// A Resolver looks up the endpoint of an app: where and how its callbacks
+// are sent. The Dispatcher calls Resolve on every Before and After of a
+// Dispatcher whose Config.Resolver is set, on the caller's goroutine and
+// with the caller's ctx, so Resolve must be safe for concurrent use, fast
+// (a cache in front of any store) and bounded in time by itself or ctx.
+//
+// For an app it does not know, Resolve returns an error wrapping
+// ErrUnknownApp. The Dispatcher neither changes the Endpoint it gets nor
+// keeps its Commands map, so a Resolver may return the same map every time.
+type Resolver interface {
+	Resolve(ctx context.Context, appID int) (Endpoint, error)
+}
+
+// ResolverFunc adapts a function to a Resolver.
+type ResolverFunc func(ctx context.Context, appID int) (Endpoint, error)
+
+// Resolve calls f(ctx, appID).
+func (f ResolverFunc) Resolve(ctx context.Context, appID int) (Endpoint, error) {
+	return f(ctx, appID)
+}
+
+// Endpoint is where and how one app's callbacks are sent: what Config's
+// URL, Protocol, Secret, Timeout and Commands say for a single App
+// backend, per app.
+type Endpoint struct {
+	// URL is the app's callback URL, http or https. Required.
+	URL string
+	// Protocol is the app's wire format; the zero value is Seed.
+	Protocol Protocol
+	// Secret signs the app's callbacks as Config.Secret does; empty means
+	// unsigned. It is never logged and never put into an error.
+	Secret string
+	// Timeout bounds one request; 0 means Config.Timeout.
+	Timeout time.Duration
+	// Commands overrides Config.Commands for this app, command by command
+	// (a whole Rule each). A Rule's Timeout of 0 means the Endpoint's.
+	Commands map[string]Rule
+}
+
+// Validate reports whether the Dispatcher can use e: a URL New would
+// accept, a known protocol, a secret that parses, no negative timeout and
+// no empty command name. Its error wraps ErrInvalidConfig and never
+// contains the secret.
+func (e *Endpoint) Validate() error {
+	_, _, err := e.check()
+	return err
+}
+
+// check validates e and returns its parsed URL and wire format.
+func (e *Endpoint) check() (*url.URL, wire, error) {
+	u, err := parseURL(e.URL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if e.Timeout < 0 {
+		return nil, nil, fmt.Errorf("%w: Timeout is negative", ErrInvalidConfig)
+	}
+	if err := checkRules(e.Commands); err != nil {
+		return nil, nil, err
+	}
+	w, err := newWire(e.Protocol, e.Secret)
+	if err != nil {
+		return nil, nil, err
+	}
+	return u, w, nil
+}
+
+// equal reports whether e and o have the same settings.
+func (e *Endpoint) equal(o *Endpoint) bool {
+	return e.URL == o.URL && e.Protocol == o.Protocol && e.Secret == o.Secret &&
+		e.Timeout == o.Timeout && maps.Equal(e.Commands, o.Commands)
+}
+
+// route is the prepared state of one endpoint: everything a call needs to
+// reach it, built once per Endpoint settings so that a call only appends
+// its own query parameters.
+type route struct {
+	wire    wire
+	target  target
+	url     *url.URL        // the parsed callback URL, which keys per-endpoint state
+	timeout time.Duration   // of a command without a rule
+	rules   map[string]Rule // Config.Commands overridden by the Endpoint's, timeouts resolved
+}
+
+// newRoute prepares e, whose defaults are s's.
+func newRoute(s *settings, e *Endpoint) (*route, error) {
+	u, w, err := e.check()
+	if err != nil {
+		return nil, err
+	}
+	r := &route{
+		wire:    w,
+		target:  newTarget(u, w.reserved()...),
+		url:     u,
+		timeout: orDefault(e.Timeout, s.Timeout),
+		rules:   make(map[string]Rule, len(s.Commands)+len(e.Commands)),
+	}
+	for _, rules := range []map[string]Rule{s.Commands, e.Commands} {
+		for cmd, rule := range rules {
+			rule.Timeout = orDefault(rule.Timeout, r.timeout)
+			r.rules[cmd] = rule
+		}
+	}
+	return r, nil
+}
+
+// rule returns the settings of command, with its timeout resolved.
+func (r *route) rule(command string) Rule {
+	if rule, ok := r.rules[command]; ok {
+		return rule
+	}
+	return Rule{Timeout: r.timeout}
+}
+
+// redact replaces the URL inside a transport error with the URL without its
+// query or user information, so logs and errors never carry query parameters
+// (signatures travel there in some protocols).
+func (r *route) redact(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return &url.Error{Op: ue.Op, URL: r.target.logURL, Err: ue.Err}
+	}
+	return err
+}
+
+// routeOf returns the route of appID's calls: the static one of Config.URL,
+// or the one prepared from the Endpoint that Config.Resolver returns. Its
+// error wraps ErrResolve.
+func (d *Dispatcher) routeOf(ctx context.Context, appID int) (*route, error) {
+	if d.routes == nil {
+		return d.static, nil
+	}
+	return d.routes.of(ctx, appID)
+}
+
+// routes caches the route of each resolved app, so that a Resolver that
+// returns the same settings call after call does not have them parsed and
+// prepared again, and a change of settings (a new URL, a rotated secret)
+// takes effect on the next call.
+type routes struct {
+	s        *settings
+	resolver Resolver
+
+	mu sync.RWMutex // guards m
+	m  map[int]*prepared
+}
+
+// prepared is the route built from an app's last resolved Endpoint, or the
+// error that Endpoint gave.
+type prepared struct {
+	ep    Endpoint // as resolved, with its own copy of Commands
+	route *route
+	err   error
+}
+
+func newRoutes(s *settings) *routes {
+	return &routes{s: s, resolver: s.Resolver, m: make(map[int]*prepared)}
+}
+
+func (rs *routes) of(ctx context.Context, appID int) (*route, error) {
+	ep, err := rs.resolver.Resolve(ctx, appID)
+	if err != nil {
+		if errors.Is(err, ErrUnknownApp) {
+			rs.forget(appID)
+		}
+		return nil, fmt.Errorf("%w: app %d: %w", ErrResolve, appID, err)
+	}
+	rs.mu.RLock()
+	p := rs.m[appID]
+	rs.mu.RUnlock()
+	if p == nil || !p.ep.equal(&ep) {
+		p = &prepared{ep: ep}
+		p.ep.Commands = maps.Clone(ep.Commands)
+		p.route, p.err = newRoute(rs.s, &p.ep)
+		rs.mu.Lock()
+		rs.m[appID] = p
+		rs.mu.Unlock()
+	}
+	if p.err != nil {
+		return nil, fmt.Errorf("%w: app %d: %w", ErrResolve, appID, p.err)
+	}
+	return p.route, nil
+}
+
+// forget drops the route of an app the resolver no longer knows.
+func (rs *routes) forget(appID int) {
+	rs.mu.RLock()
+	_, ok := rs.m[appID]
+	rs.mu.RUnlock()
+	if ok {
+		rs.mu.Lock()
+		delete(rs.m, appID)
+		rs.mu.Unlock()
+	}
+}
+
+// perApp is the endpoint name of a Dispatcher with a Resolver, whose apps
+// each have their own.
+const perApp = "per-app"
+
+// endpointName names the Dispatcher's endpoint in its metrics and failure
+// logs: Config.URL, redacted, or "per-app" with a Resolver (the failure
+// logs carry each app's ID).
+func (d *Dispatcher) endpointName() string {
+	if d.static != nil {
+		return d.static.target.logURL
+	}
+	return perApp
+}

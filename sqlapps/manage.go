@@ -1,0 +1,198 @@
+package sqlapps
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/imcallback/callback"
+)
+
+// App is one app's row and its command rules: the management view of what
+// Resolve returns.
+type App struct {
+	ID       int
+	Endpoint callback.Endpoint
+}
+
+// Get reads app appID from the database, bypassing the cache, with its
+// secret decrypted (Options.Decrypt). For an app without a row it returns
+// an error wrapping callback.ErrUnknownApp.
+func (s *Store) Get(ctx context.Context, appID int) (App, error) {
+	apps, err := s.read(ctx, s.db, s.selectApp, appID)
+	if err != nil {
+		return App{}, fmt.Errorf("sqlapps: app %d: %w", appID, err)
+	}
+	if len(apps) == 0 {
+		return App{}, fmt.Errorf("sqlapps: app %d: %w", appID, callback.ErrUnknownApp)
+	}
+	a := apps[0]
+	if a.Endpoint.Secret, err = s.decrypt(ctx, a.ID, a.Endpoint.Secret); err != nil {
+		return App{}, err
+	}
+	return a, nil
+}
+
+// List reads every app from the database, ordered by ID, bypassing the
+// cache, with secrets decrypted (Options.Decrypt). A tool that prints them
+// should print whether a secret is set, never the secret.
+func (s *Store) List(ctx context.Context) ([]App, error) {
+	apps, err := s.read(ctx, s.db, s.selectApps)
+	if err != nil {
+		return nil, fmt.Errorf("sqlapps: listing apps: %w", err)
+	}
+	for i := range apps {
+		if apps[i].Endpoint.Secret, err = s.decrypt(ctx, apps[i].ID, apps[i].Endpoint.Secret); err != nil {
+			return nil, err
+		}
+	}
+	return apps, nil
+}
+
+// Set creates or replaces app a: its row and all its command rules, in one
+// transaction, then drops it from this Store's cache. It returns an error
+// wrapping callback.ErrInvalidConfig, and writes nothing, for an endpoint
+// the Dispatcher could not use (see callback.Endpoint.Validate) or a
+// timeout that is not a whole number of milliseconds. The secret is stored
+// as given, or as Options.Encrypt makes it.
+func (s *Store) Set(ctx context.Context, a App) error {
+	ep := a.Endpoint
+	if err := ep.Validate(); err != nil {
+		return fmt.Errorf("sqlapps: app %d: %w", a.ID, err)
+	}
+	if err := wholeMillis(ep.Timeout); err != nil {
+		return fmt.Errorf("sqlapps: app %d: Timeout %w", a.ID, err)
+	}
+	for cmd, r := range ep.Commands {
+		if err := wholeMillis(r.Timeout); err != nil {
+			return fmt.Errorf("sqlapps: app %d: command %q: Timeout %w", a.ID, cmd, err)
+		}
+	}
+	protocol, err := ep.Protocol.MarshalText()
+	if err != nil {
+		return fmt.Errorf("sqlapps: app %d: %w", a.ID, err)
+	}
+	secret := ep.Secret
+	if s.opts.Encrypt != nil && secret != "" {
+		if secret, err = s.opts.Encrypt(ctx, a.ID, secret); err != nil {
+			return fmt.Errorf("sqlapps: app %d: encrypting its secret: %w", a.ID, err)
+		}
+	}
+
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		// Delete and insert rather than an upsert, whose syntax differs
+		// between databases.
+		if _, err := tx.ExecContext(ctx, s.deleteCommands, a.ID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.deleteApp, a.ID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.insertApp, a.ID, ep.URL, string(protocol), secret, ep.Timeout.Milliseconds()); err != nil {
+			return err
+		}
+		for cmd, r := range ep.Commands {
+			if _, err := tx.ExecContext(ctx, s.insertCommand, a.ID, cmd, r.Disabled, r.FailClosed, r.Timeout.Milliseconds()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.Invalidate(a.ID)
+	if err != nil {
+		return fmt.Errorf("sqlapps: setting app %d: %w", a.ID, err)
+	}
+	return nil
+}
+
+// Delete removes app appID and its command rules, then drops it from this
+// Store's cache. It returns an error wrapping callback.ErrUnknownApp if
+// there was no such app.
+func (s *Store) Delete(ctx context.Context, appID int) error {
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.deleteCommands, appID); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, s.deleteApp, appID)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	s.Invalidate(appID)
+	switch {
+	case err != nil:
+		return fmt.Errorf("sqlapps: deleting app %d: %w", appID, err)
+	case n == 0:
+		return fmt.Errorf("sqlapps: app %d: %w", appID, callback.ErrUnknownApp)
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction and commits it if fn returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// read runs query, one of the selects of apps joined with their commands,
+// and gathers its rows into apps, secrets as stored.
+func (s *Store) read(ctx context.Context, db queryer, query string, args ...any) ([]App, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var apps []App
+	for rows.Next() {
+		var (
+			id                   int
+			url, secret          string
+			protocol             string
+			timeoutMS            int64
+			command              sql.NullString
+			disabled, failClosed sql.NullBool
+			ruleMS               sql.NullInt64
+		)
+		if err := rows.Scan(&id, &url, &protocol, &secret, &timeoutMS, &command, &disabled, &failClosed, &ruleMS); err != nil {
+			return nil, err
+		}
+		if len(apps) == 0 || apps[len(apps)-1].ID != id {
+			a := App{ID: id, Endpoint: callback.Endpoint{URL: url, Secret: secret, Timeout: time.Duration(timeoutMS) * time.Millisecond}}
+			if err := a.Endpoint.Protocol.UnmarshalText([]byte(protocol)); err != nil {
+				return nil, fmt.Errorf("app %d: %w", id, err)
+			}
+			apps = append(apps, a)
+		}
+		if command.Valid {
+			a := &apps[len(apps)-1]
+			if a.Endpoint.Commands == nil {
+				a.Endpoint.Commands = make(map[string]callback.Rule)
+			}
+			a.Endpoint.Commands[command.String] = callback.Rule{
+				Disabled:   disabled.Bool,
+				FailClosed: failClosed.Bool,
+				Timeout:    time.Duration(ruleMS.Int64) * time.Millisecond,
+			}
+		}
+	}
+	return apps, rows.Err()
+}
+
+// wholeMillis rejects a duration the schema cannot store.
+func wholeMillis(d time.Duration) error {
+	if d%time.Millisecond != 0 {
+		return fmt.Errorf("%v is not a whole number of milliseconds: %w", d, callback.ErrInvalidConfig)
+	}
+	return nil
+}

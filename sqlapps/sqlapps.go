@@ -1,0 +1,241 @@
+// Package sqlapps keeps each app's callback endpoint (URL, protocol,
+// secret, timeout and per-command rules) in a SQL database, and resolves it
+// for a callback.Dispatcher through a read-through cache:
+//
+//	db, err := sqlite.Open("apps.db") // or sql.Open("pgx", dsn), ...
+//	store, err := sqlapps.New(db, sqlapps.Options{})
+//	err = store.Migrate(ctx)
+//	d, err := callback.New(callback.Config{Resolver: store, SSRFGuard: &callback.SSRFGuard{}})
+//
+// It works with any database/sql driver; Options.Dialect picks the
+// placeholders. The schema (see Schema) is the same SQL on SQLite,
+// PostgreSQL and MySQL. Tests run it against a real SQLite file through
+// the pure-Go modernc.org/sqlite driver (see the sqlite sub-package).
+//
+// The cache keeps each app's endpoint for Options.TTL, so Before does not
+// query the database on every message; Set and Delete through a Store
+// invalidate its cache at once, and other processes see a change within
+// the TTL (or call Invalidate when told of it).
+//
+// Secrets are stored as given by default: anyone who can read the table
+// can sign callbacks as the IM server. Options.Encrypt and Options.Decrypt
+// let secrets be encrypted at rest (with a KMS or a key the database does
+// not hold); decrypted secrets then live only in the process's memory, in
+// the cache.
+package sqlapps
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/imcallback/callback"
+)
+
+// Defaults applied by New to the zero values of Options.
+const (
+	defaultTTL          = 30 * time.Second
+	defaultQueryTimeout = time.Second
+	// maxRetryStale bounds how long a stale endpoint is served after a
+	// failed refresh before the database is asked again.
+	maxRetryStale = time.Second
+)
+
+// Options configures a Store. Zero values mean the documented defaults.
+type Options struct {
+	// Dialect is the database's SQL dialect. The zero value is SQLite.
+	Dialect Dialect
+
+	// TTL is how long Resolve serves an app's endpoint (or the fact that
+	// the app is unknown) from memory before it reads it again. 0 means
+	// 30 s; a negative value turns the cache off: every Resolve queries.
+	TTL time.Duration
+
+	// QueryTimeout bounds the query Resolve makes on a cache miss, so a
+	// database that hangs costs a Before call at most this. 0 means 1 s.
+	QueryTimeout time.Duration
+
+	// Decrypt, if set, turns a secret as stored into the secret to sign
+	// with, each time an app is read from the database (not on cache
+	// hits). Its error fails the resolution of that app.
+	Decrypt SecretFunc
+
+	// Encrypt, if set, turns a secret into what Set stores. It should be
+	// Decrypt's inverse.
+	Encrypt SecretFunc
+}
+
+// SecretFunc transforms the secret of app appID (for example encrypts or
+// decrypts it with a key held outside the database). It must be safe for
+// concurrent use. Its error must not contain the secret.
+type SecretFunc func(ctx context.Context, appID int, secret string) (string, error)
+
+// A Store reads and writes apps' endpoints in a database and implements
+// callback.Resolver with a read-through cache. A Store is safe for
+// concurrent use. It does not own db: the caller closes it.
+type Store struct {
+	db      *sql.DB
+	dialect Dialect
+	opts    Options
+	now     func() time.Time // a test seam
+
+	// Queries, rewritten for the dialect once.
+	selectApp, selectApps, deleteCommands, deleteApp, insertApp, insertCommand string
+
+	loads singleflight.Group // one query per app at a time, shared by its callers
+	gen   atomic.Uint64      // bumped by every invalidation
+
+	mu    sync.RWMutex // guards cache
+	cache map[int]*entry
+}
+
+// entry is what the cache knows of one app: its endpoint or that it is
+// unknown (err), until expires.
+type entry struct {
+	ep      callback.Endpoint
+	err     error
+	expires time.Time
+}
+
+// New returns a Store on db. It does not touch the database: call Migrate
+// to create the schema.
+func New(db *sql.DB, opts Options) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("sqlapps: db is nil")
+	}
+	if opts.Dialect < SQLite || opts.Dialect > MySQL {
+		return nil, fmt.Errorf("sqlapps: unknown Dialect %d", int(opts.Dialect))
+	}
+	if opts.QueryTimeout < 0 {
+		return nil, errors.New("sqlapps: QueryTimeout is negative")
+	}
+	if opts.TTL == 0 {
+		opts.TTL = defaultTTL
+	}
+	if opts.QueryTimeout == 0 {
+		opts.QueryTimeout = defaultQueryTimeout
+	}
+	s := &Store{db: db, dialect: opts.Dialect, opts: opts, now: time.Now, cache: make(map[int]*entry)}
+	const columns = `SELECT a.app_id, a.url, a.protocol, a.secret, a.timeout_ms, c.command, c.disabled, c.fail_closed, c.timeout_ms
+FROM imcallback_apps a LEFT JOIN imcallback_app_commands c ON c.app_id = a.app_id`
+	s.selectApp = s.q(columns + ` WHERE a.app_id = ?`)
+	s.selectApps = s.q(columns + ` ORDER BY a.app_id, c.command`)
+	s.deleteCommands = s.q(`DELETE FROM imcallback_app_commands WHERE app_id = ?`)
+	s.deleteApp = s.q(`DELETE FROM imcallback_apps WHERE app_id = ?`)
+	s.insertApp = s.q(`INSERT INTO imcallback_apps (app_id, url, protocol, secret, timeout_ms) VALUES (?, ?, ?, ?, ?)`)
+	s.insertCommand = s.q(`INSERT INTO imcallback_app_commands (app_id, command, disabled, fail_closed, timeout_ms) VALUES (?, ?, ?, ?, ?)`)
+	return s, nil
+}
+
+// Resolve returns app appID's endpoint, from the cache while it is fresh,
+// else from the database. For an app without a row it returns an error
+// wrapping callback.ErrUnknownApp (cached like an endpoint, so unknown apps
+// do not query the database on every call either). When the database
+// fails, it serves the endpoint it last read, if any, and asks the
+// database again at most once a second; otherwise it returns the
+// database's error. Callers waiting for the same app share one query,
+// bounded by Options.QueryTimeout; each returns when its ctx ends.
+//
+// The returned Endpoint's Commands map is shared: do not change it.
+func (s *Store) Resolve(ctx context.Context, appID int) (callback.Endpoint, error) {
+	s.mu.RLock()
+	e := s.cache[appID]
+	s.mu.RUnlock()
+	if e != nil && s.now().Before(e.expires) {
+		return e.ep, e.err
+	}
+	gen := s.gen.Load()
+	ch := s.loads.DoChan(strconv.Itoa(appID)+"@"+strconv.FormatUint(gen, 10), func() (any, error) {
+		return s.refresh(ctx, appID, gen, e)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return callback.Endpoint{}, r.Err
+		}
+		e := r.Val.(*entry)
+		return e.ep, e.err
+	case <-ctx.Done():
+		return callback.Endpoint{}, fmt.Errorf("sqlapps: app %d: %w", appID, ctx.Err())
+	}
+}
+
+// refresh reads appID from the database and caches the result, unless an
+// invalidation happened since gen. stale is the expired entry, if any,
+// served when the database fails.
+func (s *Store) refresh(ctx context.Context, appID int, gen uint64, stale *entry) (*entry, error) {
+	// The query is shared by every caller waiting for it: it must not end
+	// with the first caller's ctx, only with the query timeout.
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.QueryTimeout)
+	defer cancel()
+	apps, err := s.read(qctx, s.db, s.selectApp, appID)
+	if err != nil {
+		if stale == nil {
+			return nil, fmt.Errorf("sqlapps: app %d: %w", appID, err)
+		}
+		e := *stale
+		e.expires = s.now().Add(min(s.opts.TTL, maxRetryStale))
+		s.store(appID, gen, &e)
+		return &e, nil
+	}
+	e := &entry{expires: s.now().Add(s.opts.TTL)}
+	if len(apps) == 0 {
+		e.err = fmt.Errorf("sqlapps: app %d: %w", appID, callback.ErrUnknownApp)
+	} else {
+		e.ep = apps[0].Endpoint
+		if e.ep.Secret, err = s.decrypt(qctx, appID, e.ep.Secret); err != nil {
+			e.err = err
+		}
+	}
+	s.store(appID, gen, e)
+	return e, nil
+}
+
+// store caches e unless an invalidation happened since gen, or the cache
+// is off.
+func (s *Store) store(appID int, gen uint64, e *entry) {
+	if s.opts.TTL < 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen.Load() == gen {
+		s.cache[appID] = e
+	}
+}
+
+// Invalidate drops app appID from the cache: the next Resolve reads it from
+// the database.
+func (s *Store) Invalidate(appID int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen.Add(1)
+	delete(s.cache, appID)
+}
+
+// InvalidateAll empties the cache.
+func (s *Store) InvalidateAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen.Add(1)
+	clear(s.cache)
+}
+
+// decrypt applies Options.Decrypt to a stored secret.
+func (s *Store) decrypt(ctx context.Context, appID int, secret string) (string, error) {
+	if s.opts.Decrypt == nil || secret == "" {
+		return secret, nil
+	}
+	plain, err := s.opts.Decrypt(ctx, appID, secret)
+	if err != nil {
+		return "", fmt.Errorf("sqlapps: app %d: decrypting its secret: %w", appID, err)
+	}
+	return plain, nil
+}
