@@ -3,6 +3,7 @@
 //
 //	imcallback listen   # be an App backend: print each callback, answer by rules
 //	imcallback send     # be the IM server: fire callbacks at an App backend
+//	imcallback apps     # manage per-app endpoints in a SQLite file
 //
 // Install it with
 //
@@ -37,8 +38,10 @@ const usage = `imcallback: a tool for IM callbacks, on both sides of the wire.
 Usage:
   imcallback listen [flags]   run an App backend that prints every callback and answers by rules
   imcallback send [flags]     fire a callback (or many) at an App backend through the library
+  imcallback apps list|set|delete [flags]
+                              manage per-app callback endpoints in a SQLite file (sqlapps)
 
-Run "imcallback listen --help" or "imcallback send --help" for the flags of each.
+Run "imcallback listen --help", "imcallback send --help" or "imcallback apps --help" for the flags of each.
 `
 
 func main() {
@@ -60,11 +63,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runListen(ctx, args[1:], stdout, stderr)
 	case "send":
 		return runSend(ctx, args[1:], stdin, stdout, stderr)
+	case "apps":
+		return runApps(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitAllow
 	}
-	fmt.Fprintf(stderr, "imcallback: unknown command %q (want listen or send; see imcallback --help)\n", args[0])
+	fmt.Fprintf(stderr, "imcallback: unknown command %q (want listen, send or apps; see imcallback --help)\n", args[0])
 	return exitUsage
 }
 
