@@ -8,19 +8,15 @@ import (
 	"hash"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/imcallback/callback/internal/whsec"
 )
 
 // Standard Webhooks (https://www.standardwebhooks.com) signing, used by the
 // Seed format when Config.Secret is set.
 const (
-	// secretPrefix starts a Standard Webhooks secret.
-	secretPrefix = "whsec_"
-	// minKeyBytes and maxKeyBytes bound a key, as the specification asks.
-	minKeyBytes = 24
-	maxKeyBytes = 64
 	// signatureVersion prefixes each signature in webhook-signature.
 	signatureVersion = "v1,"
 )
@@ -40,20 +36,13 @@ func newSigningKey(key []byte) *signingKey {
 // parseSecrets reads Config.Secret for the Seed format: space-separated
 // whsec_ secrets. Errors never contain the secret.
 func parseSecrets(secret string) ([]*signingKey, error) {
-	var keys []*signingKey
-	for i, s := range strings.Fields(secret) {
-		enc, ok := strings.CutPrefix(s, secretPrefix)
-		if !ok {
-			return nil, fmt.Errorf("%w: Secret %d does not start with %q", ErrInvalidConfig, i+1, secretPrefix)
-		}
-		key, err := base64.StdEncoding.DecodeString(enc)
-		if err != nil {
-			return nil, fmt.Errorf("%w: Secret %d is not standard base64 after %q", ErrInvalidConfig, i+1, secretPrefix)
-		}
-		if len(key) < minKeyBytes || len(key) > maxKeyBytes {
-			return nil, fmt.Errorf("%w: Secret %d has a %d-byte key, want %d to %d bytes", ErrInvalidConfig, i+1, len(key), minKeyBytes, maxKeyBytes)
-		}
-		keys = append(keys, newSigningKey(key))
+	raw, err := whsec.Keys(secret)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	keys := make([]*signingKey, 0, len(raw))
+	for _, k := range raw {
+		keys = append(keys, newSigningKey(k))
 	}
 	return keys, nil
 }

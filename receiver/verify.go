@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/imcallback/callback/internal/whsec"
 )
 
 // verifier is one protocol's side of a request: how it is authenticated and
@@ -30,9 +32,6 @@ type verifier interface {
 
 // Standard Webhooks secrets and signatures.
 const (
-	secretPrefix     = "whsec_"
-	minKeyBytes      = 24
-	maxKeyBytes      = 64
 	signatureVersion = "v1,"
 )
 
@@ -43,22 +42,11 @@ type seedVerifier struct {
 }
 
 func newSeedVerifier(secret string, tolerance time.Duration) (*seedVerifier, error) {
-	v := &seedVerifier{tolerance: int64(tolerance / time.Second)}
-	for i, s := range strings.Fields(secret) {
-		enc, ok := strings.CutPrefix(s, secretPrefix)
-		if !ok {
-			return nil, fmt.Errorf("%w: Secret %d does not start with %q", ErrInvalidConfig, i+1, secretPrefix)
-		}
-		key, err := base64.StdEncoding.DecodeString(enc)
-		if err != nil {
-			return nil, fmt.Errorf("%w: Secret %d is not standard base64 after %q", ErrInvalidConfig, i+1, secretPrefix)
-		}
-		if len(key) < minKeyBytes || len(key) > maxKeyBytes {
-			return nil, fmt.Errorf("%w: Secret %d has a %d-byte key, want %d to %d bytes", ErrInvalidConfig, i+1, len(key), minKeyBytes, maxKeyBytes)
-		}
-		v.keys = append(v.keys, key)
+	keys, err := whsec.Keys(secret)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	return v, nil
+	return &seedVerifier{keys: keys, tolerance: int64(tolerance / time.Second)}, nil
 }
 
 func (v *seedVerifier) verify(h http.Header, _ url.Values, body []byte, now time.Time) *rejection {

@@ -1,0 +1,39 @@
+// Package whsec reads Standard Webhooks secrets, for both sides of the
+// wire: the Dispatcher that signs and the receiver that verifies.
+package whsec
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strings"
+)
+
+const (
+	// Prefix starts a Standard Webhooks secret.
+	Prefix = "whsec_"
+	// MinKeyBytes and MaxKeyBytes bound a key, as the specification asks.
+	MinKeyBytes = 24
+	MaxKeyBytes = 64
+)
+
+// Keys decodes secret: one or more whsec_ secrets separated by white space,
+// each the standard base64 of a 24 to 64 byte key. It returns no key for an
+// empty secret. Its errors say which secret is wrong and never contain it.
+func Keys(secret string) ([][]byte, error) {
+	var keys [][]byte
+	for i, s := range strings.Fields(secret) {
+		enc, ok := strings.CutPrefix(s, Prefix)
+		if !ok {
+			return nil, fmt.Errorf("Secret %d does not start with %q", i+1, Prefix)
+		}
+		key, err := base64.StdEncoding.DecodeString(enc)
+		if err != nil {
+			return nil, fmt.Errorf("Secret %d is not standard base64 after %q", i+1, Prefix)
+		}
+		if len(key) < MinKeyBytes || len(key) > MaxKeyBytes {
+			return nil, fmt.Errorf("Secret %d has a %d-byte key, want %d to %d bytes", i+1, len(key), MinKeyBytes, MaxKeyBytes)
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
+}
