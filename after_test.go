@@ -16,10 +16,13 @@ import (
 	"github.com/imcallback/callback"
 )
 
-// fastRetries makes After retry quickly in tests.
+// fastRetries makes After retry quickly in tests, with no breaker or rate
+// limit to slow down the failures they provoke on purpose.
 func fastRetries(cfg callback.Config) callback.Config {
 	cfg.RetryWaitMin = time.Millisecond
 	cfg.RetryWaitMax = 5 * time.Millisecond
+	cfg.Breaker.Disabled = true
+	cfg.AfterLimit.Rate = -1
 	return cfg
 }
 

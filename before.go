@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -89,6 +90,7 @@ func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, 
 	if d.isClosed.Load() {
 		return Response{}, ErrClosed
 	}
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, rule.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.target.url(d.wire, appID, command), bytes.NewReader(body))
@@ -96,7 +98,12 @@ func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, 
 		return Response{}, err
 	}
 	d.setHeaders(req.Header, id)
+	done, err := d.endpoints.of(req.URL).allow()
+	if err != nil {
+		return Response{}, err
+	}
 	res, err := d.client.Do(req)
+	done(outcome(caller, res, err))
 	if err != nil {
 		return Response{}, d.redact(err)
 	}
@@ -115,7 +122,11 @@ func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, 
 
 // failed logs a failed Before callback and returns the rule's failure policy.
 func (d *Dispatcher) failed(ctx context.Context, rule Rule, appID int, command, id string, start time.Time, err error) Response {
-	d.log.LogAttrs(ctx, slog.LevelError, "callback: before failed",
+	level := slog.LevelError
+	if errors.Is(err, ErrBreakerOpen) {
+		level = slog.LevelDebug // the breaker logged its opening once
+	}
+	d.log.LogAttrs(ctx, level, "callback: before failed",
 		slog.Int("app_id", appID),
 		slog.String("command", command),
 		slog.String("url", d.target.logURL),

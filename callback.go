@@ -71,6 +71,8 @@ type Dispatcher struct {
 	wire   wire
 	target target
 
+	endpoints *endpoints // breaker and After limits of each callback URL
+
 	transport *http.Transport // owned: idle connections closed by Close
 	client    *http.Client    // Before: one attempt, no redirects
 	retry     *retryablehttp.Client
@@ -110,7 +112,8 @@ func New(cfg Config) (*Dispatcher, error) {
 		drained:  make(chan struct{}),
 	}
 	d.transport = newTransport(&s)
-	d.client = newClient(d.transport)
+	d.endpoints = newEndpoints(&d.s)
+	d.client = newClient(d.transport, d.endpoints)
 	d.retry = newRetryClient(&s, d.client)
 	// The lifetime context belongs to the Dispatcher: deliveries outlive the
 	// After call that queued them, and end only by success, dead letter or

@@ -84,6 +84,14 @@ type Config struct {
 	// and should return quickly. Each dead letter is logged at Error level
 	// whether or not DeadLetter is set.
 	DeadLetter DeadLetterFunc
+
+	// Breaker configures the circuit breaker of each endpoint. The zero
+	// value means its defaults: see Breaker.
+	Breaker Breaker
+
+	// AfterLimit bounds the rate and concurrency of After deliveries to each
+	// endpoint. The zero value means its defaults: see AfterLimit.
+	AfterLimit AfterLimit
 }
 
 // Rule holds the settings of one command.
@@ -164,6 +172,9 @@ func (c Config) validate() (settings, error) {
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
+	}
+	if err := s.validateEndpoints(); err != nil {
+		return s, err
 	}
 
 	s.Commands = make(map[string]Rule, len(c.Commands))

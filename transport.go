@@ -35,9 +35,9 @@ func newTransport(s *settings) *http.Transport {
 // follows a redirect: a 3xx is a failed callback. Its transport is wrapped
 // so that retryablehttp's CloseIdleConnections on a failed call cannot drop
 // the whole pool (go-retryablehttp issue #237); Close closes it instead.
-func newClient(t *http.Transport) *http.Client {
+func newClient(t *http.Transport, eps *endpoints) *http.Client {
 	return &http.Client{
-		Transport: attemptTransport{base: t},
+		Transport: attemptTransport{base: t, eps: eps},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -102,18 +102,30 @@ type attempts struct {
 
 // attemptTransport bounds each attempt of an After delivery by its own
 // timeout (retryablehttp's request context bounds the whole delivery) and
-// counts attempts. Requests without attempts pass through untouched. It does
-// not implement CloseIdleConnections, on purpose: see newClient.
-type attemptTransport struct{ base http.RoundTripper }
+// counts attempts. Before each attempt it waits for the endpoint's breaker
+// and After limits (see endpoint.acquire), so an attempt is made, and
+// counted against Retries, only when it can go to the network; its outcome
+// is reported to the breaker. Requests without attempts (Before) pass
+// through untouched. It does not implement CloseIdleConnections, on purpose:
+// see newClient.
+type attemptTransport struct {
+	base http.RoundTripper
+	eps  *endpoints
+}
 
 func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	a, _ := req.Context().Value(attemptKey{}).(*attempts)
 	if a == nil {
 		return t.base.RoundTrip(req)
 	}
+	end, err := t.eps.of(req.URL).acquire(req.Context())
+	if err != nil {
+		return nil, err
+	}
 	a.n++
 	ctx, cancel := context.WithTimeout(req.Context(), a.timeout)
 	res, err := t.base.RoundTrip(req.WithContext(ctx))
+	end(res, err)
 	if err != nil {
 		cancel()
 		return nil, err
