@@ -117,7 +117,7 @@ func (d *Dispatcher) before(ctx context.Context, rule Rule, appID int, command, 
 	if err := readAnswer(buf, res.Body, d.s.MaxResponseBytes); err != nil {
 		return Response{}, d.redact(err)
 	}
-	return d.wire.decode(buf.Bytes())
+	return d.answers.decode(d.wire, buf.Bytes())
 }
 
 // failed logs a failed Before callback and returns the rule's failure policy.

@@ -72,6 +72,7 @@ type Dispatcher struct {
 	target target
 
 	endpoints *endpoints // breaker and After limits of each callback URL
+	answers   answerMemo // the last plain allow answer, decoded
 
 	transport *http.Transport // owned: idle connections closed by Close
 	client    *http.Client    // Before: one attempt, no redirects
