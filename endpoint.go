@@ -168,7 +168,7 @@ type endpoint struct {
 	logURL  string
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}] // nil: disabled
 	limiter *rate.Limiter                              // nil: no rate limit
-	slots   chan struct{}                              // one per After request in flight
+	slots   chan struct{}                              // one per After request in flight; nil: no cap beyond Workers
 
 	cooldown time.Duration
 	halfOpen atomic.Int64 // UnixNano when the open breaker lets a probe through
@@ -180,9 +180,11 @@ type endpoint struct {
 func newEndpoint(s *settings, log *slog.Logger, logURL string) *endpoint {
 	e := &endpoint{
 		logURL:   logURL,
-		slots:    make(chan struct{}, s.AfterLimit.Concurrency),
 		cooldown: s.Breaker.Cooldown,
 		changed:  make(chan struct{}),
+	}
+	if s.AfterLimit.Concurrency < s.Workers {
+		e.slots = make(chan struct{}, s.AfterLimit.Concurrency)
 	}
 	if s.AfterLimit.Rate > 0 {
 		e.limiter = rate.NewLimiter(rate.Limit(s.AfterLimit.Rate), s.AfterLimit.Burst)
@@ -281,23 +283,32 @@ func (e *endpoint) acquire(ctx context.Context) (end func(res *http.Response, er
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case e.slots <- struct{}{}:
-	case <-ctx.Done():
-		done(errAbandoned)
-		return nil, ctx.Err()
+	if e.slots != nil {
+		select {
+		case e.slots <- struct{}{}:
+		case <-ctx.Done():
+			done(errAbandoned)
+			return nil, ctx.Err()
+		}
 	}
 	if e.limiter != nil {
 		if err := e.limiter.Wait(ctx); err != nil {
-			<-e.slots
+			e.release()
 			done(errAbandoned)
 			return nil, err
 		}
 	}
 	return func(res *http.Response, err error) {
-		<-e.slots
+		e.release()
 		done(outcome(ctx, res, err))
 	}, nil
+}
+
+// release frees the concurrency slot that acquire took.
+func (e *endpoint) release() {
+	if e.slots != nil {
+		<-e.slots
+	}
 }
 
 // admit waits until the breaker lets an After attempt through.
