@@ -55,6 +55,7 @@ func runBefore(d *callback.Dispatcher, n, c int) []callback.Response {
 }
 
 func TestBreakerHungBackend(t *testing.T) {
+	t.Parallel() // mostly waiting: overlap with the other tests
 	// Without a breaker, 3,000 calls at concurrency 64 against a backend
 	// that never answers take 3000/64 x 2 s = 94 s.
 	var s switchable
@@ -205,6 +206,7 @@ func TestBreakerDisabled(t *testing.T) {
 }
 
 func TestBreakerAfterWaitsWithoutBurningAttempts(t *testing.T) {
+	t.Parallel() // mostly waiting: overlap with the other tests
 	// The backend fails for a while and recovers. Each event has 21
 	// attempts with 1-5 ms between them: without the breaker's wait all of
 	// them would be spent in the first 100 ms and every event dead-lettered.
@@ -268,6 +270,7 @@ func TestBreakerOpenCloseDeadLettersWaitingEvents(t *testing.T) {
 }
 
 func TestAfterRateLimit(t *testing.T) {
+	t.Parallel() // mostly waiting: overlap with the other tests
 	const (
 		events  = 400
 		perSec  = 500
@@ -305,6 +308,7 @@ func TestAfterRateLimit(t *testing.T) {
 }
 
 func TestAfterConcurrencyLimit(t *testing.T) {
+	t.Parallel() // mostly waiting: overlap with the other tests
 	const limit, events = 3, 60
 	var in, most atomic.Int64
 	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
