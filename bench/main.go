@@ -228,9 +228,24 @@ func rawClient(c int) *http.Client {
 	return &http.Client{Transport: t, Timeout: 2 * time.Second}
 }
 
-// rawPost is the raw client's call: POST the event and read the answer.
+// Headers the library sends, so the raw client's requests are the same
+// bytes on the wire (the webhook-id has the library's length).
+const (
+	userAgent = "imcallback/1 (+https://github.com/imcallback/callback)"
+	webhookID = "msg_ABCDEFGHIJKLMNOP_1abc"
+)
+
+// rawPost is the raw client's call: POST the event with the library's
+// headers and read the answer.
 func rawPost(c *http.Client, url string) error {
-	res, err := c.Post(url, "application/json", bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", userAgent)
+	req.Header.Set("Webhook-Id", webhookID)
+	res, err := c.Do(req)
 	if err != nil {
 		return err
 	}
