@@ -3,6 +3,7 @@ package callback_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -231,4 +232,24 @@ func BenchmarkAfterDelivery(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkBeforeBreakerOpen measures Before while the endpoint's breaker
+// is open: the call fails open at once and sends nothing.
+func BenchmarkBeforeBreakerOpen(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	d := newBenchDispatcher(b, callback.Config{URL: srv.URL, Breaker: callback.Breaker{Cooldown: time.Hour}})
+	ctx := context.Background()
+	for range 5 {
+		d.Before(ctx, 10000, "message.send.before", benchBody)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := d.Before(ctx, 10000, "message.send.before", benchBody); !errors.Is(r.Err, callback.ErrBreakerOpen) {
+			b.Fatalf("got %v, want ErrBreakerOpen", r.Err)
+		}
+	}
 }

@@ -263,11 +263,22 @@ func (e *endpoint) allow() (done func(error), err error) {
 		return noop, nil
 	}
 	done, err = e.breaker.Allow()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBreakerOpen, err)
+	switch {
+	case err == nil:
+		return done, nil
+	case errors.Is(err, gobreaker.ErrOpenState):
+		return nil, errOpen
+	default:
+		return nil, errProbing
 	}
-	return done, nil
 }
+
+// The errors of a refused Before call, built once: refusals come by the
+// thousand while the breaker is open.
+var (
+	errOpen    = fmt.Errorf("%w: %w", ErrBreakerOpen, gobreaker.ErrOpenState)
+	errProbing = fmt.Errorf("%w: half-open, probe in flight: %w", ErrBreakerOpen, gobreaker.ErrTooManyRequests)
+)
 
 // halfOpenPoll bounds how long an After attempt waits for a half-open
 // breaker's probe before it asks again, in case the probe was abandoned.
