@@ -215,15 +215,16 @@ func newEndpoint(s *settings, log *slog.Logger, logURL string) *endpoint {
 // stateChanged logs a transition and wakes the After attempts waiting for
 // it. It runs with the breaker's lock held, so it never calls the breaker.
 func (e *endpoint) stateChanged(log *slog.Logger, from, to gobreaker.State) {
-	level := slog.LevelInfo
-	if to == gobreaker.StateOpen {
-		level = slog.LevelError
-		e.halfOpen.Store(time.Now().Add(e.cooldown).UnixNano())
-	}
-	log.LogAttrs(context.Background(), level, "callback: circuit breaker "+to.String(),
+	msg, attrs := "callback: circuit breaker "+to.String(), []any{
 		slog.String("url", e.logURL),
 		slog.String("from", from.String()),
-	)
+	}
+	if to == gobreaker.StateOpen {
+		e.halfOpen.Store(time.Now().Add(e.cooldown).UnixNano())
+		log.Error(msg, attrs...)
+	} else {
+		log.Info(msg, attrs...)
+	}
 	e.mu.Lock()
 	close(e.changed)
 	e.changed = make(chan struct{})
