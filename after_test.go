@@ -17,10 +17,13 @@ import (
 	"github.com/imcallback/callback/callbacktest"
 )
 
-// fastRetries makes After retry quickly in tests.
+// fastRetries makes After retry quickly in tests, with no breaker or rate
+// limit to slow down the failures they provoke on purpose.
 func fastRetries(cfg callback.Config) callback.Config {
 	cfg.RetryWaitMin = time.Millisecond
 	cfg.RetryWaitMax = 5 * time.Millisecond
+	cfg.Breaker.Disabled = true
+	cfg.AfterLimit.Rate = -1
 	return cfg
 }
 
@@ -278,7 +281,7 @@ func TestConcurrentBeforeAndAfter(t *testing.T) {
 		}
 		answerJSON(200, `{"code":200,"msg":"ok"}`)(w, r)
 	})
-	d, _ := newDispatcher(t, callback.Config{URL: b.URL, QueueSize: 100000})
+	d, _ := newDispatcher(t, callback.Config{URL: b.URL, QueueSize: 100000, AfterLimit: callback.AfterLimit{Rate: -1}})
 
 	const goroutines, each = 32, 100
 	var wg sync.WaitGroup

@@ -99,14 +99,21 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	if d.isClosed.Load() {
 		return Response{}, ErrClosed
 	}
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, rule.Timeout)
 	defer cancel()
 	c := call{appID: appID, command: command}
 	if r.wire.usesClient() {
 		c.client = clientFrom(ctx)
 	}
+	// Ask the endpoint's breaker first: while it is open, nothing is built.
+	done, err := d.endpoints.of(r.url).allow()
+	if err != nil {
+		return Response{}, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.target.url(r.wire, &c), bytes.NewReader(body))
 	if err != nil {
+		done(errAbandoned)
 		return Response{}, err
 	}
 	d.setHeaders(req.Header, id)
@@ -114,6 +121,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 		r.wire.sign(req, id, body, d.now())
 	}
 	res, err := d.client.Do(req)
+	done(breakerOutcome(caller, res, err))
 	if err != nil {
 		return Response{}, r.redact(err)
 	}
@@ -127,7 +135,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	if err := readAnswer(buf, res.Body, d.s.MaxResponseBytes); err != nil {
 		return Response{}, r.redact(err)
 	}
-	return r.wire.decode(buf.Bytes())
+	return r.answers.decode(r.wire, buf.Bytes())
 }
 
 // failed logs a failed Before callback (flood-controlled) and returns the

@@ -77,6 +77,9 @@ type Dispatcher struct {
 	routes *routes          // each app's, with a Resolver; nil without
 	now    func() time.Time // the clock that stamps signatures; a test seam
 
+	endpoints *endpoints // breaker and After limits of each callback URL
+	answers   answerMemo // the last plain allow answer, decoded
+
 	transport *http.Transport // owned: idle connections closed by Close
 	client    *http.Client    // Before: one attempt, no redirects
 	retry     *retryablehttp.Client
@@ -85,8 +88,9 @@ type Dispatcher struct {
 	seq      atomic.Uint64 // numbers events for their IDs
 
 	queue    Queue
-	inWorker bool          // the queue's events are retried inside the worker (the memory queue)
-	stopping chan struct{} // closed when Close starts
+	inWorker bool            // the queue's events are retried inside the worker (the memory queue)
+	stopping context.Context // ends when Close starts
+	stop     context.CancelFunc
 
 	isClosed  atomic.Bool // read by Before
 	life      context.Context
@@ -117,7 +121,6 @@ func New(cfg Config) (*Dispatcher, error) {
 		now:      time.Now,
 		idPrefix: newIDPrefix(),
 		queue:    s.Queue,
-		stopping: make(chan struct{}),
 		drained:  make(chan struct{}),
 	}
 	if s.Resolver != nil {
@@ -130,12 +133,14 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	_, d.inWorker = d.queue.(interface{ retriesInWorker() })
 	d.transport = newTransport(&s)
-	d.client = newClient(d.transport)
+	d.endpoints = newEndpoints(&d.s)
+	d.client = newClient(d.transport, d.endpoints)
 	d.retry = newRetryClient(&s, d.client)
 	// The lifetime context belongs to the Dispatcher: deliveries outlive the
 	// After call that queued them, and end only by success, dead letter or
 	// Close.
 	d.life, d.abort = context.WithCancel(context.Background())
+	d.stopping, d.stop = context.WithCancel(d.life)
 
 	d.observe()
 
@@ -162,7 +167,7 @@ func New(cfg Config) (*Dispatcher, error) {
 func (d *Dispatcher) Close(ctx context.Context) error {
 	d.closeOnce.Do(func() {
 		d.isClosed.Store(true)
-		close(d.stopping)
+		d.stop()
 		d.queue.Stop()
 	})
 	var err error

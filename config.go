@@ -153,6 +153,14 @@ type Config struct {
 	// 30 min, 2 h, 5 h, 10 h, 10 h); an empty, non-nil schedule means one
 	// attempt only. Unused by the memory queue.
 	RetrySchedule []time.Duration
+
+	// Breaker configures the circuit breaker of each endpoint. The zero
+	// value means its defaults: see Breaker.
+	Breaker Breaker
+
+	// AfterLimit bounds the rate and concurrency of After deliveries to each
+	// endpoint. The zero value means its defaults: see AfterLimit.
+	AfterLimit AfterLimit
 }
 
 // Rule holds the settings of one command.
@@ -228,6 +236,9 @@ func (c Config) validate() (settings, error) {
 		s.Logger = slog.Default()
 	}
 	if err := s.checkSchedule(); err != nil {
+		return s, err
+	}
+	if err := s.validateEndpoints(); err != nil {
 		return s, err
 	}
 

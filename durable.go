@@ -33,9 +33,10 @@ func (d *Dispatcher) deliverOnce(dl Delivery) {
 		d.settle(ev, "ack", func(ctx context.Context) error { return dl.Ack(ctx) })
 		return
 	}
-	if d.life.Err() != nil {
-		// Close's deadline cut the attempt short: the event is not lost,
-		// the Queue hands it out again, here after a restart or elsewhere.
+	if d.life.Err() != nil || d.stopping.Err() != nil && errors.Is(err, context.Canceled) {
+		// Close's deadline cut the attempt short, or Close ended its wait
+		// for the endpoint: the event is not lost, the Queue hands it out
+		// again, here after a restart or elsewhere.
 		d.settle(ev, "retry", func(ctx context.Context) error { return dl.Retry(ctx, 0) })
 		return
 	}
@@ -72,6 +73,9 @@ func (d *Dispatcher) attempt(ev Event, stats *commandStats) (retry bool, err err
 	}
 	a := d.attemptsOf(&ev, r, stats)
 	a.n = ev.Attempts - 1 // earlier hand-outs: this attempt counts as a retry after the first
+	// The event is safe in the Queue: once Close starts, it stops waiting
+	// for an open breaker or the After limits and is handed back.
+	a.wait = d.stopping
 	ctx := context.WithValue(d.life, attemptKey{}, a)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, eventURL(&ev, r), bytes.NewReader(ev.Body))
 	if err != nil {
@@ -127,7 +131,7 @@ func (d *Dispatcher) queueFailed(err error, pause time.Duration) time.Duration {
 	defer t.Stop()
 	select {
 	case <-t.C:
-	case <-d.stopping:
+	case <-d.stopping.Done():
 	}
 	return min(2*pause, getPauseMax)
 }

@@ -104,6 +104,7 @@ type route struct {
 	url     *url.URL        // the parsed callback URL, which keys per-endpoint state
 	timeout time.Duration   // of a command without a rule
 	rules   map[string]Rule // Config.Commands overridden by the Endpoint's, timeouts resolved
+	answers answerMemo      // the last plain allow answer of this endpoint, decoded by wire
 }
 
 // newRoute prepares e, whose defaults are s's.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"sync"
@@ -364,22 +363,16 @@ func TestEndpointValidate(t *testing.T) {
 // BenchmarkBeforeStatic and BenchmarkBeforeResolved compare the cost of a
 // Before call to one URL and to an app's resolved endpoint.
 func BenchmarkBeforeStatic(b *testing.B) {
-	srv := newBenchBackend(b)
+	srv := newBenchBackend(b).URL
 	benchBefore(b, callback.Config{URL: srv})
 }
 
 func BenchmarkBeforeResolved(b *testing.B) {
-	srv := newBenchBackend(b)
+	srv := newBenchBackend(b).URL
 	ep := callback.Endpoint{URL: srv, Commands: map[string]callback.Rule{"other": {Disabled: true}}}
 	benchBefore(b, callback.Config{Resolver: callback.ResolverFunc(func(context.Context, int) (callback.Endpoint, error) {
 		return ep, nil
 	})})
-}
-
-func newBenchBackend(b *testing.B) string {
-	srv := httptest.NewServer(answerJSON(200, okSeed))
-	b.Cleanup(srv.Close)
-	return srv.URL
 }
 
 func benchBefore(b *testing.B, cfg callback.Config) {

@@ -43,9 +43,9 @@ func newTransport(s *settings) *http.Transport {
 // follows a redirect: a 3xx is a failed callback. Its transport is wrapped
 // so that retryablehttp's CloseIdleConnections on a failed call cannot drop
 // the whole pool (go-retryablehttp issue #237); Close closes it instead.
-func newClient(t *http.Transport) *http.Client {
+func newClient(t *http.Transport, eps *endpoints) *http.Client {
 	return &http.Client{
-		Transport: attemptTransport{base: t},
+		Transport: attemptTransport{base: t, eps: eps},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -108,19 +108,36 @@ type attempts struct {
 	n       int                 // attempts made
 	sign    func(*http.Request) // signs one attempt's copy of the request; nil: unsigned
 	stats   *commandStats       // counts retries and times attempts; may be nil
+	// wait bounds the wait for the endpoint's breaker and limits; nil
+	// means the request's context does.
+	wait context.Context
 }
 
 // attemptTransport bounds each attempt of an After delivery by its own
 // timeout (retryablehttp's request context bounds the whole delivery),
-// counts attempts and signs each one afresh. Requests without attempts
-// pass through untouched. It does not implement CloseIdleConnections, on
-// purpose: see newClient.
-type attemptTransport struct{ base http.RoundTripper }
+// counts attempts and signs each one afresh. Before each attempt it waits for the endpoint's breaker
+// and After limits (see endpoint.acquire), so an attempt is made, and
+// counted against Retries, only when it can go to the network; its outcome
+// is reported to the breaker. Requests without attempts (Before) pass
+// through untouched. It does not implement CloseIdleConnections, on purpose:
+// see newClient.
+type attemptTransport struct {
+	base http.RoundTripper
+	eps  *endpoints
+}
 
 func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	a, _ := req.Context().Value(attemptKey{}).(*attempts)
 	if a == nil {
 		return t.base.RoundTrip(req)
+	}
+	wait := a.wait
+	if wait == nil {
+		wait = req.Context()
+	}
+	end, err := t.eps.of(req.URL).acquire(wait)
+	if err != nil {
+		return nil, err
 	}
 	a.n++
 	start := a.stats.attemptStart(a.n)
@@ -132,6 +149,7 @@ func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = req.WithContext(ctx)
 	}
 	res, err := t.base.RoundTrip(req)
+	end(res, err)
 	a.stats.attemptEnd(ctx, start, res, err)
 	if err != nil {
 		cancel()

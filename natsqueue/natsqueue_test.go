@@ -131,6 +131,9 @@ func TestBackendDown(t *testing.T) {
 	var dead atomic.Int32
 	n := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, callback.Config{
 		URL: a.URL, RetrySchedule: short,
+		// The breaker would hold the events back while the backend is
+		// down (TestBackendDownBreaker); this test is about the schedule.
+		Breaker:    callback.Breaker{Disabled: true},
 		DeadLetter: func(callback.Event, error) { dead.Add(1) },
 	})
 	sendAll(t, n.d, 0, events, 8)
@@ -149,6 +152,45 @@ func TestBackendDown(t *testing.T) {
 	pending, err := n.q.Pending(context.Background())
 	require.NoError(t, err)
 	assert.Zero(t, pending, "got %d events left in the stream, want 0", pending)
+}
+
+// TestBackendDownBreaker: with the endpoint's breaker on (the default), an
+// App backend that is down opens it after a few failures; the events wait
+// for it instead of using up their attempts, none is dead-lettered, and all
+// are delivered once a probe succeeds. Close does not wait for the breaker:
+// the events are safe in the stream.
+func TestBackendDownBreaker(t *testing.T) {
+	const events = 200
+	srv := startServer(t, t.TempDir())
+	var down atomic.Bool
+	down.Store(true)
+	a := newApp(t, func(hit, int) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	var dead atomic.Int32
+	cfg := callback.Config{
+		URL: a.URL, RetrySchedule: short,
+		Breaker:    callback.Breaker{Cooldown: 200 * time.Millisecond},
+		DeadLetter: func(callback.Event, error) { dead.Add(1) },
+	}
+	n := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg)
+	sendAll(t, n.d, 0, events, 8)
+	time.Sleep(time.Second) // the breaker opens; probes fail
+	failedWhileDown := len(a.snapshot())
+	assert.Less(t, failedWhileDown, events, "the open breaker must hold events back, not send each one")
+
+	start := time.Now()
+	n.close(t, 10*time.Second)
+	assert.Less(t, time.Since(start), 5*time.Second, "Close must not wait for the breaker")
+	assert.Zero(t, dead.Load(), "got dead letters, want none")
+
+	down.Store(false)
+	n = newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg)
+	a.waitDelivered(t, events, 20*time.Second)
+	assert.Zero(t, dead.Load(), "got dead letters, want none")
 }
 
 // TestPoison: an event the App backend always refuses with 400 is
