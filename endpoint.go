@@ -162,6 +162,18 @@ func (es *endpoints) of(u *url.URL) *endpoint {
 	return e
 }
 
+// states calls f with the breaker state of each endpoint, in no order; none
+// when the breaker is disabled.
+func (es *endpoints) states(f func(url string, state gobreaker.State)) {
+	es.mu.RLock()
+	defer es.mu.RUnlock()
+	for _, e := range es.m {
+		if e.breaker != nil {
+			f(e.logURL, e.breaker.State())
+		}
+	}
+}
+
 // An endpoint is the resilience state of one callback URL: its circuit
 // breaker and the limits of its After deliveries.
 type endpoint struct {

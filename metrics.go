@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -27,6 +28,7 @@ const (
 	metricActive        = "imcallback.active_requests"
 	metricQueueDepth    = "imcallback.queue.depth"
 	metricQueueAge      = "imcallback.queue.oldest_age"
+	metricBreakerState  = "imcallback.breaker.state"
 	attrKind            = "kind"
 	attrCommand         = "command"
 	attrOutcome         = "outcome"
@@ -207,9 +209,6 @@ func (o *observer) fillNoop() {
 // Dispatcher.observe). It is the plug-in point for state kept elsewhere,
 // for example:
 //
-//	o.addGauge(mp, "imcallback.breaker.state", "{state}",
-//		"Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open.",
-//		func(report func(int64, ...attribute.KeyValue)) { report(int64(d.breaker.State())) })
 //	o.addGauge(mp, "imcallback.queue.durable.depth", "{event}",
 //		"After events in the durable queue.", ...)
 func (o *observer) addGauge(mp metric.MeterProvider, name, unit, desc string, observe func(report func(v int64, attrs ...attribute.KeyValue))) error {
@@ -269,7 +268,9 @@ func (o *observer) report(_ context.Context, ob metric.Observer) error {
 	ep := attribute.String(attrEndpoint, o.endpoint)
 	for _, g := range o.gauges {
 		g.observe(func(v int64, attrs ...attribute.KeyValue) {
-			ob.ObserveInt64(g.inst, v, metric.WithAttributes(append(attrs[:len(attrs):len(attrs)], ep)...))
+			// ep first: a gauge's own endpoint attribute, if it gives one,
+			// wins (an attribute set keeps the last value of a key).
+			ob.ObserveInt64(g.inst, v, metric.WithAttributes(append([]attribute.KeyValue{ep}, attrs...)...))
 		})
 	}
 	return nil
@@ -485,6 +486,11 @@ type Stats struct {
 	OldestQueued time.Duration // how long the oldest of them has waited; 0 when none
 	ActiveBefore int           // Before calls in flight
 	ActiveAfter  int           // After attempts in flight
+
+	// Breakers holds the circuit breaker state of each endpoint called so
+	// far, by URL (without query or credentials): "closed", "half-open" or
+	// "open". Empty when Config.Breaker.Disabled.
+	Breakers map[string]string
 }
 
 // Stats returns a snapshot of the Dispatcher's counters and gauges. It is
@@ -503,6 +509,8 @@ func (d *Dispatcher) Stats() Stats {
 	s.QueueDepth, s.OldestQueued = o.queue()
 	s.ActiveBefore = int(o.active[0].Load())
 	s.ActiveAfter = int(o.active[1].Load())
+	s.Breakers = make(map[string]string)
+	d.endpoints.states(func(url string, state gobreaker.State) { s.Breakers[url] = state.String() })
 	return s
 }
 
@@ -521,8 +529,14 @@ func (d *Dispatcher) queueLen() int {
 func (d *Dispatcher) observe() {
 	mp := d.s.MeterProvider
 	o, err := newObserver(mp, d.endpointName(), d.s.Commands, d.queueLen)
-	// Gauges of other parts (the breaker per endpoint, a durable queue's
-	// depth) are added here, before start: o.addGauge(mp, ...).
+	// Gauges of other parts are added here, before start.
+	err = errors.Join(err, o.addGauge(mp, metricBreakerState, "{state}",
+		"Circuit breaker state of each endpoint: 0 closed, 1 half-open, 2 open.",
+		func(report func(int64, ...attribute.KeyValue)) {
+			d.endpoints.states(func(url string, state gobreaker.State) {
+				report(int64(state), attribute.String(attrEndpoint, url))
+			})
+		}))
 	err = errors.Join(err, o.start(mp))
 	if err != nil {
 		d.log.LogAttrs(d.life, slog.LevelWarn, "callback: metrics are incomplete", slog.String("error", err.Error()))

@@ -362,3 +362,25 @@ func TestMetricsDurationBucketsAndTimeout(t *testing.T) {
 	outcome, _ := p.Attributes.Value("outcome")
 	assert.Equal(t, "failed_open", outcome.Emit())
 }
+
+// The breaker state of each endpoint is a gauge (0 closed, 2 open) and is in
+// Stats, keyed by the endpoint's URL without its query.
+func TestMetricsBreakerState(t *testing.T) {
+	m := newMeter(t)
+	b := newBackend(t, answerJSON(500, `{}`))
+	d, _ := newDispatcher(t, callback.Config{URL: b.URL + "/cb?token=x", MeterProvider: m})
+	url := b.URL + "/cb"
+
+	d.Before(context.Background(), 1, "message.send.before", []byte(`{}`))
+	v, ok := m.collect(t).int64Value(t, "imcallback.breaker.state", map[string]string{"endpoint": url})
+	require.True(t, ok, "no breaker state for %s", url)
+	assert.Equal(t, int64(0), v, "closed after one failure")
+	assert.Equal(t, map[string]string{url: "closed"}, d.Stats().Breakers)
+
+	for range 5 { // the default opens after 5 failures in a row
+		d.Before(context.Background(), 1, "message.send.before", []byte(`{}`))
+	}
+	v, _ = m.collect(t).int64Value(t, "imcallback.breaker.state", map[string]string{"endpoint": url})
+	assert.Equal(t, int64(2), v, "open")
+	assert.Equal(t, map[string]string{url: "open"}, d.Stats().Breakers)
+}
