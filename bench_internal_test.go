@@ -12,16 +12,18 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
-func providers(b *testing.B) []struct {
-	name string
-	mp   metric.MeterProvider
-} {
+// meterProvider is a MeterProvider that benchmarks compare, by name.
+type meterProvider struct {
+	Name string
+	MP   metric.MeterProvider
+}
+
+// providers returns the no-op MeterProvider (what the global one is until a
+// host installs an SDK) and the real SDK with a reader.
+func providers(b testing.TB) []meterProvider {
 	sdk := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	b.Cleanup(func() { _ = sdk.Shutdown(context.Background()) })
-	return []struct {
-		name string
-		mp   metric.MeterProvider
-	}{
+	return []meterProvider{
 		{"metrics=noop", noop.NewMeterProvider()},
 		{"metrics=sdk", sdk},
 	}
@@ -31,8 +33,8 @@ func providers(b *testing.B) []struct {
 // alone (in-flight gauge, counter, histogram), without the network.
 func BenchmarkObserveBefore(b *testing.B) {
 	for _, p := range providers(b) {
-		b.Run(p.name, func(b *testing.B) {
-			o, err := newObserver(p.mp, "http://app/cb", map[string]Rule{"message.send.before": {}}, func() int { return 0 })
+		b.Run(p.Name, func(b *testing.B) {
+			o, err := newObserver(p.MP, "http://app/cb", map[string]Rule{"message.send.before": {}}, func() int { return 0 })
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -52,7 +54,7 @@ func BenchmarkObserveBefore(b *testing.B) {
 // queues its event.
 func BenchmarkAfter(b *testing.B) {
 	for _, p := range providers(b) {
-		b.Run(p.name, func(b *testing.B) {
+		b.Run(p.Name, func(b *testing.B) {
 			release := make(chan struct{})
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				select {
@@ -61,7 +63,7 @@ func BenchmarkAfter(b *testing.B) {
 				}
 			}))
 			defer srv.Close()
-			d, err := New(Config{URL: srv.URL, MeterProvider: p.mp, Workers: 1, QueueSize: 1 << 12,
+			d, err := New(Config{URL: srv.URL, MeterProvider: p.MP, Workers: 1, QueueSize: 1 << 12,
 				Commands: map[string]Rule{"message.send.after": {}}})
 			if err != nil {
 				b.Fatal(err)

@@ -6,40 +6,18 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/metric/noop"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-
 	"github.com/imcallback/callback"
 )
-
-// metricProviders are the MeterProviders benchmarks compare: the no-op
-// one (what the global provider is until a host installs an SDK) and the
-// real SDK with a reader.
-func metricProviders(b *testing.B) []struct {
-	name string
-	mp   metric.MeterProvider
-} {
-	sdk := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-	b.Cleanup(func() { _ = sdk.Shutdown(context.Background()) })
-	return []struct {
-		name string
-		mp   metric.MeterProvider
-	}{
-		{"metrics=noop", noop.NewMeterProvider()},
-		{"metrics=sdk", sdk},
-	}
-}
 
 // BenchmarkBeforeMetrics measures a Before call against a real httptest
 // App backend with the no-op MeterProvider and with the OpenTelemetry SDK,
 // in the same run, to show what the instrumentation costs. Compare with
 // benchstat over -count runs.
 func BenchmarkBeforeMetrics(b *testing.B) {
-	for _, p := range metricProviders(b) {
-		b.Run(p.name, func(b *testing.B) {
+	for _, p := range callback.MetricProviders(b) {
+		b.Run(p.Name, func(b *testing.B) {
 			be := newBackend(b, answerJSON(200, `{"code":200}`))
-			d, err := callback.New(callback.Config{URL: be.URL, MeterProvider: p.mp, Logger: discardLogger(),
+			d, err := callback.New(callback.Config{URL: be.URL, MeterProvider: p.MP, Logger: discardLogger(),
 				Commands: map[string]callback.Rule{"message.send.before": {}}})
 			if err != nil {
 				b.Fatal(err)
@@ -64,10 +42,10 @@ func BenchmarkBeforeMetrics(b *testing.B) {
 // keep a shared machine's outliers out of the ratio).
 func BenchmarkBeforeMetricsOverhead(b *testing.B) {
 	be := newBackend(b, answerJSON(200, `{"code":200}`))
-	ps := metricProviders(b)
+	ps := callback.MetricProviders(b)
 	var ds [2]*callback.Dispatcher
 	for i, p := range ps {
-		d, err := callback.New(callback.Config{URL: be.URL, MeterProvider: p.mp, Logger: discardLogger(),
+		d, err := callback.New(callback.Config{URL: be.URL, MeterProvider: p.MP, Logger: discardLogger(),
 			Commands: map[string]callback.Rule{"message.send.before": {}}})
 		if err != nil {
 			b.Fatal(err)

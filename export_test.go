@@ -18,3 +18,8 @@ func RouteOf(d *Dispatcher, ctx context.Context, appID int) (any, error) {
 
 // Permits reports whether g lets a connection to addr through.
 func Permits(g *SSRFGuard, addr netip.Addr) bool { return g.permits(addr) }
+
+// MetricProviders are the MeterProviders benchmarks compare: the no-op one
+// (what the global provider is until a host installs an SDK) and the real
+// SDK with a reader.
+var MetricProviders = providers
