@@ -120,14 +120,7 @@ func TestTwoNodes(t *testing.T) {
 func TestBackendDown(t *testing.T) {
 	const events = 200
 	srv := startServer(t, t.TempDir())
-	var down atomic.Bool
-	down.Store(true)
-	a := newApp(t, func(hit, int) int {
-		if down.Load() {
-			return http.StatusServiceUnavailable
-		}
-		return http.StatusOK
-	})
+	a, down := newDownApp(t)
 	var dead atomic.Int32
 	n := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, callback.Config{
 		URL: a.URL, RetrySchedule: short,
@@ -162,14 +155,7 @@ func TestBackendDown(t *testing.T) {
 func TestBackendDownBreaker(t *testing.T) {
 	const events = 200
 	srv := startServer(t, t.TempDir())
-	var down atomic.Bool
-	down.Store(true)
-	a := newApp(t, func(hit, int) int {
-		if down.Load() {
-			return http.StatusServiceUnavailable
-		}
-		return http.StatusOK
-	})
+	a, down := newDownApp(t)
 	var dead atomic.Int32
 	cfg := callback.Config{
 		URL: a.URL, RetrySchedule: short,
@@ -191,6 +177,20 @@ func TestBackendDownBreaker(t *testing.T) {
 	n = newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg)
 	a.waitDelivered(t, events, 20*time.Second)
 	assert.Zero(t, dead.Load(), "got dead letters, want none")
+}
+
+// newDownApp returns an App backend that answers 503 until down is set to
+// false, then 200.
+func newDownApp(t *testing.T) (*app, *atomic.Bool) {
+	down := new(atomic.Bool)
+	down.Store(true)
+	a := newApp(t, func(hit, int) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	return a, down
 }
 
 // TestPoison: an event the App backend always refuses with 400 is
