@@ -135,6 +135,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	if err := readAnswer(buf, res.Body, d.s.MaxResponseBytes); err != nil {
 		return Response{}, r.redact(err)
 	}
+	keepAnswer(ctx, buf.Bytes())
 	return r.answers.decode(r.wire, buf.Bytes())
 }
 

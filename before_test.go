@@ -282,3 +282,23 @@ func TestActionString(t *testing.T) {
 		assert.Equal(t, want, a.String())
 	}
 }
+
+func TestBeforeWithAnswerKeepsTheRawAnswer(t *testing.T) {
+	status, answer := 200, `{"code":40001,"msg":"no","extra":[1]}`
+	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) { answerJSON(status, answer)(w, r) })
+	d, _ := newDispatcher(t, callback.Config{URL: b.URL})
+
+	raw := []byte("stale")
+	r := d.Before(callback.WithAnswer(context.Background(), &raw), 1, "message.send.before", []byte(`{}`))
+	assert.Equal(t, callback.Deny, r.Action)
+	assert.Equal(t, answer, string(raw))
+
+	answer = `not json`
+	r = d.Before(callback.WithAnswer(context.Background(), &raw), 1, "message.send.before", []byte(`{}`))
+	assert.ErrorIs(t, r.Err, callback.ErrBadAnswer)
+	assert.Equal(t, "not json", string(raw), "an answer that is not the protocol's is kept too")
+
+	status, raw = 500, nil
+	d.Before(callback.WithAnswer(context.Background(), &raw), 1, "message.send.before", []byte(`{}`))
+	assert.Nil(t, raw, "no 2xx answer was read")
+}

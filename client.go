@@ -29,3 +29,23 @@ func clientFrom(ctx context.Context) client {
 	c, _ := ctx.Value(clientKey{}).(client)
 	return c
 }
+
+// answerKey marks a context that asks Before for the App's raw answer.
+type answerKey struct{}
+
+// WithAnswer returns a copy of ctx that makes Before store a copy of the
+// App backend's raw answer (a 2xx body, at most Config.MaxResponseBytes) in
+// *dst, for tools and debugging such as `imcallback send`. *dst is left as
+// it was when no 2xx answer was read. Before copies the answer only for
+// such a ctx; others cost one context lookup.
+func WithAnswer(ctx context.Context, dst *[]byte) context.Context {
+	return context.WithValue(ctx, answerKey{}, dst)
+}
+
+// keepAnswer copies answer into the destination WithAnswer put in ctx, if
+// any.
+func keepAnswer(ctx context.Context, answer []byte) {
+	if dst, ok := ctx.Value(answerKey{}).(*[]byte); ok && dst != nil {
+		*dst = append((*dst)[:0], answer...)
+	}
+}

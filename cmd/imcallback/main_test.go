@@ -117,12 +117,12 @@ func TestSendOutcomes(t *testing.T) {
 				errOut string
 			}{
 				{"allow", callbacktest.Allow(), exitAllow, []string{"decision: allow", "latency:"}, ""},
-				{"deny", callbacktest.Deny(deny, "banned word"), exitDeny, []string{"decision: deny", "code:     " + strconv.Itoa(deny), `msg:      "banned word"`}, ""},
+				{"deny", callbacktest.Deny(deny, "banned word"), exitDeny, []string{"decision: deny", "code:     " + strconv.Itoa(deny), `msg:      "banned word"`, "answer:   {", `"banned word"`}, ""},
 				{"drop", callbacktest.Drop(), wantDrop, nil, ""},
 				{"rewrite", callbacktest.Rewrite(`{"text":"h***"}`), exitAllow, []string{"decision: allow", "data:", `"text": "h***"`}, ""},
 				{"5xx", callbacktest.Status(503), exitFailure, nil, "503"},
 				{"timeout", callbacktest.Hang(), exitFailure, nil, "deadline exceeded"},
-				{"garbage", callbacktest.Garbage(), exitFailure, nil, "not valid"},
+				{"garbage", callbacktest.Garbage(), exitFailure, []string{"answer:   "}, "not valid"},
 			}
 			for i, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {

@@ -22,10 +22,10 @@ const sendHead = `Usage: imcallback send [flags]
 
 Fires one callback at an App backend through the imcallback library, as an
 IM server would, and prints the App's decision, the latency and the answer
-(code, msg and data, as the library read them). A before-callback (the
-default) makes one attempt and waits for the decision; with --after it is
-an after-callback, delivered with --retries retries, whose answer only
-counts as delivered or not.
+(code, msg and data as the library read them, then the raw answer). A
+before-callback (the default) makes one attempt and waits for the decision;
+with --after it is an after-callback, delivered with --retries retries,
+whose answer only counts as delivered or not.
 
 The body is the JSON from --body, from --body-file (- for standard input),
 or, with neither, from standard input.
@@ -139,12 +139,16 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	defer d.Close(context.Background())
 	start := time.Now()
-	r := d.Before(ctx, f.app, f.command, body)
+	var raw []byte
+	r := d.Before(callback.WithAnswer(ctx, &raw), f.app, f.command, body)
 	elapsed := time.Since(start)
 	if r.Err != nil {
+		if raw != nil { // a 2xx answer that is not the protocol's
+			fmt.Fprintf(stdout, "answer:   %s\n", bytes.TrimSpace(raw))
+		}
 		return fail(stderr, exitFailure, "imcallback send: %s %s failed after %v: %v", f.protocol, f.command, round(elapsed), r.Err)
 	}
-	printResponse(stdout, r, elapsed)
+	printResponse(stdout, r, raw, elapsed)
 	switch r.Action {
 	case callback.Deny:
 		return exitDeny
@@ -198,13 +202,17 @@ func readBody(body, file string, stdin io.Reader) ([]byte, error) {
 	return b, nil
 }
 
-// printResponse prints a Before decision.
-func printResponse(w io.Writer, r callback.Response, elapsed time.Duration) {
+// printResponse prints a Before decision and the raw answer it came from
+// (none when the callback failed before a 2xx answer was read).
+func printResponse(w io.Writer, r callback.Response, raw []byte, elapsed time.Duration) {
 	fmt.Fprintf(w, "decision: %s\n", r.Action)
 	fmt.Fprintf(w, "code:     %d\n", r.Code)
 	fmt.Fprintf(w, "msg:      %q\n", r.Msg)
 	if r.Data != nil {
 		fmt.Fprintf(w, "data:     %s\n", indent(r.Data, "          "))
+	}
+	if raw != nil {
+		fmt.Fprintf(w, "answer:   %s\n", bytes.TrimSpace(raw))
 	}
 	fmt.Fprintf(w, "latency:  %v\n", round(elapsed))
 }
