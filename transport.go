@@ -115,10 +115,10 @@ type attempts struct {
 
 // attemptTransport bounds each attempt of an After delivery by its own
 // timeout (retryablehttp's request context bounds the whole delivery),
-// counts attempts and signs each one afresh. Before each attempt it waits for the endpoint's breaker
-// and After limits (see endpoint.acquire), so an attempt is made, and
-// counted against Retries, only when it can go to the network; its outcome
-// is reported to the breaker. Requests without attempts (Before) pass
+// counts attempts and signs each one afresh. Before each attempt it waits
+// for the endpoint's breaker and After limits (see endpoint.acquire), so an
+// attempt is made, and counted against Retries, only when it can go to the
+// network; its outcome is reported to the breaker and the metrics. Requests without attempts (Before) pass
 // through untouched. It does not implement CloseIdleConnections, on purpose:
 // see newClient.
 type attemptTransport struct {
