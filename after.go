@@ -45,11 +45,11 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 		return err
 	}
 	r, err := d.routeOf(ctx, appID)
+	if ruleOf(r, &d.s, command).Disabled {
+		return nil // nothing would be sent, resolved or not
+	}
 	if err != nil {
 		return err
-	}
-	if r.rule(command).Disabled {
-		return nil
 	}
 	if d.isClosed.Load() {
 		return ErrClosed // the queue says so too; this spares the copy

@@ -67,17 +67,16 @@ var allowed = Response{Code: CodeOK, Msg: MsgOK, Action: Allow}
 //
 // With a Config.Resolver, an app whose endpoint cannot be resolved (unknown,
 // the resolver's store down, an invalid Endpoint) is such a failure, with
-// Err wrapping ErrResolve, under Config.Commands' rule for the command.
+// Err wrapping ErrResolve, under Config.Commands' rule for the command (a
+// command that rule disables is allowed, as ever, with nothing sent).
 //
 // body is sent byte for byte and not kept after Before returns.
 func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body []byte) Response {
 	start := time.Now()
 	r, err := d.routeOf(ctx, appID)
-	var rule Rule
-	if err != nil {
-		rule = d.s.rule(command) // the app's own rules are unknown
-	} else if rule = r.rule(command); rule.Disabled {
-		return allowed
+	rule := ruleOf(r, &d.s, command)
+	if rule.Disabled {
+		return allowed // nothing would be sent, resolved or not
 	}
 	stats := d.obs.beginBefore(command)
 	id := d.eventID(d.seq.Add(1))

@@ -78,7 +78,6 @@ type Dispatcher struct {
 	now    func() time.Time // the clock that stamps signatures; a test seam
 
 	endpoints *endpoints // breaker and After limits of each callback URL
-	answers   answerMemo // the last plain allow answer, decoded
 
 	transport *http.Transport // owned: idle connections closed by Close
 	client    *http.Client    // Before: one attempt, no redirects

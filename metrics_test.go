@@ -53,7 +53,7 @@ func (m *meter) collect(t *testing.T) collected {
 func matches(set attribute.Set, want map[string]string) bool {
 	for k, v := range want {
 		got, ok := set.Value(attribute.Key(k))
-		if !ok || got.Emit() != v {
+		if !ok || got.AsString() != v {
 			return false
 		}
 	}
@@ -313,7 +313,7 @@ func TestMetricsCommandLabelsAreBounded(t *testing.T) {
 	labels := map[string]bool{}
 	for _, p := range c["imcallback.calls"].Data.(metricdata.Sum[int64]).DataPoints {
 		v, _ := p.Attributes.Value("command")
-		labels[v.Emit()] = true
+		labels[v.AsString()] = true
 	}
 	assert.Len(t, labels, 1+64+1, "the configured command, the first 64 others and _other")
 	assert.Equal(t, int64(1), c.calls(t, "configured.before", "allowed"))
@@ -360,7 +360,7 @@ func TestMetricsDurationBucketsAndTimeout(t *testing.T) {
 	assert.GreaterOrEqual(t, p.Sum, 0.1, "a call that timed out at 100 ms took at least 0.1 s")
 	assert.Less(t, p.Sum, 1.1, "and returned within a generous bound")
 	outcome, _ := p.Attributes.Value("outcome")
-	assert.Equal(t, "failed_open", outcome.Emit())
+	assert.Equal(t, "failed_open", outcome.AsString())
 }
 
 // The breaker state of each endpoint is a gauge (0 closed, 2 open) and is in

@@ -137,6 +137,16 @@ func (r *route) rule(command string) Rule {
 	return Rule{Timeout: r.timeout}
 }
 
+// ruleOf returns command's rule on route r, or, when the app's endpoint
+// could not be resolved (r is nil), the Config.Commands rule: the app's own
+// rules are unknown then.
+func ruleOf(r *route, s *settings, command string) Rule {
+	if r == nil {
+		return s.rule(command)
+	}
+	return r.rule(command)
+}
+
 // redact replaces the URL inside a transport error with the URL without its
 // query or user information, so logs and errors never carry query parameters
 // (signatures travel there in some protocols).

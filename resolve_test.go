@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -388,4 +389,26 @@ func benchBefore(b *testing.B, cfg callback.Config) {
 			b.Fatal(r.Err)
 		}
 	}
+}
+
+// A command disabled in Config.Commands sends nothing, so it is allowed (and
+// accepted by After) even for an app whose endpoint cannot be resolved: no
+// failure to report, nothing to log.
+func TestResolverFailureOnDisabledCommand(t *testing.T) {
+	resolver := callback.ResolverFunc(func(context.Context, int) (callback.Endpoint, error) {
+		return callback.Endpoint{}, callback.ErrUnknownApp
+	})
+	d, logs := newDispatcher(t, callback.Config{
+		Resolver: resolver,
+		Commands: map[string]callback.Rule{"user.modify.after": {Disabled: true}, "friend.add.before": {Disabled: true}},
+	})
+	r := d.Before(context.Background(), 7, "friend.add.before", []byte(`{}`))
+	assert.Equal(t, callback.Response{Code: 200, Msg: "success", Action: callback.Allow}, r)
+	assert.NoError(t, d.After(context.Background(), 7, "user.modify.after", []byte(`{}`)))
+
+	r = d.Before(context.Background(), 7, "message.send.before", []byte(`{}`))
+	assert.ErrorIs(t, r.Err, callback.ErrUnknownApp, "an enabled command still reports the failure")
+	assert.ErrorIs(t, d.After(context.Background(), 7, "message.send.after", []byte(`{}`)), callback.ErrUnknownApp)
+	require.NoError(t, d.Close(context.Background()))
+	assert.Equal(t, 1, strings.Count(logs.String(), "before failed"), "only the enabled command's failure is logged: %s", logs.String())
 }

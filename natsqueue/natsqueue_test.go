@@ -174,7 +174,7 @@ func TestBackendDownBreaker(t *testing.T) {
 	assert.Zero(t, dead.Load(), "got dead letters, want none")
 
 	down.Store(false)
-	n = newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg)
+	newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg) // closed by the test's cleanup
 	a.waitDelivered(t, events, 20*time.Second)
 	assert.Zero(t, dead.Load(), "got dead letters, want none")
 }
