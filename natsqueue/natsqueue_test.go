@@ -130,7 +130,16 @@ func TestBackendDown(t *testing.T) {
 		DeadLetter: func(callback.Event, error) { dead.Add(1) },
 	})
 	sendAll(t, n.d, 0, events, 8)
-	time.Sleep(400 * time.Millisecond) // first attempts and some retries fail
+	// Every event must have failed once before the backend comes back, or
+	// the test would not prove the retry: wait for that, however long a
+	// loaded machine takes to make the first attempts.
+	waitFor(t, "a failed first attempt of every event", func() bool {
+		seen := map[string]bool{}
+		for _, h := range a.snapshot() {
+			seen[h.id] = true
+		}
+		return len(seen) == events
+	})
 	down.Store(false)
 	a.waitDelivered(t, events, 20*time.Second)
 
