@@ -19,9 +19,13 @@ import (
 //
 // It returns ErrQueueFull when the queue is full, ErrClosed after Close,
 // ErrInvalidBody for a body that is not valid JSON, ErrInvalidCommand for an
-// empty command, an error wrapping ErrResolve when Config.Resolver cannot
-// resolve the app's endpoint, and ctx's error if ctx has already ended;
-// nothing is queued then. A disabled command is accepted and dropped: After
+// empty command, ErrInvalidEventID for a bad WithEventID, an error wrapping
+// ErrResolve when Config.Resolver cannot resolve the app's endpoint, and
+// ctx's error if ctx has already ended; nothing is queued then. With a
+// Config.Queue it also returns the Queue's error (natsqueue: one wrapping
+// natsqueue.ErrPublish), and then the event may have been stored all the
+// same: retry with the same WithEventID so it is stored and delivered under
+// one ID. A disabled command is accepted and dropped: After
 // returns nil.
 //
 // With a Resolver, the endpoint is resolved here, so a bad app is the
@@ -44,6 +48,10 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	if err := checkEvent(command, body); err != nil {
 		return err
 	}
+	id, givenID, err := eventIDFrom(ctx)
+	if err != nil {
+		return err
+	}
 	r, err := d.routeOf(ctx, appID)
 	if ruleOf(r, &d.s, command).Disabled {
 		return nil // nothing would be sent, resolved or not
@@ -56,7 +64,10 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	}
 	stats := d.obs.command(command)
 	ev := Event{AppID: appID, Command: command, Body: append([]byte(nil), body...), Queued: time.Now(), seq: d.seq.Add(1), route: r}
-	if !d.inWorker {
+	switch {
+	case givenID:
+		ev.ID = id
+	case !d.inWorker:
 		// A Queue stores the ID with the event, so that every hand-out on
 		// every node sends the same one. The memory queue formats it when
 		// the event is delivered, sparing After an allocation.

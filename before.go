@@ -70,6 +70,10 @@ var allowed = Response{Code: CodeOK, Msg: MsgOK, Action: Allow}
 // Err wrapping ErrResolve, under Config.Commands' rule for the command (a
 // command that rule disables is allowed, as ever, with nothing sent).
 //
+// The call's webhook-id is numbered by the Dispatcher, or is the ID that
+// WithEventID put in ctx (an invalid one is such a failure, with Err
+// wrapping ErrInvalidEventID).
+//
 // body is sent byte for byte and not kept after Before returns.
 func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body []byte) Response {
 	start := time.Now()
@@ -79,7 +83,13 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 		return allowed // nothing would be sent, resolved or not
 	}
 	stats := d.obs.beginBefore(command)
-	id := d.eventID(d.seq.Add(1))
+	id, givenID, idErr := eventIDFrom(ctx)
+	if !givenID || idErr != nil {
+		id = d.eventID(d.seq.Add(1))
+	}
+	if err == nil {
+		err = idErr
+	}
 	var resp Response
 	if err == nil {
 		resp, err = d.before(ctx, r, rule, appID, command, id, body)

@@ -26,6 +26,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -154,9 +155,12 @@ func New(cfg Config) (*Dispatcher, error) {
 // or waiting for a retry, and returns nil when all are done. If ctx ends
 // first, Close cancels the deliveries in flight, hands every undelivered
 // event to the dead-letter hook (with an error wrapping ErrClosed) and
-// returns ctx's error. Either way, when Close returns every goroutine the
-// Dispatcher started has ended and its idle connections are closed. Calling
-// Close again is safe; it waits for the same drain.
+// returns ctx's error. A ctx without a deadline is bounded by
+// Config.DrainTimeout (30 s by default): past it, Close gives up the same
+// way and returns an error wrapping context.DeadlineExceeded. Either way,
+// when Close returns every goroutine the Dispatcher started has ended and
+// its idle connections are closed. Calling Close again is safe; it waits
+// for the same drain.
 //
 // With Config.Queue set, Close finishes the attempts in flight and settles
 // them; events not yet handed out stay in the Queue for another node or
@@ -170,10 +174,20 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 		d.queue.Stop()
 	})
 	var err error
+	var limit <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok && d.s.DrainTimeout > 0 {
+		t := time.NewTimer(d.s.DrainTimeout)
+		defer t.Stop()
+		limit = t.C
+	}
 	select {
 	case <-d.drained:
 	case <-ctx.Done():
 		err = ctx.Err()
+	case <-limit:
+		err = fmt.Errorf("callback: Close: drain limit of %v passed: %w", d.s.DrainTimeout, context.DeadlineExceeded)
+	}
+	if err != nil {
 		d.abort()
 		<-d.drained // every remaining delivery now fails at once
 	}

@@ -20,6 +20,7 @@ const (
 	defaultRetryWaitMin     = 1 * time.Second
 	defaultRetryWaitMax     = 30 * time.Second
 	defaultMaxResponseBytes = 1 << 20
+	defaultDrainTimeout     = 30 * time.Second
 	// defaultBeforeConcurrency is the Before concurrency the idle pool is
 	// sized for when Config.MaxIdleConnsPerHost is zero.
 	defaultBeforeConcurrency = 256
@@ -161,6 +162,13 @@ type Config struct {
 	// AfterLimit bounds the rate and concurrency of After deliveries to each
 	// endpoint. The zero value means its defaults: see AfterLimit.
 	AfterLimit AfterLimit
+
+	// DrainTimeout bounds Close when its ctx has no deadline, so that
+	// Close(context.Background()) cannot hang on a dead App backend: past
+	// it, Close gives up as if ctx had ended (see Close). A ctx deadline,
+	// earlier or later, takes precedence. 0 means 30 s; a negative value
+	// means no limit (Close then waits for as long as ctx allows).
+	DrainTimeout time.Duration
 }
 
 // Rule holds the settings of one command.
@@ -219,6 +227,7 @@ func (c Config) validate() (settings, error) {
 	s.RetryWaitMin = orDefault(c.RetryWaitMin, defaultRetryWaitMin)
 	s.RetryWaitMax = orDefault(c.RetryWaitMax, defaultRetryWaitMax)
 	s.MaxResponseBytes = orDefault(c.MaxResponseBytes, defaultMaxResponseBytes)
+	s.DrainTimeout = orDefault(c.DrainTimeout, defaultDrainTimeout)
 	s.MaxIdleConnsPerHost = orDefault(c.MaxIdleConnsPerHost, s.Workers+defaultBeforeConcurrency)
 	switch {
 	case c.Retries == 0:

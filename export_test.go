@@ -23,3 +23,12 @@ func Permits(g *SSRFGuard, addr netip.Addr) bool { return g.permits(addr) }
 // (what the global provider is until a host installs an SDK) and the real
 // SDK with a reader.
 var MetricProviders = providers
+
+// DrainTimeoutOf returns the drain limit New applies for cfg.
+func DrainTimeoutOf(cfg Config) time.Duration {
+	s, err := cfg.validate()
+	if err != nil {
+		panic(err)
+	}
+	return s.DrainTimeout
+}
