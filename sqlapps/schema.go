@@ -3,9 +3,12 @@ package sqlapps
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Dialect is the SQL dialect of the database: it decides the query
@@ -81,45 +84,148 @@ func statements(script string) []string {
 
 // Migrate creates the schema, or brings an older one up to date, and
 // records its version in imcallback_schema. It is safe to run at every
-// start, and from several processes at once. It returns an error for a
+// start, and from several processes at once: they take turns, under
+// SQLite's write lock, a PostgreSQL advisory lock or a MySQL named lock
+// (GET_LOCK), so each version is applied once. It returns an error for a
 // database whose schema is newer than this package knows.
 func (s *Store) Migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS imcallback_schema (version INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("sqlapps: creating imcallback_schema: %w", err)
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlapps: migrating: %w", err)
+	}
+	defer conn.Close()
+	switch s.dialect {
+	case Postgres:
+		err = s.migratePostgres(ctx, conn)
+	case MySQL:
+		err = s.migrateMySQL(ctx, conn)
+	default:
+		err = s.migrateSQLite(ctx, conn)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlapps: %w", err)
+	}
+	return nil
+}
+
+// migratePostgres migrates in one transaction (PostgreSQL's DDL is
+// transactional) that first takes an advisory lock, released with it, on
+// the schema's name.
+func (s *Store) migratePostgres(ctx context.Context, conn *sql.Conn) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext(COALESCE(current_schema(), '') || '.imcallback_schema'))`); err != nil {
+		return fmt.Errorf("locking the schema for migration: %w", err)
+	}
+	if err := s.migrateSteps(ctx, tx, func(step func(execer) error) error { return step(tx) }); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	return nil
+}
+
+// migrateSQLite migrates in one transaction that holds SQLite's write lock
+// from its start (BEGIN IMMEDIATE), so a concurrent Migrate waits for it
+// (up to the connection's busy_timeout) and then finds the schema made.
+func (s *Store) migrateSQLite(ctx context.Context, conn *sql.Conn) (err error) {
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		return fmt.Errorf("locking the schema for migration: %w", err)
+	}
+	defer func() {
+		end := `COMMIT`
+		if err != nil {
+			end = `ROLLBACK`
+		}
+		if _, endErr := conn.ExecContext(context.WithoutCancel(ctx), end); endErr != nil {
+			discard(conn) // it must not return to the pool inside a transaction
+			if err == nil {
+				err = fmt.Errorf("migrating: %w", endErr)
+			}
+		}
+	}()
+	return s.migrateSteps(ctx, conn, func(step func(execer) error) error { return step(conn) })
+}
+
+// migrateMySQL migrates under a named lock of the session (MySQL commits
+// each DDL statement by itself, so there a step that fails halfway is
+// finished by running Migrate again, as every statement is idempotent).
+func (s *Store) migrateMySQL(ctx context.Context, conn *sql.Conn) (err error) {
+	const name = `SHA1(CONCAT(COALESCE(DATABASE(), ''), '.imcallback_schema'))`
+	var got sql.NullInt64
+	// GET_LOCK waits up to a day; ctx ends the wait sooner (the driver
+	// then closes the connection, which frees the lock).
+	if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK(`+name+`, 86400)`).Scan(&got); err != nil || got.Int64 != 1 {
+		discard(conn)
+		if err == nil {
+			err = errors.New("GET_LOCK did not return 1")
+		}
+		return fmt.Errorf("locking the schema for migration: %w", err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, relErr := conn.ExecContext(rctx, `DO RELEASE_LOCK(`+name+`)`); relErr != nil {
+			discard(conn) // closing the session frees the lock
+		}
+	}()
+	return s.migrateSteps(ctx, conn, func(step func(execer) error) error {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback() }()
+		if err := step(tx); err != nil {
+			return err
+		}
+		return tx.Commit()
+	})
+}
+
+// execer is what migration statements run on: a *sql.Conn or a *sql.Tx.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// migrateSteps, under the migration lock, creates imcallback_schema, reads
+// the version and applies each missing step on what inStep gives it.
+func (s *Store) migrateSteps(ctx context.Context, e execer, inStep func(step func(execer) error) error) error {
+	if _, err := e.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS imcallback_schema (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("creating imcallback_schema: %w", err)
 	}
 	var version int
-	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM imcallback_schema`).Scan(&version); err != nil {
-		return fmt.Errorf("sqlapps: reading the schema version: %w", err)
+	if err := e.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM imcallback_schema`).Scan(&version); err != nil {
+		return fmt.Errorf("reading the schema version: %w", err)
 	}
 	if version > len(migrations) {
-		return fmt.Errorf("sqlapps: the database's schema version %d is newer than this package's %d", version, len(migrations))
+		return fmt.Errorf("the database's schema version %d is newer than this package's %d", version, len(migrations))
 	}
 	for v := version + 1; v <= len(migrations); v++ {
-		if err := s.migrate(ctx, v); err != nil {
-			return fmt.Errorf("sqlapps: migrating to schema version %d: %w", v, err)
+		err := inStep(func(e execer) error {
+			for _, stmt := range migrations[v-1] {
+				if _, err := e.ExecContext(ctx, stmt); err != nil {
+					return err
+				}
+			}
+			_, err := e.ExecContext(ctx, s.q(`INSERT INTO imcallback_schema (version) VALUES (?)`), v)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrating to schema version %d: %w", v, err)
 		}
 	}
 	return nil
 }
 
-// migrate runs the step to version v in one transaction (MySQL commits each
-// DDL statement by itself: there, a step that fails halfway is finished by
-// running Migrate again, as every statement is idempotent).
-func (s *Store) migrate(ctx context.Context, v int) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }()
-	for _, stmt := range migrations[v-1] {
-		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return err
-		}
-	}
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO imcallback_schema (version) VALUES (?)`), v); err != nil {
-		return err
-	}
-	return tx.Commit()
+// discard makes database/sql close conn instead of returning it to the
+// pool.
+func discard(conn *sql.Conn) {
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 }
 
 // q rewrites a query written with ? placeholders for the dialect. The

@@ -168,6 +168,41 @@ func TestMigrate(t *testing.T) {
 	})
 }
 
+// Migrate is safe to run from several processes at once: each one here has
+// its own connection pool on the same fresh database.
+func TestMigrateConcurrent(t *testing.T) {
+	eachDB(t, func(t *testing.T, b dbtest.Backend) {
+		dsn := b.DSN(t)
+		const processes = 4
+		stores := make([]*sqlapps.Store, processes)
+		dbs := make([]*sql.DB, processes)
+		for i := range stores {
+			db := sql.OpenDB(b.Connector(t, dsn))
+			t.Cleanup(func() { _ = db.Close() })
+			dbs[i] = db
+			s, err := sqlapps.New(db, sqlapps.Options{Dialect: b.Dialect})
+			require.NoError(t, err)
+			stores[i] = s
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		errs := make([]error, processes)
+		var wg sync.WaitGroup
+		for i, s := range stores {
+			wg.Go(func() { errs[i] = s.Migrate(ctx) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			assert.NoError(t, err, "process %d's Migrate", i)
+		}
+		var versions, latest int
+		require.NoError(t, dbs[0].QueryRow(`SELECT COUNT(*), MAX(version) FROM imcallback_schema`).Scan(&versions, &latest))
+		assert.Equal(t, 1, versions, "version rows: each version is applied once")
+		assert.Equal(t, 1, latest, "schema version")
+		require.NoError(t, stores[0].Set(ctx, sqlapps.App{ID: 1, Endpoint: callback.Endpoint{URL: "http://a.example/cb"}}))
+	})
+}
+
 func TestSetGetListDelete(t *testing.T) {
 	eachDB(t, func(t *testing.T, b dbtest.Backend) {
 		s, db, _ := newStore(t, b, sqlapps.Options{})
