@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/dbtest"
 	"github.com/imcallback/callback/sqlapps"
-	"github.com/imcallback/callback/sqlapps/internal/dbtest"
 )
 
 // hangTimeout is the Stores' QueryTimeout in these tests; bound is the

@@ -27,8 +27,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/dbtest"
 	"github.com/imcallback/callback/sqlapps"
-	"github.com/imcallback/callback/sqlapps/internal/dbtest"
 	"github.com/imcallback/callback/sqlapps/sqlite"
 )
 
