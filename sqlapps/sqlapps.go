@@ -10,7 +10,9 @@
 // It works with any database/sql driver; Options.Dialect picks the
 // placeholders. The schema (see Schema) is the same SQL on SQLite,
 // PostgreSQL and MySQL. Tests run it against a real SQLite file through
-// the pure-Go modernc.org/sqlite driver (see the sqlite sub-package).
+// the pure-Go modernc.org/sqlite driver (see the sqlite sub-package) and
+// real MariaDB and PostgreSQL servers (github.com/go-sql-driver/mysql,
+// github.com/jackc/pgx/v5/stdlib).
 //
 // The cache keeps each app's endpoint for Options.TTL, so Before does not
 // query the database on every message; Set and Delete through a Store
