@@ -40,13 +40,13 @@ func (d Dialect) String() string {
 	return "Dialect(" + strconv.Itoa(int(d)) + ")"
 }
 
-// Schema is the schema that Migrate creates, the latest version, as SQL that
-// runs unchanged on SQLite, PostgreSQL and MySQL. One row of
-// imcallback_apps per app; one row of imcallback_app_commands per command
-// whose rule an app overrides (callback.Config.Commands' rule applies to the
-// others). Timeouts are in milliseconds, 0 meaning the default; protocol is
-// "seed" or "tencent"; secret is stored as Store.Set is given it (see
-// Options.Encrypt), "" meaning unsigned.
+// Schema is the schema that Migrate creates, as SQL that runs unchanged on
+// SQLite, PostgreSQL and MySQL (on MySQL, Migrate then runs MySQLText). One
+// row of imcallback_apps per app; one row of imcallback_app_commands per
+// command whose rule an app overrides (callback.Config.Commands' rule
+// applies to the others). Timeouts are in milliseconds, 0 meaning the
+// default; protocol is "seed" or "tencent"; secret is stored as Store.Set
+// is given it (see Options.Encrypt), "" meaning unsigned.
 const Schema = `CREATE TABLE IF NOT EXISTS imcallback_apps (
     app_id     BIGINT      NOT NULL PRIMARY KEY,
     url        TEXT        NOT NULL,
@@ -64,11 +64,31 @@ CREATE TABLE IF NOT EXISTS imcallback_app_commands (
     FOREIGN KEY (app_id) REFERENCES imcallback_apps (app_id) ON DELETE CASCADE
 );`
 
-// migrations holds the statements of each schema version, in order:
-// migrations[0] makes version 1. A new version appends a step; a step never
-// changes once released.
-var migrations = [][]string{
-	statements(Schema),
+// MySQLText is schema version 2 on MySQL and MariaDB (a no-op elsewhere).
+// Their text columns take the server's default character set, perhaps
+// latin1, which cannot hold every URL, secret or command, and compare by a
+// collation that by default ignores case and trailing spaces (and, on
+// MySQL 8, accents), where the Dispatcher tells commands apart byte for
+// byte: "msg.send" and "MSG.SEND" would be one primary key. The tables
+// become utf8mb4 with a binary collation, and command the bytes of its
+// UTF-8 (191 characters of up to 4 bytes), compared exactly.
+const MySQLText = `ALTER TABLE imcallback_apps CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+ALTER TABLE imcallback_app_commands CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+ALTER TABLE imcallback_app_commands MODIFY command VARBINARY(764) NOT NULL`
+
+// migrations returns the statements of each schema version on dialect d,
+// in order: element 0 makes version 1. A new version appends a step; a
+// step never changes once released. Every dialect has every version, some
+// of them without statements.
+func migrations(d Dialect) [][]string {
+	v2 := []string(nil)
+	if d == MySQL {
+		v2 = statements(MySQLText)
+	}
+	return [][]string{
+		statements(Schema),
+		v2,
+	}
 }
 
 // statements splits a script into its statements, without their semicolons.
@@ -202,12 +222,13 @@ func (s *Store) migrateSteps(ctx context.Context, e execer, inStep func(step fun
 	if err := e.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM imcallback_schema`).Scan(&version); err != nil {
 		return fmt.Errorf("reading the schema version: %w", err)
 	}
-	if version > len(migrations) {
-		return fmt.Errorf("the database's schema version %d is newer than this package's %d", version, len(migrations))
+	steps := migrations(s.dialect)
+	if version > len(steps) {
+		return fmt.Errorf("the database's schema version %d is newer than this package's %d", version, len(steps))
 	}
-	for v := version + 1; v <= len(migrations); v++ {
+	for v := version + 1; v <= len(steps); v++ {
 		err := inStep(func(e execer) error {
-			for _, stmt := range migrations[v-1] {
+			for _, stmt := range steps[v-1] {
 				if _, err := e.ExecContext(ctx, stmt); err != nil {
 					return err
 				}

@@ -154,8 +154,8 @@ func TestMigrate(t *testing.T) {
 
 		var versions, latest int
 		require.NoError(t, db.QueryRow(`SELECT COUNT(*), MAX(version) FROM imcallback_schema`).Scan(&versions, &latest))
-		assert.Equal(t, 1, versions, "version rows")
-		assert.Equal(t, 1, latest, "schema version")
+		assert.Equal(t, 2, versions, "version rows")
+		assert.Equal(t, 2, latest, "schema version")
 		for _, table := range []string{"imcallback_apps", "imcallback_app_commands"} {
 			assert.True(t, tableExists(t, b, db, table), "table %s", table)
 		}
@@ -165,6 +165,48 @@ func TestMigrate(t *testing.T) {
 		err = s.Migrate(ctx)
 		require.Error(t, err, "a schema newer than the package")
 		assert.Contains(t, err.Error(), "newer")
+	})
+}
+
+// A database made by schema version 1 (the only one before MySQLText) is
+// brought up to date with its rows kept.
+func TestMigrateFromVersion1(t *testing.T) {
+	eachDB(t, func(t *testing.T, b dbtest.Backend) {
+		db, _ := newDB(t, b)
+		ctx := context.Background()
+		for _, stmt := range strings.Split(sqlapps.Schema, ";") {
+			if strings.TrimSpace(stmt) == "" {
+				continue
+			}
+			_, err := db.ExecContext(ctx, stmt)
+			require.NoError(t, err)
+		}
+		for _, stmt := range []string{
+			`CREATE TABLE imcallback_schema (version INTEGER NOT NULL)`,
+			`INSERT INTO imcallback_schema (version) VALUES (1)`,
+			`INSERT INTO imcallback_apps (app_id, url, protocol, secret, timeout_ms) VALUES (7, 'http://a.example/cb', 'tencent', 'tok', 1500)`,
+			`INSERT INTO imcallback_app_commands (app_id, command, disabled, fail_closed, timeout_ms) VALUES (7, 'msg.send', TRUE, FALSE, 0)`,
+		} {
+			_, err := db.ExecContext(ctx, stmt)
+			require.NoError(t, err, stmt)
+		}
+		s, err := sqlapps.New(db, sqlapps.Options{Dialect: b.Dialect})
+		require.NoError(t, err)
+		require.NoError(t, s.Migrate(ctx))
+		var latest int
+		require.NoError(t, db.QueryRow(`SELECT MAX(version) FROM imcallback_schema`).Scan(&latest))
+		assert.Equal(t, 2, latest, "schema version")
+		want := sqlapps.App{ID: 7, Endpoint: callback.Endpoint{URL: "http://a.example/cb", Protocol: callback.Tencent,
+			Secret: "tok", Timeout: 1500 * time.Millisecond, Commands: map[string]callback.Rule{"msg.send": {Disabled: true}}}}
+		got, err := s.Get(ctx, 7)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "the app made under version 1")
+
+		want.Endpoint.Commands["MSG.SEND"] = callback.Rule{FailClosed: true}
+		require.NoError(t, s.Set(ctx, want), "commands that differ by case, after the upgrade")
+		got, err = s.Get(ctx, 7)
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
 	})
 }
 
@@ -197,8 +239,8 @@ func TestMigrateConcurrent(t *testing.T) {
 		}
 		var versions, latest int
 		require.NoError(t, dbs[0].QueryRow(`SELECT COUNT(*), MAX(version) FROM imcallback_schema`).Scan(&versions, &latest))
-		assert.Equal(t, 1, versions, "version rows: each version is applied once")
-		assert.Equal(t, 1, latest, "schema version")
+		assert.Equal(t, 2, versions, "version rows: each version is applied once")
+		assert.Equal(t, 2, latest, "schema version")
 		require.NoError(t, stores[0].Set(ctx, sqlapps.App{ID: 1, Endpoint: callback.Endpoint{URL: "http://a.example/cb"}}))
 	})
 }
@@ -244,6 +286,37 @@ func TestSetGetListDelete(t *testing.T) {
 		assert.ErrorIs(t, s.Delete(ctx, one.ID), callback.ErrUnknownApp, "deleting it again")
 		require.NoError(t, db.QueryRow(`SELECT COUNT(*) FROM imcallback_app_commands`).Scan(&rules))
 		assert.Zero(t, rules, "rules left after the delete")
+	})
+}
+
+// Commands are told apart exactly, as the Dispatcher tells them apart, on
+// every database: by case, by trailing spaces, in any script; URLs and
+// secrets come back byte for byte.
+func TestSetKeepsTextExact(t *testing.T) {
+	eachDB(t, func(t *testing.T, b dbtest.Backend) {
+		s, _, _ := newStore(t, b, sqlapps.Options{})
+		ctx := context.Background()
+		a := sqlapps.App{ID: 1, Endpoint: callback.Endpoint{
+			URL:      "https://app.example/回调/😀?q=é",
+			Protocol: callback.Tencent,
+			Secret:   "tok-😀-é",
+			Commands: map[string]callback.Rule{
+				"msg.send":   {Disabled: true},
+				"MSG.SEND":   {FailClosed: true},
+				"msg.send ":  {Timeout: time.Second},
+				"消息.发送":      {Disabled: true, FailClosed: true},
+				"emoji.😀":    {Timeout: 2 * time.Second},
+				"Straße.ß":   {Disabled: true},
+				"strasse.ss": {FailClosed: true},
+			},
+		}}
+		require.NoError(t, s.Set(ctx, a))
+		got, err := s.Get(ctx, 1)
+		require.NoError(t, err)
+		assert.Equal(t, a, got, "the app read back")
+		ep, err := s.Resolve(ctx, 1)
+		require.NoError(t, err)
+		assert.Equal(t, a.Endpoint, ep, "the app resolved")
 	})
 }
 
