@@ -53,8 +53,10 @@ func (s *Store) List(ctx context.Context) ([]App, error) {
 // Set creates or replaces app a: its row and all its command rules, in one
 // transaction, then drops it from this Store's cache. It returns an error
 // wrapping callback.ErrInvalidConfig, and writes nothing, for an endpoint
-// the Dispatcher could not use (see callback.Endpoint.Validate) or a
-// timeout that is not a whole number of milliseconds. The secret is stored
+// the Dispatcher could not use (see callback.Endpoint.Validate), a
+// timeout that is not a whole number of milliseconds, or text some
+// supported database could not store: not UTF-8, a NUL, a command name
+// longer than 191 characters. The secret is stored
 // as given, or as Options.Encrypt makes it.
 func (s *Store) Set(ctx context.Context, a App) error {
 	ep := a.Endpoint
@@ -78,6 +80,9 @@ func (s *Store) Set(ctx context.Context, a App) error {
 		if secret, err = s.opts.Encrypt(ctx, a.ID, secret); err != nil {
 			return fmt.Errorf("sqlapps: app %d: encrypting its secret: %w", a.ID, err)
 		}
+	}
+	if err := checkText(ep, secret); err != nil {
+		return fmt.Errorf("sqlapps: app %d: %w", a.ID, err)
 	}
 
 	err = s.inTx(ctx, func(tx *sql.Tx) error {

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/imcallback/callback"
 )
 
 // Dialect is the SQL dialect of the database: it decides the query
@@ -75,6 +78,34 @@ CREATE TABLE IF NOT EXISTS imcallback_app_commands (
 const MySQLText = `ALTER TABLE imcallback_apps CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 ALTER TABLE imcallback_app_commands CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 ALTER TABLE imcallback_app_commands MODIFY command VARBINARY(764) NOT NULL`
+
+// maxCommand is the longest command name the schema holds, in characters.
+const maxCommand = 191
+
+// checkText rejects what one of the supported databases cannot store as
+// given, so that Set fails alike on all of them, with an error that does
+// not quote the value: text that is not UTF-8 or holds a NUL (PostgreSQL's
+// text and MySQL's utf8mb4 refuse it), and a command name longer than the
+// schema's VARCHAR(191) (refused by PostgreSQL, cut short by a MySQL
+// without strict mode). storedSecret is the secret as Set stores it.
+func checkText(ep callback.Endpoint, storedSecret string) error {
+	text := func(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+	if !text(ep.URL) {
+		return fmt.Errorf("URL is not UTF-8 text without NUL: %w", callback.ErrInvalidConfig)
+	}
+	if !text(storedSecret) {
+		return fmt.Errorf("the secret to store is not UTF-8 text without NUL (an Encrypt must encode its output, e.g. in base64): %w", callback.ErrInvalidConfig)
+	}
+	for cmd := range ep.Commands {
+		if !text(cmd) {
+			return fmt.Errorf("a command name is not UTF-8 text without NUL: %w", callback.ErrInvalidConfig)
+		}
+		if n := utf8.RuneCountInString(cmd); n > maxCommand {
+			return fmt.Errorf("a command name has %d characters, more than %d: %w", n, maxCommand, callback.ErrInvalidConfig)
+		}
+	}
+	return nil
+}
 
 // migrations returns the statements of each schema version on dialect d,
 // in order: element 0 makes version 1. A new version appends a step; a

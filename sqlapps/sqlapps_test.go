@@ -335,6 +335,12 @@ func TestSetRejectsInvalidApps(t *testing.T) {
 			{"sub-millisecond timeout", callback.Endpoint{URL: "http://x/cb", Timeout: 1500 * time.Microsecond}},
 			{"sub-millisecond rule timeout", callback.Endpoint{URL: "http://x/cb", Commands: map[string]callback.Rule{"c": {Timeout: time.Nanosecond}}}},
 			{"empty command", callback.Endpoint{URL: "http://x/cb", Commands: map[string]callback.Rule{"": {}}}},
+			{"command too long", callback.Endpoint{URL: "http://x/cb", Commands: map[string]callback.Rule{strings.Repeat("é", 192): {}}}},
+			{"command not UTF-8", callback.Endpoint{URL: "http://x/cb", Commands: map[string]callback.Rule{"msg.\xff": {}}}},
+			{"command with NUL", callback.Endpoint{URL: "http://x/cb", Commands: map[string]callback.Rule{"msg.\x00": {}}}},
+			{"URL not UTF-8", callback.Endpoint{URL: "http://x/cb\xff"}},
+			{"secret not UTF-8", callback.Endpoint{URL: "http://x/cb", Protocol: callback.Tencent, Secret: "tok\xff"}},
+			{"secret with NUL", callback.Endpoint{URL: "http://x/cb", Protocol: callback.Tencent, Secret: "tok\x00"}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -345,6 +351,15 @@ func TestSetRejectsInvalidApps(t *testing.T) {
 				assert.Zero(t, n, "rows written")
 			})
 		}
+
+		// An Encrypt that returns raw bytes, not text.
+		raw, _, _ := newStore(t, b, sqlapps.Options{Encrypt: func(context.Context, int, string) (string, error) {
+			return "\x00\xfe\xffsealed", nil
+		}})
+		err := raw.Set(ctx, sqlapps.App{ID: 1, Endpoint: callback.Endpoint{URL: "http://x/cb", Protocol: callback.Tencent, Secret: "tok"}})
+		assert.ErrorIs(t, err, callback.ErrInvalidConfig)
+		assert.ErrorContains(t, err, "Encrypt")
+		assert.NotContains(t, err.Error(), "sealed", "the stored secret in the error")
 	})
 }
 
