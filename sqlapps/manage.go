@@ -86,15 +86,13 @@ func (s *Store) Set(ctx context.Context, a App) error {
 	}
 
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		// Delete and insert rather than an upsert, whose syntax differs
-		// between databases.
+		// The app's row first, by an upsert that locks it: concurrent
+		// Sets and Deletes of the app then take turns (a delete and an
+		// insert deadlock or collide on PostgreSQL and MySQL).
+		if _, err := tx.ExecContext(ctx, s.upsertApp, a.ID, ep.URL, string(protocol), secret, ep.Timeout.Milliseconds()); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, s.deleteCommands, a.ID); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, s.deleteApp, a.ID); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, s.insertApp, a.ID, ep.URL, string(protocol), secret, ep.Timeout.Milliseconds()); err != nil {
 			return err
 		}
 		for cmd, r := range ep.Commands {
@@ -117,14 +115,17 @@ func (s *Store) Set(ctx context.Context, a App) error {
 func (s *Store) Delete(ctx context.Context, appID int) error {
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.deleteCommands, appID); err != nil {
-			return err
-		}
+		// The app's row first, as Set locks it first.
 		res, err := tx.ExecContext(ctx, s.deleteApp, appID)
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		// The foreign key's ON DELETE CASCADE did it, unless the database
+		// does not enforce it (SQLite without foreign_keys).
+		_, err = tx.ExecContext(ctx, s.deleteCommands, appID)
 		return err
 	})
 	s.Invalidate(appID)

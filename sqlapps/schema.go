@@ -79,6 +79,17 @@ const MySQLText = `ALTER TABLE imcallback_apps CONVERT TO CHARACTER SET utf8mb4 
 ALTER TABLE imcallback_app_commands CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 ALTER TABLE imcallback_app_commands MODIFY command VARBINARY(764) NOT NULL`
 
+// upsertApp returns the statement that inserts an app's row or, if it
+// exists, replaces its columns: ON CONFLICT on SQLite (3.24 and later) and
+// PostgreSQL, ON DUPLICATE KEY UPDATE on MySQL.
+func upsertApp(d Dialect) string {
+	const insert = `INSERT INTO imcallback_apps (app_id, url, protocol, secret, timeout_ms) VALUES (?, ?, ?, ?, ?) `
+	if d == MySQL {
+		return insert + `ON DUPLICATE KEY UPDATE url = VALUES(url), protocol = VALUES(protocol), secret = VALUES(secret), timeout_ms = VALUES(timeout_ms)`
+	}
+	return insert + `ON CONFLICT (app_id) DO UPDATE SET url = excluded.url, protocol = excluded.protocol, secret = excluded.secret, timeout_ms = excluded.timeout_ms`
+}
+
 // maxCommand is the longest command name the schema holds, in characters.
 const maxCommand = 191
 

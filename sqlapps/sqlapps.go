@@ -89,7 +89,7 @@ type Store struct {
 	now     func() time.Time // a test seam
 
 	// Queries, rewritten for the dialect once.
-	selectApp, selectApps, deleteCommands, deleteApp, insertApp, insertCommand string
+	selectApp, selectApps, deleteCommands, deleteApp, upsertApp, insertCommand string
 
 	loads singleflight.Group // one query per app at a time, shared by its callers
 	gen   atomic.Uint64      // bumped by every invalidation
@@ -131,7 +131,7 @@ FROM imcallback_apps a LEFT JOIN imcallback_app_commands c ON c.app_id = a.app_i
 	s.selectApps = s.q(columns + ` ORDER BY a.app_id, c.command`)
 	s.deleteCommands = s.q(`DELETE FROM imcallback_app_commands WHERE app_id = ?`)
 	s.deleteApp = s.q(`DELETE FROM imcallback_apps WHERE app_id = ?`)
-	s.insertApp = s.q(`INSERT INTO imcallback_apps (app_id, url, protocol, secret, timeout_ms) VALUES (?, ?, ?, ?, ?)`)
+	s.upsertApp = s.q(upsertApp(opts.Dialect))
 	s.insertCommand = s.q(`INSERT INTO imcallback_app_commands (app_id, command, disabled, fail_closed, timeout_ms) VALUES (?, ?, ?, ?, ?)`)
 	return s, nil
 }

@@ -320,6 +320,61 @@ func TestSetKeepsTextExact(t *testing.T) {
 	})
 }
 
+// Sets and Deletes of one app from several writers at once all succeed, on
+// every database, and leave one writer's app whole (its row and its own
+// rules) or none.
+func TestSetConcurrent(t *testing.T) {
+	eachDB(t, func(t *testing.T, b dbtest.Backend) {
+		s, _, _ := newStore(t, b, sqlapps.Options{})
+		ctx := context.Background()
+		const writers, rounds = 6, 5
+		app := func(w int) sqlapps.App {
+			return sqlapps.App{ID: 1, Endpoint: callback.Endpoint{URL: fmt.Sprintf("http://w%d.example/cb", w),
+				Commands: map[string]callback.Rule{fmt.Sprintf("cmd.%d", w): {Disabled: true}, "shared": {Timeout: time.Duration(w+1) * time.Second}}}}
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, (writers+3)*rounds)
+		for w := range writers {
+			wg.Go(func() {
+				for range rounds {
+					errs <- s.Set(ctx, app(w))
+				}
+			})
+		}
+		wg.Go(func() {
+			for range rounds {
+				if err := s.Delete(ctx, 1); !errors.Is(err, callback.ErrUnknownApp) {
+					errs <- err
+				}
+			}
+		})
+		wg.Wait()
+		require.NoError(t, s.Set(ctx, app(0)), "a Set after the others")
+		for range rounds {
+			wg.Go(func() { errs <- s.Set(ctx, app(1)) })
+			wg.Go(func() {
+				if err := s.Delete(ctx, 1); !errors.Is(err, callback.ErrUnknownApp) {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			assert.NoError(t, err)
+		}
+		got, err := s.Get(ctx, 1)
+		if errors.Is(err, callback.ErrUnknownApp) {
+			return // a Delete was last
+		}
+		require.NoError(t, err)
+		var w int
+		_, err = fmt.Sscanf(got.Endpoint.URL, "http://w%d.example/cb", &w)
+		require.NoError(t, err, got.Endpoint.URL)
+		assert.Equal(t, app(w), got, "one writer's app, whole")
+	})
+}
+
 func TestSetRejectsInvalidApps(t *testing.T) {
 	eachDB(t, func(t *testing.T, b dbtest.Backend) {
 		s, db, _ := newStore(t, b, sqlapps.Options{})
