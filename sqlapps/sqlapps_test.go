@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -317,6 +318,28 @@ func TestSetKeepsTextExact(t *testing.T) {
 		ep, err := s.Resolve(ctx, 1)
 		require.NoError(t, err)
 		assert.Equal(t, a.Endpoint, ep, "the app resolved")
+	})
+}
+
+// App IDs and timeouts keep their full range on every database, and List
+// orders IDs as numbers.
+func TestSetKeepsNumbers(t *testing.T) {
+	eachDB(t, func(t *testing.T, b dbtest.Backend) {
+		s, _, _ := newStore(t, b, sqlapps.Options{})
+		ctx := context.Background()
+		var want []sqlapps.App
+		for _, id := range []int{math.MinInt64, -1, 0, 9, 10, 1 << 40, math.MaxInt64} {
+			a := sqlapps.App{ID: id, Endpoint: callback.Endpoint{URL: "http://a.example/cb", Timeout: 24 * time.Hour,
+				Commands: map[string]callback.Rule{"c": {Timeout: time.Duration(math.MaxInt64/int64(time.Millisecond)) * time.Millisecond}}}}
+			require.NoError(t, s.Set(ctx, a))
+			want = append(want, a)
+			ep, err := s.Resolve(ctx, id)
+			require.NoError(t, err)
+			assert.Equal(t, a.Endpoint, ep, "app %d", id)
+		}
+		list, err := s.List(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, want, list, "apps ordered by ID")
 	})
 }
 
