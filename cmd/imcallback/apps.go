@@ -38,8 +38,8 @@ The database, for every subcommand:
   --db FILE                   a SQLite file (created if missing)
   --driver mysql --dsn DSN    MySQL 8 or MariaDB 10.5+: user:password@tcp(host:3306)/dbname
   --driver postgres --dsn DSN PostgreSQL: postgres://user:password@host:5432/dbname
---dsn defaults to $IMCALLBACK_DSN, which keeps a password out of the
-process list.
+For mysql and postgres, --dsn defaults to $IMCALLBACK_DSN, which keeps a
+password out of the process list.
 
 Run "imcallback apps set --help" for the flags of set. A Dispatcher's cache
 picks a change up within its TTL (30 s by default).
@@ -93,7 +93,7 @@ type storeFlags struct {
 func (f *storeFlags) register(fs *flag.FlagSet) {
 	f.driver = "sqlite"
 	fs.Var(&f.driver, "driver", "the `database`: sqlite, mysql (MySQL 8, MariaDB 10.5+) or postgres")
-	fs.StringVar(&f.dsn, "dsn", os.Getenv("IMCALLBACK_DSN"), "the database's `DSN` for --driver mysql or postgres (for sqlite, the file); default $IMCALLBACK_DSN")
+	fs.StringVar(&f.dsn, "dsn", "", "the database's `DSN` for --driver mysql or postgres, default $IMCALLBACK_DSN (for sqlite, the file, as --db)")
 	fs.StringVar(&f.db, "db", "", "the SQLite `file` of the apps (created if missing)")
 }
 
@@ -150,6 +150,9 @@ func (f *storeFlags) open(ctx context.Context) (*sqlapps.Store, io.Closer, error
 func (f *storeFlags) openServer() (*sql.DB, sqlapps.Dialect, error) {
 	if f.db != "" {
 		return nil, 0, fmt.Errorf("--db names a SQLite file: with --driver %s, give --dsn", f.driver)
+	}
+	if f.dsn == "" {
+		f.dsn = os.Getenv("IMCALLBACK_DSN")
 	}
 	if f.dsn == "" {
 		return nil, 0, fmt.Errorf("--dsn (or $IMCALLBACK_DSN) is required with --driver %s", f.driver)

@@ -80,13 +80,19 @@ func TestAppsSetListDelete(t *testing.T) {
 			assert.Equal(t, exitFailure, r.code)
 			assert.Contains(t, r.stderr, "unknown app")
 
-			// --dsn defaults to $IMCALLBACK_DSN.
+			// A server's --dsn defaults to $IMCALLBACK_DSN; SQLite's file
+			// can be given as --dsn.
 			t.Setenv("IMCALLBACK_DSN", dsn)
-			r = cli(t, "", "apps", "list", "--driver", b.Driver, "--json")
+			by := []string{"apps", "list", "--driver", b.Driver, "--json"}
+			if b.Dialect == sqlapps.SQLite {
+				t.Setenv("IMCALLBACK_DSN", "postgres://u:hunter2@127.0.0.1:1/x")
+				by = append(by, "--dsn", dsn)
+			}
+			r = cli(t, "", by...)
 			require.Equal(t, exitAllow, r.code, r.stderr)
 			var left []appJSON
 			require.NoError(t, json.Unmarshal([]byte(r.stdout), &left), r.stdout)
-			require.Len(t, left, 1, "apps left, read through $IMCALLBACK_DSN")
+			require.Len(t, left, 1, "apps left, read through $IMCALLBACK_DSN or --dsn")
 			assert.Equal(t, 10000, left[0].App)
 		})
 	}
