@@ -148,8 +148,9 @@ func statements(script string) []string {
 // records its version in imcallback_schema. It is safe to run at every
 // start, and from several processes at once: they take turns, under
 // SQLite's write lock, a PostgreSQL advisory lock or a MySQL named lock
-// (GET_LOCK), so each version is applied once. It returns an error for a
-// database whose schema is newer than this package knows.
+// (GET_LOCK), so each version is applied once; ctx bounds the wait for
+// the lock as well as the work. It returns an error for a database whose
+// schema is newer than this package knows.
 func (s *Store) Migrate(ctx context.Context) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
