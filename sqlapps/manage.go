@@ -139,16 +139,20 @@ func (s *Store) Delete(ctx context.Context, appID int) error {
 }
 
 // inTx runs fn in a transaction and commits it if fn returns nil.
+// A transaction the database chose as a deadlock's victim (or failed to
+// serialize) is run again, a few times (see retryConflicts).
 func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return retryConflicts(ctx, func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	})
 }
 
 // read runs query, one of the selects of apps joined with their commands,
