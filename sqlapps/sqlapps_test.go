@@ -108,6 +108,11 @@ func newStore(t *testing.T, b dbtest.Backend, opts sqlapps.Options) (*sqlapps.St
 	t.Helper()
 	db, reads := newDB(t, b)
 	opts.Dialect = b.Dialect
+	if opts.QueryTimeout == 0 {
+		// Not the 1 s default: a server on a busy machine can take longer,
+		// and the tests that are about QueryTimeout set it.
+		opts.QueryTimeout = 20 * time.Second
+	}
 	s, err := sqlapps.New(db, opts)
 	require.NoError(t, err)
 	require.NoError(t, s.Migrate(context.Background()))
@@ -519,8 +524,7 @@ func TestResolveWithoutCache(t *testing.T) {
 
 func TestResolveConcurrent(t *testing.T) {
 	eachDB(t, func(t *testing.T, b dbtest.Backend) {
-		// A QueryTimeout for a busy machine: this test is not about it.
-		s, _, reads := newStore(t, b, sqlapps.Options{TTL: time.Hour, QueryTimeout: 20 * time.Second})
+		s, _, reads := newStore(t, b, sqlapps.Options{TTL: time.Hour})
 		ctx := context.Background()
 		urls := map[string]bool{}
 		for app := range 10 {

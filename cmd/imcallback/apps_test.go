@@ -155,7 +155,7 @@ func testAppsSetReachesDispatcher(t *testing.T, b dbtest.Backend) {
 
 	db := sql.OpenDB(b.Connector(t, dsn))
 	defer db.Close()
-	s, err := sqlapps.New(db, sqlapps.Options{Dialect: b.Dialect})
+	s, err := sqlapps.New(db, sqlapps.Options{Dialect: b.Dialect, QueryTimeout: 20 * time.Second}) // for a busy machine
 	require.NoError(t, err)
 	d, err := callback.New(callback.Config{Resolver: s, Logger: quietLogger()})
 	require.NoError(t, err)
