@@ -15,8 +15,9 @@ import (
 )
 
 // Dialect is the SQL dialect of the database: it decides the query
-// placeholders. The schema and the queries are otherwise the same on every
-// supported database.
+// placeholders, the upsert's syntax, how Migrate locks, and whether
+// MySQLText applies. The schema and the other queries are the same on
+// every supported database.
 type Dialect int
 
 const (

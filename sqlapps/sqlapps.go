@@ -8,8 +8,9 @@
 //	d, err := callback.New(callback.Config{Resolver: store, SSRFGuard: &callback.SSRFGuard{}})
 //
 // It works with any database/sql driver; Options.Dialect picks the
-// placeholders. The schema (see Schema) is the same SQL on SQLite,
-// PostgreSQL and MySQL. Tests run it against a real SQLite file through
+// placeholders and the few statements that differ (an upsert, Migrate's
+// lock). The schema (see Schema) is the same SQL on SQLite, PostgreSQL and
+// MySQL (plus MySQLText on MySQL). Tests run it against a real SQLite file through
 // the pure-Go modernc.org/sqlite driver (see the sqlite sub-package) and
 // real MariaDB and PostgreSQL servers (github.com/go-sql-driver/mysql,
 // github.com/jackc/pgx/v5/stdlib).
