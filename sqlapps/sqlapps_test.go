@@ -86,10 +86,14 @@ func (c countingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (drive
 	return c.Conn.Begin() //nolint:staticcheck // the driver has nothing else
 }
 
-// eachDB runs test once per tested database, as a subtest named after it.
+// eachDB runs test once per tested database, as parallel subtests named
+// after them (each has its own database).
 func eachDB(t *testing.T, test func(t *testing.T, b dbtest.Backend)) {
 	for _, b := range dbtest.All {
-		t.Run(b.Name, func(t *testing.T) { test(t, b) })
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			test(t, b)
+		})
 	}
 }
 
