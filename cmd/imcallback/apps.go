@@ -42,7 +42,8 @@ For mysql and postgres, --dsn defaults to $IMCALLBACK_DSN, which keeps a
 password out of the process list.
 
 Run "imcallback apps set --help" for the flags of set. A Dispatcher's cache
-picks a change up within its TTL (30 s by default).
+picks a change up within its TTL (30 s by default). A command that the
+database has not answered within a minute fails.
 `
 
 const appsSetHead = `Usage: imcallback apps set --db FILE|--driver NAME --dsn DSN --app ID --url URL [flags]
@@ -62,8 +63,14 @@ Example:
     --rule State.StateChange=disabled
 `
 
+// appsTimeout bounds a whole "imcallback apps" command, so a database
+// that hangs fails it rather than holding it. A variable for the tests.
+var appsTimeout = time.Minute
+
 // runApps runs "imcallback apps ...".
 func runApps(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(ctx, appsTimeout)
+	defer cancel()
 	if len(args) == 0 {
 		fmt.Fprint(stderr, appsUsage)
 		return exitUsage

@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,6 +173,54 @@ func testAppsSetReachesDispatcher(t *testing.T, b dbtest.Backend) {
 	resp = d.Before(context.Background(), 1400000000, "State.StateChange", []byte(`{}`))
 	assert.True(t, resp.OK())
 	assert.Len(t, app.Calls(), 1, "the disabled command sends nothing")
+}
+
+// A database that accepts connections and never answers fails the command
+// at appsTimeout, with the connection ended.
+func TestAppsDatabaseHangs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held, never answered
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	defer func(d time.Duration) { appsTimeout = d }(appsTimeout)
+	appsTimeout = 300 * time.Millisecond
+	t.Setenv("IMCALLBACK_DSN", "")
+	for _, dsn := range []struct{ driver, dsn string }{
+		{"mysql", "u:hunter2@tcp(" + ln.Addr().String() + ")/x"},
+		{"postgres", "postgres://u:hunter2@" + ln.Addr().String() + "/x"},
+	} {
+		t.Run(dsn.driver, func(t *testing.T) {
+			start := time.Now()
+			r := cli(t, "", "apps", "list", "--driver", dsn.driver, "--dsn", dsn.dsn)
+			assert.Equal(t, exitFailure, r.code, r.stderr)
+			assert.Contains(t, r.stderr, "deadline exceeded")
+			assert.NotContains(t, r.stderr, "hunter2")
+			assert.Less(t, time.Since(start), 3*time.Second, "a 300 ms bound")
+		})
+	}
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
