@@ -8,3 +8,10 @@ func SetClock(s *Store, now func() time.Time) { s.now = now }
 
 // Rebind exposes the placeholder rewriting.
 var Rebind = rebind
+
+// Conflict and RetryConflicts expose the retry of transactions that lost
+// a conflict.
+var (
+	Conflict       = conflict
+	RetryConflicts = retryConflicts
+)

@@ -53,8 +53,10 @@ func (s *Store) List(ctx context.Context) ([]App, error) {
 // Set creates or replaces app a: its row and all its command rules, in one
 // transaction, then drops it from this Store's cache. It returns an error
 // wrapping callback.ErrInvalidConfig, and writes nothing, for an endpoint
-// the Dispatcher could not use (see callback.Endpoint.Validate) or a
-// timeout that is not a whole number of milliseconds. The secret is stored
+// the Dispatcher could not use (see callback.Endpoint.Validate), a
+// timeout that is not a whole number of milliseconds, or text some
+// supported database could not store: not UTF-8, a NUL, a command name
+// longer than 191 characters. The secret is stored
 // as given, or as Options.Encrypt makes it.
 func (s *Store) Set(ctx context.Context, a App) error {
 	ep := a.Endpoint
@@ -79,17 +81,18 @@ func (s *Store) Set(ctx context.Context, a App) error {
 			return fmt.Errorf("sqlapps: app %d: encrypting its secret: %w", a.ID, err)
 		}
 	}
+	if err := checkText(ep, secret); err != nil {
+		return fmt.Errorf("sqlapps: app %d: %w", a.ID, err)
+	}
 
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		// Delete and insert rather than an upsert, whose syntax differs
-		// between databases.
+		// The app's row first, by an upsert that locks it: concurrent
+		// Sets and Deletes of the app then take turns (a delete and an
+		// insert deadlock or collide on PostgreSQL and MySQL).
+		if _, err := tx.ExecContext(ctx, s.upsertApp, a.ID, ep.URL, string(protocol), secret, ep.Timeout.Milliseconds()); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, s.deleteCommands, a.ID); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, s.deleteApp, a.ID); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, s.insertApp, a.ID, ep.URL, string(protocol), secret, ep.Timeout.Milliseconds()); err != nil {
 			return err
 		}
 		for cmd, r := range ep.Commands {
@@ -112,14 +115,17 @@ func (s *Store) Set(ctx context.Context, a App) error {
 func (s *Store) Delete(ctx context.Context, appID int) error {
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.deleteCommands, appID); err != nil {
-			return err
-		}
+		// The app's row first, as Set locks it first.
 		res, err := tx.ExecContext(ctx, s.deleteApp, appID)
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		// The foreign key's ON DELETE CASCADE did it, unless the database
+		// does not enforce it (SQLite without foreign_keys).
+		_, err = tx.ExecContext(ctx, s.deleteCommands, appID)
 		return err
 	})
 	s.Invalidate(appID)
@@ -133,16 +139,20 @@ func (s *Store) Delete(ctx context.Context, appID int) error {
 }
 
 // inTx runs fn in a transaction and commits it if fn returns nil.
+// A transaction the database chose as a deadlock's victim (or failed to
+// serialize) is run again, a few times (see retryConflicts).
 func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return retryConflicts(ctx, func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	})
 }
 
 // read runs query, one of the selects of apps joined with their commands,

@@ -3,14 +3,21 @@ package sqlapps
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/imcallback/callback"
 )
 
 // Dialect is the SQL dialect of the database: it decides the query
-// placeholders. The schema and the queries are otherwise the same on every
-// supported database.
+// placeholders, the upsert's syntax, how Migrate locks, and whether
+// MySQLText applies. The schema and the other queries are the same on
+// every supported database.
 type Dialect int
 
 const (
@@ -37,13 +44,13 @@ func (d Dialect) String() string {
 	return "Dialect(" + strconv.Itoa(int(d)) + ")"
 }
 
-// Schema is the schema that Migrate creates, the latest version, as SQL that
-// runs unchanged on SQLite, PostgreSQL and MySQL. One row of
-// imcallback_apps per app; one row of imcallback_app_commands per command
-// whose rule an app overrides (callback.Config.Commands' rule applies to the
-// others). Timeouts are in milliseconds, 0 meaning the default; protocol is
-// "seed" or "tencent"; secret is stored as Store.Set is given it (see
-// Options.Encrypt), "" meaning unsigned.
+// Schema is the schema that Migrate creates, as SQL that runs unchanged on
+// SQLite, PostgreSQL and MySQL (on MySQL, Migrate then runs MySQLText). One
+// row of imcallback_apps per app; one row of imcallback_app_commands per
+// command whose rule an app overrides (callback.Config.Commands' rule
+// applies to the others). Timeouts are in milliseconds, 0 meaning the
+// default; protocol is "seed" or "tencent"; secret is stored as Store.Set
+// is given it (see Options.Encrypt), "" meaning unsigned.
 const Schema = `CREATE TABLE IF NOT EXISTS imcallback_apps (
     app_id     BIGINT      NOT NULL PRIMARY KEY,
     url        TEXT        NOT NULL,
@@ -61,11 +68,70 @@ CREATE TABLE IF NOT EXISTS imcallback_app_commands (
     FOREIGN KEY (app_id) REFERENCES imcallback_apps (app_id) ON DELETE CASCADE
 );`
 
-// migrations holds the statements of each schema version, in order:
-// migrations[0] makes version 1. A new version appends a step; a step never
-// changes once released.
-var migrations = [][]string{
-	statements(Schema),
+// MySQLText is schema version 2 on MySQL and MariaDB (a no-op elsewhere).
+// Their text columns take the server's default character set, perhaps
+// latin1, which cannot hold every URL, secret or command, and compare by a
+// collation that by default ignores case and trailing spaces (and, on
+// MySQL 8, accents), where the Dispatcher tells commands apart byte for
+// byte: "msg.send" and "MSG.SEND" would be one primary key. The tables
+// become utf8mb4 with a binary collation, and command the bytes of its
+// UTF-8 (191 characters of up to 4 bytes), compared exactly.
+const MySQLText = `ALTER TABLE imcallback_apps CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+ALTER TABLE imcallback_app_commands CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+ALTER TABLE imcallback_app_commands MODIFY command VARBINARY(764) NOT NULL`
+
+// upsertApp returns the statement that inserts an app's row or, if it
+// exists, replaces its columns: ON CONFLICT on SQLite (3.24 and later) and
+// PostgreSQL, ON DUPLICATE KEY UPDATE on MySQL.
+func upsertApp(d Dialect) string {
+	const insert = `INSERT INTO imcallback_apps (app_id, url, protocol, secret, timeout_ms) VALUES (?, ?, ?, ?, ?) `
+	if d == MySQL {
+		return insert + `ON DUPLICATE KEY UPDATE url = VALUES(url), protocol = VALUES(protocol), secret = VALUES(secret), timeout_ms = VALUES(timeout_ms)`
+	}
+	return insert + `ON CONFLICT (app_id) DO UPDATE SET url = excluded.url, protocol = excluded.protocol, secret = excluded.secret, timeout_ms = excluded.timeout_ms`
+}
+
+// maxCommand is the longest command name the schema holds, in characters.
+const maxCommand = 191
+
+// checkText rejects what one of the supported databases cannot store as
+// given, so that Set fails alike on all of them, with an error that does
+// not quote the value: text that is not UTF-8 or holds a NUL (PostgreSQL's
+// text and MySQL's utf8mb4 refuse it), and a command name longer than the
+// schema's VARCHAR(191) (refused by PostgreSQL, cut short by a MySQL
+// without strict mode). storedSecret is the secret as Set stores it.
+func checkText(ep callback.Endpoint, storedSecret string) error {
+	text := func(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+	if !text(ep.URL) {
+		return fmt.Errorf("URL is not UTF-8 text without NUL: %w", callback.ErrInvalidConfig)
+	}
+	if !text(storedSecret) {
+		return fmt.Errorf("the secret to store is not UTF-8 text without NUL (an Encrypt must encode its output, e.g. in base64): %w", callback.ErrInvalidConfig)
+	}
+	for cmd := range ep.Commands {
+		if !text(cmd) {
+			return fmt.Errorf("a command name is not UTF-8 text without NUL: %w", callback.ErrInvalidConfig)
+		}
+		if n := utf8.RuneCountInString(cmd); n > maxCommand {
+			return fmt.Errorf("a command name has %d characters, more than %d: %w", n, maxCommand, callback.ErrInvalidConfig)
+		}
+	}
+	return nil
+}
+
+// migrations returns the statements of each schema version on dialect d,
+// in order: element 0 makes version 1. A new version appends a step; a
+// step never changes once released. Every dialect has every version, some
+// of them without statements.
+func migrations(d Dialect) [][]string {
+	v2 := []string(nil)
+	if d == MySQL {
+		v2 = statements(MySQLText)
+	}
+	return [][]string{
+		statements(Schema),
+		v2,
+	}
 }
 
 // statements splits a script into its statements, without their semicolons.
@@ -81,45 +147,150 @@ func statements(script string) []string {
 
 // Migrate creates the schema, or brings an older one up to date, and
 // records its version in imcallback_schema. It is safe to run at every
-// start, and from several processes at once. It returns an error for a
-// database whose schema is newer than this package knows.
+// start, and from several processes at once: they take turns, under
+// SQLite's write lock, a PostgreSQL advisory lock or a MySQL named lock
+// (GET_LOCK), so each version is applied once; ctx bounds the wait for
+// the lock as well as the work. It returns an error for a database whose
+// schema is newer than this package knows.
 func (s *Store) Migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS imcallback_schema (version INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("sqlapps: creating imcallback_schema: %w", err)
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlapps: migrating: %w", err)
+	}
+	defer conn.Close()
+	switch s.dialect {
+	case Postgres:
+		err = s.migratePostgres(ctx, conn)
+	case MySQL:
+		err = s.migrateMySQL(ctx, conn)
+	default:
+		err = s.migrateSQLite(ctx, conn)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlapps: %w", err)
+	}
+	return nil
+}
+
+// migratePostgres migrates in one transaction (PostgreSQL's DDL is
+// transactional) that first takes an advisory lock, released with it, on
+// the schema's name.
+func (s *Store) migratePostgres(ctx context.Context, conn *sql.Conn) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext(COALESCE(current_schema(), '') || '.imcallback_schema'))`); err != nil {
+		return fmt.Errorf("locking the schema for migration: %w", err)
+	}
+	if err := s.migrateSteps(ctx, tx, func(step func(execer) error) error { return step(tx) }); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	return nil
+}
+
+// migrateSQLite migrates in one transaction that holds SQLite's write lock
+// from its start (BEGIN IMMEDIATE), so a concurrent Migrate waits for it
+// (up to the connection's busy_timeout) and then finds the schema made.
+func (s *Store) migrateSQLite(ctx context.Context, conn *sql.Conn) (err error) {
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		return fmt.Errorf("locking the schema for migration: %w", err)
+	}
+	defer func() {
+		end := `COMMIT`
+		if err != nil {
+			end = `ROLLBACK`
+		}
+		if _, endErr := conn.ExecContext(context.WithoutCancel(ctx), end); endErr != nil {
+			discard(conn) // it must not return to the pool inside a transaction
+			if err == nil {
+				err = fmt.Errorf("migrating: %w", endErr)
+			}
+		}
+	}()
+	return s.migrateSteps(ctx, conn, func(step func(execer) error) error { return step(conn) })
+}
+
+// migrateMySQL migrates under a named lock of the session (MySQL commits
+// each DDL statement by itself, so there a step that fails halfway is
+// finished by running Migrate again, as every statement is idempotent).
+func (s *Store) migrateMySQL(ctx context.Context, conn *sql.Conn) (err error) {
+	const name = `SHA1(CONCAT(COALESCE(DATABASE(), ''), '.imcallback_schema'))`
+	var got sql.NullInt64
+	// GET_LOCK waits up to a day; ctx ends the wait sooner (the driver
+	// then closes the connection, which frees the lock).
+	if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK(`+name+`, 86400)`).Scan(&got); err != nil || got.Int64 != 1 {
+		discard(conn)
+		if err == nil {
+			err = errors.New("GET_LOCK did not return 1")
+		}
+		return fmt.Errorf("locking the schema for migration: %w", err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, relErr := conn.ExecContext(rctx, `DO RELEASE_LOCK(`+name+`)`); relErr != nil {
+			discard(conn) // closing the session frees the lock
+		}
+	}()
+	return s.migrateSteps(ctx, conn, func(step func(execer) error) error {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback() }()
+		if err := step(tx); err != nil {
+			return err
+		}
+		return tx.Commit()
+	})
+}
+
+// execer is what migration statements run on: a *sql.Conn or a *sql.Tx.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// migrateSteps, under the migration lock, creates imcallback_schema, reads
+// the version and applies each missing step on what inStep gives it.
+func (s *Store) migrateSteps(ctx context.Context, e execer, inStep func(step func(execer) error) error) error {
+	if _, err := e.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS imcallback_schema (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("creating imcallback_schema: %w", err)
 	}
 	var version int
-	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM imcallback_schema`).Scan(&version); err != nil {
-		return fmt.Errorf("sqlapps: reading the schema version: %w", err)
+	if err := e.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM imcallback_schema`).Scan(&version); err != nil {
+		return fmt.Errorf("reading the schema version: %w", err)
 	}
-	if version > len(migrations) {
-		return fmt.Errorf("sqlapps: the database's schema version %d is newer than this package's %d", version, len(migrations))
+	steps := migrations(s.dialect)
+	if version > len(steps) {
+		return fmt.Errorf("the database's schema version %d is newer than this package's %d", version, len(steps))
 	}
-	for v := version + 1; v <= len(migrations); v++ {
-		if err := s.migrate(ctx, v); err != nil {
-			return fmt.Errorf("sqlapps: migrating to schema version %d: %w", v, err)
+	for v := version + 1; v <= len(steps); v++ {
+		err := inStep(func(e execer) error {
+			for _, stmt := range steps[v-1] {
+				if _, err := e.ExecContext(ctx, stmt); err != nil {
+					return err
+				}
+			}
+			_, err := e.ExecContext(ctx, s.q(`INSERT INTO imcallback_schema (version) VALUES (?)`), v)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrating to schema version %d: %w", v, err)
 		}
 	}
 	return nil
 }
 
-// migrate runs the step to version v in one transaction (MySQL commits each
-// DDL statement by itself: there, a step that fails halfway is finished by
-// running Migrate again, as every statement is idempotent).
-func (s *Store) migrate(ctx context.Context, v int) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }()
-	for _, stmt := range migrations[v-1] {
-		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return err
-		}
-	}
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO imcallback_schema (version) VALUES (?)`), v); err != nil {
-		return err
-	}
-	return tx.Commit()
+// discard makes database/sql close conn instead of returning it to the
+// pool.
+func discard(conn *sql.Conn) {
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 }
 
 // q rewrites a query written with ? placeholders for the dialect. The

@@ -8,9 +8,12 @@
 //	d, err := callback.New(callback.Config{Resolver: store, SSRFGuard: &callback.SSRFGuard{}})
 //
 // It works with any database/sql driver; Options.Dialect picks the
-// placeholders. The schema (see Schema) is the same SQL on SQLite,
-// PostgreSQL and MySQL. Tests run it against a real SQLite file through
-// the pure-Go modernc.org/sqlite driver (see the sqlite sub-package).
+// placeholders and the few statements that differ (an upsert, Migrate's
+// lock). The schema (see Schema) is the same SQL on SQLite, PostgreSQL and
+// MySQL (plus MySQLText on MySQL). Tests run it against a real SQLite file through
+// the pure-Go modernc.org/sqlite driver (see the sqlite sub-package) and
+// real MariaDB and PostgreSQL servers (github.com/go-sql-driver/mysql,
+// github.com/jackc/pgx/v5/stdlib).
 //
 // The cache keeps each app's endpoint for Options.TTL, so Before does not
 // query the database on every message; Set and Delete through a Store
@@ -87,7 +90,7 @@ type Store struct {
 	now     func() time.Time // a test seam
 
 	// Queries, rewritten for the dialect once.
-	selectApp, selectApps, deleteCommands, deleteApp, insertApp, insertCommand string
+	selectApp, selectApps, deleteCommands, deleteApp, upsertApp, insertCommand string
 
 	loads singleflight.Group // one query per app at a time, shared by its callers
 	gen   atomic.Uint64      // bumped by every invalidation
@@ -129,7 +132,7 @@ FROM imcallback_apps a LEFT JOIN imcallback_app_commands c ON c.app_id = a.app_i
 	s.selectApps = s.q(columns + ` ORDER BY a.app_id, c.command`)
 	s.deleteCommands = s.q(`DELETE FROM imcallback_app_commands WHERE app_id = ?`)
 	s.deleteApp = s.q(`DELETE FROM imcallback_apps WHERE app_id = ?`)
-	s.insertApp = s.q(`INSERT INTO imcallback_apps (app_id, url, protocol, secret, timeout_ms) VALUES (?, ?, ?, ?, ?)`)
+	s.upsertApp = s.q(upsertApp(opts.Dialect))
 	s.insertCommand = s.q(`INSERT INTO imcallback_app_commands (app_id, command, disabled, fail_closed, timeout_ms) VALUES (?, ?, ?, ?, ?)`)
 	return s, nil
 }

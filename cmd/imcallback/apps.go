@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,6 +14,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/sqlapps"
 	"github.com/imcallback/callback/sqlapps/sqlite"
@@ -22,21 +27,26 @@ const appsUsage = `Usage: imcallback apps list|set|delete [flags]
 
 Manages the per-app callback endpoints that a Dispatcher with an sqlapps
 resolver reads: each app's URL, protocol, secret, timeout and per-command
-rules, in a SQLite file (the sqlapps schema, created if missing).
+rules, in a SQLite file or a MySQL / MariaDB or PostgreSQL database (the
+sqlapps schema, created or migrated if needed).
 
   imcallback apps list   --db apps.db [--json]
   imcallback apps set    --db apps.db --app 10000 --url https://app.example/cb [flags]
   imcallback apps delete --db apps.db --app 10000
 
-Run "imcallback apps set --help" for the flags of set. A Dispatcher's cache
-picks a change up within its TTL (30 s by default).
+The database, for every subcommand:
+  --db FILE                   a SQLite file (created if missing)
+  --driver mysql --dsn DSN    MySQL 8 or MariaDB 10.5+: user:password@tcp(host:3306)/dbname
+  --driver postgres --dsn DSN PostgreSQL: postgres://user:password@host:5432/dbname
+For mysql and postgres, --dsn defaults to $IMCALLBACK_DSN, which keeps a
+password out of the process list.
 
-The CLI carries the pure-Go SQLite driver only; for PostgreSQL or MySQL use
-the same functions (sqlapps.Store's List, Set and Delete) from Go with your
-driver.
+Run "imcallback apps set --help" for the flags of set. A Dispatcher's cache
+picks a change up within its TTL (30 s by default). A command that the
+database has not answered within a minute fails.
 `
 
-const appsSetHead = `Usage: imcallback apps set --db FILE --app ID --url URL [flags]
+const appsSetHead = `Usage: imcallback apps set --db FILE|--driver NAME --dsn DSN --app ID --url URL [flags]
 
 Creates or replaces app ID: its endpoint and all its command rules (rules
 not given again are removed). The endpoint is checked as the Dispatcher
@@ -53,8 +63,14 @@ Example:
     --rule State.StateChange=disabled
 `
 
+// appsTimeout bounds a whole "imcallback apps" command, so a database
+// that hangs fails it rather than holding it. A variable for the tests.
+var appsTimeout = time.Minute
+
 // runApps runs "imcallback apps ...".
 func runApps(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(ctx, appsTimeout)
+	defer cancel()
 	if len(args) == 0 {
 		fmt.Fprint(stderr, appsUsage)
 		return exitUsage
@@ -73,17 +89,60 @@ func runApps(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return fail(stderr, exitUsage, "imcallback apps: unknown command %q (want list, set or delete; see imcallback apps --help)", args[0])
 }
 
-// openStore opens the SQLite file at path and creates or migrates the
-// schema. The caller closes the returned io.Closer.
-func openStore(ctx context.Context, path string) (*sqlapps.Store, io.Closer, error) {
-	if path == "" {
-		return nil, nil, errors.New("--db is required")
+// storeFlags are the flags that name the database of the apps.
+type storeFlags struct {
+	driver appsDriver
+	dsn    string
+	db     string
+}
+
+// register adds --driver, --dsn and --db to fs.
+func (f *storeFlags) register(fs *flag.FlagSet) {
+	f.driver = "sqlite"
+	fs.Var(&f.driver, "driver", "the `database`: sqlite, mysql (MySQL 8, MariaDB 10.5+) or postgres")
+	fs.StringVar(&f.dsn, "dsn", "", "the database's `DSN` for --driver mysql or postgres, default $IMCALLBACK_DSN (for sqlite, the file, as --db)")
+	fs.StringVar(&f.db, "db", "", "the SQLite `file` of the apps (created if missing)")
+}
+
+// appsDriver is --driver's value.
+type appsDriver string
+
+func (d *appsDriver) String() string { return string(*d) }
+
+func (d *appsDriver) Set(v string) error {
+	switch v {
+	case "sqlite", "mysql", "postgres":
+		*d = appsDriver(v)
+		return nil
 	}
-	db, err := sqlite.Open(path)
+	return fmt.Errorf("unknown driver %q (want sqlite, mysql or postgres)", v)
+}
+
+// open opens the database the flags name and creates or migrates the
+// schema. The caller closes the returned io.Closer. Errors never carry the
+// DSN, which may hold a password.
+func (f *storeFlags) open(ctx context.Context) (*sqlapps.Store, io.Closer, error) {
+	var (
+		db      *sql.DB
+		dialect = sqlapps.SQLite
+		err     error
+	)
+	if f.driver == "sqlite" {
+		path := f.db
+		if path == "" {
+			path = f.dsn
+		}
+		if path == "" {
+			return nil, nil, errors.New("--db is required (the SQLite file; or --driver mysql|postgres with --dsn)")
+		}
+		db, err = sqlite.Open(path)
+	} else {
+		db, dialect, err = f.openServer()
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	store, err := sqlapps.New(db, sqlapps.Options{Dialect: sqlapps.SQLite})
+	store, err := sqlapps.New(db, sqlapps.Options{Dialect: dialect})
 	if err == nil {
 		err = store.Migrate(ctx)
 	}
@@ -94,15 +153,47 @@ func openStore(ctx context.Context, path string) (*sqlapps.Store, io.Closer, err
 	return store, db, nil
 }
 
+// openServer opens the MySQL or PostgreSQL database of --dsn.
+func (f *storeFlags) openServer() (*sql.DB, sqlapps.Dialect, error) {
+	if f.db != "" {
+		return nil, 0, fmt.Errorf("--db names a SQLite file: with --driver %s, give --dsn", f.driver)
+	}
+	if f.dsn == "" {
+		f.dsn = os.Getenv("IMCALLBACK_DSN")
+	}
+	if f.dsn == "" {
+		return nil, 0, fmt.Errorf("--dsn (or $IMCALLBACK_DSN) is required with --driver %s", f.driver)
+	}
+	// The drivers' messages for a bad DSN may quote it, password included.
+	bad := fmt.Errorf("--dsn is not a valid %s DSN", f.driver)
+	if f.driver == "postgres" {
+		cfg, err := pgx.ParseConfig(f.dsn)
+		if err != nil {
+			return nil, 0, bad
+		}
+		return sql.OpenDB(stdlib.GetConnector(*cfg)), sqlapps.Postgres, nil
+	}
+	cfg, err := mysql.ParseDSN(f.dsn)
+	if err != nil {
+		return nil, 0, bad
+	}
+	c, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, 0, bad
+	}
+	return sql.OpenDB(c), sqlapps.MySQL, nil
+}
+
 func runAppsList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("apps list", flag.ContinueOnError)
-	db := fs.String("db", "", "the SQLite `file` of the apps")
+	var db storeFlags
+	db.register(fs)
 	asJSON := fs.Bool("json", false, "print JSON (secrets shown as set or not)")
-	fs.Usage = usageFunc(fs, "Usage: imcallback apps list --db FILE [--json]\n\nLists every app's endpoint and rules. Secrets are never printed.\n", "")
+	fs.Usage = usageFunc(fs, "Usage: imcallback apps list --db FILE|--driver NAME --dsn DSN [--json]\n\nLists every app's endpoint and rules. Secrets are never printed.\n", "")
 	if code := parse(fs, args, stdout, stderr); code >= 0 {
 		return code
 	}
-	store, closer, err := openStore(ctx, *db)
+	store, closer, err := db.open(ctx)
 	if err != nil {
 		return fail(stderr, exitFailure, "imcallback apps list: %v", err)
 	}
@@ -223,7 +314,8 @@ func (r ruleFlags) Set(v string) error {
 
 func runAppsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("apps set", flag.ContinueOnError)
-	db := fs.String("db", "", "the SQLite `file` of the apps (created if missing)")
+	var db storeFlags
+	db.register(fs)
 	app := fs.Int("app", 0, "the app `ID`")
 	var ep callback.Endpoint
 	rules := ruleFlags{}
@@ -242,7 +334,7 @@ func runAppsSet(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if len(rules) > 0 {
 		ep.Commands = rules
 	}
-	store, closer, err := openStore(ctx, *db)
+	store, closer, err := db.open(ctx)
 	if err != nil {
 		return fail(stderr, exitFailure, "imcallback apps set: %v", err)
 	}
@@ -256,16 +348,17 @@ func runAppsSet(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 func runAppsDelete(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("apps delete", flag.ContinueOnError)
-	db := fs.String("db", "", "the SQLite `file` of the apps")
+	var db storeFlags
+	db.register(fs)
 	app := fs.Int("app", 0, "the app `ID`")
-	fs.Usage = usageFunc(fs, "Usage: imcallback apps delete --db FILE --app ID\n\nDeletes app ID and its rules. Its callbacks then fail as an unknown app's.\n", "")
+	fs.Usage = usageFunc(fs, "Usage: imcallback apps delete --db FILE|--driver NAME --dsn DSN --app ID\n\nDeletes app ID and its rules. Its callbacks then fail as an unknown app's.\n", "")
 	if code := parse(fs, args, stdout, stderr); code >= 0 {
 		return code
 	}
 	if *app == 0 {
 		return fail(stderr, exitUsage, "imcallback apps delete: --app is required (see imcallback apps delete --help)")
 	}
-	store, closer, err := openStore(ctx, *db)
+	store, closer, err := db.open(ctx)
 	if err != nil {
 		return fail(stderr, exitFailure, "imcallback apps delete: %v", err)
 	}
