@@ -335,6 +335,12 @@ func TestListenAndSend(t *testing.T) {
 			} {
 				assert.Contains(t, printed, want)
 			}
+			// --verbose prints the query of accepted requests too.
+			for block := range strings.SplitSeq(printed, "\n\n") {
+				if strings.Contains(block, "signature: valid") {
+					assert.Regexp(t, `\n  query: +\S*ommand=message.send.before`, block, "an accepted request's query")
+				}
+			}
 			assert.NotContains(t, printed, `"text": "forged"`, "a forged request's body is not printed")
 		})
 	}
