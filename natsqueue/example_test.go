@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"os"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/natsqueue"
 )
@@ -49,3 +51,41 @@ func ExampleEmbedded() {
 	}
 	// Output: delivered: message.send.after
 }
+
+// The README's "Durable delivery" blocks, quoted verbatim so that they
+// compile (readme_test.go at the module root checks the quote). They
+// need a store directory and a NATS cluster, so they are not run.
+func readmeEmbedded(ctx context.Context) error {
+	q, err := natsqueue.Embedded(ctx, "/var/lib/im/callback", natsqueue.Options{})
+	if err != nil {
+		return err
+	}
+	d, err := callback.New(callback.Config{URL: "http://127.0.0.1:8989/callback", Queue: q})
+	if err != nil {
+		q.Close() // until New succeeds, the queue is the caller's
+		return err
+	}
+	defer d.Close(ctx) // Close closes the queue and stops the embedded server
+	return nil
+}
+
+func readmeCluster(ctx context.Context, url string) error {
+	nc, err := nats.Connect("nats://n1:4222,nats://n2:4222,nats://n3:4222")
+	if err != nil {
+		return err
+	}
+	defer nc.Close() // d.Close closes the queue but not nc, which the caller owns
+	q, err := natsqueue.New(ctx, nc, natsqueue.Options{Replicas: 3})
+	if err != nil {
+		return err
+	}
+	d, err := callback.New(callback.Config{URL: url, Queue: q})
+	if err != nil {
+		q.Close()
+		return err
+	}
+	defer d.Close(ctx)
+	return nil
+}
+
+var _, _ = readmeEmbedded, readmeCluster // compiled, not run
