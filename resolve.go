@@ -188,8 +188,8 @@ func (d *Dispatcher) protocolOf(r *route) Protocol {
 //
 // With a Resolver it costs what the resolution of a Before call costs: one
 // Resolve (which should be cached, as sqlapps' is) and a look-up in the
-// Dispatcher's prepared routes; nothing is allocated when the app's
-// settings did not change. An app that cannot be resolved is an error
+// Dispatcher's prepared routes; the Dispatcher allocates nothing when the
+// app's settings did not change. An app that cannot be resolved is an error
 // wrapping ErrResolve (and ErrUnknownApp, the store's error or
 // ErrInvalidConfig), as in Before's Response.Err. The URL is returned as
 // configured: redact it before logging it if it carries credentials.
