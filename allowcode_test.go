@@ -130,3 +130,26 @@ func TestEndpointIsCheap(t *testing.T) {
 	})
 	assert.Zero(t, allocs, "allocations per Endpoint call")
 }
+
+// BenchmarkEndpoint measures Dispatcher.Endpoint with a Resolver that
+// answers from memory, against the Resolve call alone.
+func BenchmarkEndpoint(b *testing.B) {
+	ep := callback.Endpoint{URL: "http://127.0.0.1:1/cb", Protocol: callback.Tencent, Secret: "token",
+		Commands: map[string]callback.Rule{"x": {Disabled: true}}}
+	apps := callback.ResolverFunc(func(context.Context, int) (callback.Endpoint, error) { return ep, nil })
+	d, err := callback.New(callback.Config{Resolver: apps, Logger: discardLogger()})
+	require.NoError(b, err)
+	defer d.Close(context.Background())
+	ctx := context.Background()
+	b.Run("Resolve", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = apps.Resolve(ctx, 1)
+		}
+	})
+	b.Run("Endpoint", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = d.Endpoint(ctx, 1)
+		}
+	})
+}
