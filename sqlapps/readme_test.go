@@ -3,6 +3,9 @@ package sqlapps_test
 import (
 	"context"
 	"database/sql"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -62,4 +65,16 @@ func TestREADMESQLApps(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, callback.Tencent, ep.Protocol, "the app set in the block")
 	assert.Equal(t, "https://app.example/im/callback", ep.URL)
+}
+
+// The README's schema is sqlapps.Schema, its comments aside.
+func TestREADMESchema(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	m := regexp.MustCompile("(?ms)^```sql\n(.*?)^```\n").FindSubmatch(readme)
+	require.NotNil(t, m, "the README's sql block")
+	comment := regexp.MustCompile(`[ \t]*--.*`)
+	got := strings.TrimSpace(comment.ReplaceAllString(string(m[1]), ""))
+	want := strings.ReplaceAll(sqlapps.Schema, "IF NOT EXISTS ", "")
+	assert.Equal(t, want, got, "the README's schema must be sqlapps.Schema")
 }
