@@ -270,7 +270,11 @@ func TestBeforeReusesConnections(t *testing.T) {
 		}
 		d.Before(context.Background(), 1, "message.send.before", []byte(`{}`))
 	}
-	assert.Equal(t, int64(1), b.conns.Load(), "sequential calls must share one keep-alive connection")
+	// One connection, as a rule. net/http reuses a connection only once its
+	// write loop has reported the request written, and waits 50 ms for that:
+	// on a loaded machine it sometimes gives up and dials again. Without
+	// keep-alive, or with a pool dropped on failures, it would be 25 to 50.
+	assert.LessOrEqual(t, b.conns.Load(), int64(5), "sequential calls must share a keep-alive connection: got %d connections for 50 calls", b.conns.Load())
 }
 
 func TestBeforeAfterClose(t *testing.T) {
