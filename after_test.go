@@ -140,7 +140,9 @@ func TestAfterAttemptTimeoutIsRetried(t *testing.T) {
 	srv := callbacktest.NewServer(t, callbacktest.Config{})
 	srv.On("message.send.after", callbacktest.Hang(), callbacktest.Allow()) // the first attempt hangs past its timeout
 	var dead deadLetters
-	d, _ := newDispatcher(t, fastRetries(callback.Config{URL: srv.URL, Timeout: 200 * time.Millisecond, DeadLetter: dead.hook}))
+	// The timeout must also let the second attempt's answer arrive on a
+	// loaded machine; 200 ms left little room for it.
+	d, _ := newDispatcher(t, fastRetries(callback.Config{URL: srv.URL, Timeout: time.Second, DeadLetter: dead.hook}))
 	require.NoError(t, d.After(context.Background(), 1, "message.send.after", []byte(`{}`)))
 	require.NoError(t, d.Close(context.Background()))
 	assert.Len(t, srv.Calls(), 2, "attempts")

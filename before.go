@@ -50,9 +50,6 @@ type Response struct {
 // OK reports whether the event may proceed: r.Action == Allow.
 func (r Response) OK() bool { return r.Action == Allow }
 
-// allowed is the Response of a disabled command.
-var allowed = Response{Code: CodeOK, Msg: MsgOK, Action: Allow}
-
 // Before asks the App backend whether the event may proceed and returns its
 // decision. It blocks for at most the command's timeout (2 s by default) or
 // until ctx ends, whichever comes first, and never retries.
@@ -61,14 +58,18 @@ var allowed = Response{Code: CodeOK, Msg: MsgOK, Action: Allow}
 // timeout, ctx done, non-2xx status, redirect, an answer that is not the
 // protocol's or larger than MaxResponseBytes, an invalid body, a closed
 // Dispatcher) the failure is logged at Error level and Before fails open:
-// Allow, CodeOK, MsgOK, with Err set. For a command whose Rule has
-// FailClosed, it denies instead with CodeFailClosed and MsgFailClosed.
-// A disabled command sends nothing and returns Allow, CodeOK, MsgOK.
+// Allow with the protocol's own allow code and message (Seed: CodeOK and
+// MsgOK, 200 "success"; Tencent: TencentCodeOK and TencentMsgOK, 0 ""),
+// with Err set. For a command whose Rule has FailClosed, it denies instead
+// with CodeFailClosed and MsgFailClosed. A disabled command sends nothing
+// and returns Allow with the protocol's allow code and message, Err nil.
 //
 // With a Config.Resolver, an app whose endpoint cannot be resolved (unknown,
 // the resolver's store down, an invalid Endpoint) is such a failure, with
 // Err wrapping ErrResolve, under Config.Commands' rule for the command (a
-// command that rule disables is allowed, as ever, with nothing sent).
+// command that rule disables is allowed, as ever, with nothing sent); its
+// protocol is unknown then, so the allow code and message are
+// Config.Protocol's.
 //
 // The call's webhook-id is numbered by the Dispatcher, or is the ID that
 // WithEventID put in ctx (an invalid one is such a failure, with Err
@@ -80,7 +81,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 	r, err := d.routeOf(ctx, appID)
 	rule := ruleOf(r, &d.s, command)
 	if rule.Disabled {
-		return allowed // nothing would be sent, resolved or not
+		return d.protocolOf(r).allowed(nil) // nothing would be sent, resolved or not
 	}
 	stats := d.obs.beginBefore(command)
 	id, givenID, idErr := eventIDFrom(ctx)
@@ -95,7 +96,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 		resp, err = d.before(ctx, r, rule, appID, command, id, body)
 	}
 	if err != nil {
-		resp = d.failed(ctx, rule, appID, command, id, start, err)
+		resp = d.failed(ctx, r, rule, appID, command, id, start, err)
 	}
 	d.beforeDone(ctx, stats, start, resp)
 	return resp
@@ -149,13 +150,13 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 }
 
 // failed logs a failed Before callback (flood-controlled) and returns the
-// rule's failure policy.
-func (d *Dispatcher) failed(ctx context.Context, rule Rule, appID int, command, id string, start time.Time, err error) Response {
+// rule's failure policy, in r's protocol (nil: the app was not resolved).
+func (d *Dispatcher) failed(ctx context.Context, r *route, rule Rule, appID int, command, id string, start time.Time, err error) Response {
 	d.beforeLog.fail(ctx, failure{appID: appID, command: command, webhookID: id, elapsed: time.Since(start), failClosed: rule.FailClosed, err: err})
 	if rule.FailClosed {
 		return Response{Code: CodeFailClosed, Msg: MsgFailClosed, Action: Deny, Err: err}
 	}
-	return Response{Code: CodeOK, Msg: MsgOK, Action: Allow, Err: err}
+	return d.protocolOf(r).allowed(err)
 }
 
 // checkEvent rejects what must not be sent: an empty command or a body

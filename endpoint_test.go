@@ -224,7 +224,11 @@ func TestBreakerAfterWaitsWithoutBurningAttempts(t *testing.T) {
 	for i := range events {
 		require.NoError(t, d.After(context.Background(), i, "message.send.after", []byte(`{}`)))
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Let the backend fail for a while: until the breaker has opened and
+	// at least two more attempts (probes, once per cool-down) have failed.
+	require.Eventually(t, func() bool { return breakerOpen(d) }, 10*time.Second, time.Millisecond, "the breaker must open")
+	atOpen := b.count()
+	require.Eventually(t, func() bool { return b.count() >= atOpen+2 }, 10*time.Second, time.Millisecond, "probes must go through while the events wait")
 	failed := b.count()
 	s.status.Store(http.StatusOK)
 	require.NoError(t, d.Close(context.Background()), "Close must deliver every event")
@@ -347,4 +351,14 @@ func TestNewRejectsBadResilienceConfig(t *testing.T) {
 			assert.Nil(t, d)
 		})
 	}
+}
+
+// breakerOpen reports whether a breaker of d is open.
+func breakerOpen(d *callback.Dispatcher) bool {
+	for _, state := range d.Stats().Breakers {
+		if state == "open" {
+			return true
+		}
+	}
+	return false
 }

@@ -103,3 +103,17 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// readmeRetryAfter is the README's retry of After with the caller's event
+// ID, compiled here so that it cannot drift.
+func readmeRetryAfter(ctx context.Context, d *callback.Dispatcher, appID int, msgKey string, body []byte) (err error) {
+	ctx = callback.WithEventID(ctx, msgKey) // printable ASCII, at most 256 bytes
+	for try := 0; try < 3; try++ {
+		if err = d.After(ctx, appID, "message.send.after", body); err == nil {
+			break // stored once, delivered under msgKey, however many tries it took
+		}
+	}
+	return err
+}
+
+var _ = readmeRetryAfter

@@ -265,7 +265,8 @@ func TestMetricsQueueFullDepthAgeAndActive(t *testing.T) {
 	t.Cleanup(wg.Wait)
 	wg.Go(func() { d.Before(context.Background(), 1, "message.send.before", []byte(`{}`)) })
 	require.Eventually(t, func() bool { return b.count() == 2 }, 5*time.Second, time.Millisecond, "the Before call must be sent")
-	time.Sleep(20 * time.Millisecond) // let the queued events age
+	require.Eventually(t, func() bool { return d.Stats().OldestQueued >= 20*time.Millisecond }, 10*time.Second, time.Millisecond,
+		"the queued events must age") // measured by Stats, then checked in the metrics
 
 	c := m.collect(t)
 	assert.Equal(t, int64(3), c.calls(t, "group.create.after", "queued"))

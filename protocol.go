@@ -107,18 +107,37 @@ func newWire(p Protocol, secret string) (wire, error) {
 // Codes and messages the Dispatcher itself puts in a Response.
 const (
 	// CodeOK is the seed protocol's success code: the App allows the event.
-	// A Response that failed open carries it too.
+	// A Response the Dispatcher allows by itself (a disabled command, a
+	// failure that failed open) carries it on Seed; on Tencent it carries
+	// TencentCodeOK, the code a Tencent App backend allows with.
 	CodeOK = 200
+	// TencentCodeOK is Tencent's success code (ErrorCode 0), the Code of a
+	// Response the Dispatcher allows by itself on Tencent; its Msg is
+	// TencentMsgOK.
+	TencentCodeOK = 0
 	// CodeFailClosed is the Code of a Response denied because the callback
 	// of a FailClosed command failed.
 	CodeFailClosed = 503
-	// MsgOK is the Msg of an allowed Response made by the Dispatcher: a
-	// disabled command or a failure that failed open.
+	// MsgOK is the Msg of a Response the Dispatcher allows by itself on
+	// Seed: a disabled command or a failure that failed open.
 	MsgOK = "success"
+	// TencentMsgOK is the Msg (ErrorInfo) of a Response the Dispatcher
+	// allows by itself on Tencent: empty, as a Tencent allow's.
+	TencentMsgOK = ""
 	// MsgFailClosed is the Msg of a Response denied because the callback of
 	// a FailClosed command failed.
 	MsgFailClosed = "callback failed"
 )
+
+// allowed returns the Response with which the Dispatcher allows an event
+// by itself on protocol p, with err: the protocol's own allow code and
+// message, so that the IM server reads it as it reads the App's allow.
+func (p Protocol) allowed(err error) Response {
+	if p == Tencent {
+		return Response{Code: TencentCodeOK, Msg: TencentMsgOK, Action: Allow, Err: err}
+	}
+	return Response{Code: CodeOK, Msg: MsgOK, Action: Allow, Err: err}
+}
 
 // seedWire is the seed design's format: POST {URL}?appId=..&command=..,
 // answered by {"code": int, "msg": string, "data": any}; code 200 allows.

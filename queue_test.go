@@ -72,9 +72,7 @@ func TestMemoryQueue(t *testing.T) {
 		// The only worker is held by the first event; two more fill the
 		// queue.
 		require.NoError(t, d.After(ctx, 3, "a", []byte(`{}`)))
-		for arrived.Load() == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		require.Eventually(t, func() bool { return arrived.Load() > 0 }, 10*time.Second, time.Millisecond, "the worker must be sending")
 		for i := range 4 {
 			err := d.After(ctx, 3, "a", []byte(`{}`))
 			if i < 2 {

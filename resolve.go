@@ -99,12 +99,13 @@ func (e *Endpoint) equal(o *Endpoint) bool {
 // reach it, built once per Endpoint settings so that a call only appends
 // its own query parameters.
 type route struct {
-	wire    wire
-	target  target
-	url     *url.URL        // the parsed callback URL, which keys per-endpoint state
-	timeout time.Duration   // of a command without a rule
-	rules   map[string]Rule // Config.Commands overridden by the Endpoint's, timeouts resolved
-	answers answerMemo      // the last plain allow answer of this endpoint, decoded by wire
+	wire     wire
+	protocol Protocol // the Endpoint's, which wire speaks
+	target   target
+	url      *url.URL        // the parsed callback URL, which keys per-endpoint state
+	timeout  time.Duration   // of a command without a rule
+	rules    map[string]Rule // Config.Commands overridden by the Endpoint's, timeouts resolved
+	answers  answerMemo      // the last plain allow answer of this endpoint, decoded by wire
 }
 
 // newRoute prepares e, whose defaults are s's.
@@ -114,11 +115,12 @@ func newRoute(s *settings, e *Endpoint) (*route, error) {
 		return nil, err
 	}
 	r := &route{
-		wire:    w,
-		target:  newTarget(u, w.reserved()...),
-		url:     u,
-		timeout: orDefault(e.Timeout, s.Timeout),
-		rules:   make(map[string]Rule, len(s.Commands)+len(e.Commands)),
+		wire:     w,
+		protocol: e.Protocol,
+		target:   newTarget(u, w.reserved()...),
+		url:      u,
+		timeout:  orDefault(e.Timeout, s.Timeout),
+		rules:    make(map[string]Rule, len(s.Commands)+len(e.Commands)),
 	}
 	for _, rules := range []map[string]Rule{s.Commands, e.Commands} {
 		for cmd, rule := range rules {
@@ -167,6 +169,41 @@ func (d *Dispatcher) routeOf(ctx context.Context, appID int) (*route, error) {
 	return d.routes.of(ctx, appID)
 }
 
+// protocolOf returns the protocol of route r, or Config.Protocol when the
+// app could not be resolved (r is nil).
+func (d *Dispatcher) protocolOf(r *route) Protocol {
+	if r == nil {
+		return d.s.Protocol
+	}
+	return r.protocol
+}
+
+// Endpoint returns where and how appID's callbacks go, as Before and After
+// would send them now, so that an IM server whose apps speak different
+// protocols can pick the command names and body shape before it builds the
+// body: Config's URL and Protocol without a Resolver, the Resolver's
+// Endpoint with one. Timeout is resolved (Config.Timeout when the Endpoint
+// leaves it 0). Secret and Commands are left empty: a secret is never
+// handed back, and a command's rule is the Dispatcher's to apply.
+//
+// With a Resolver it costs what the resolution of a Before call costs: one
+// Resolve (which should be cached, as sqlapps' is) and a look-up in the
+// Dispatcher's prepared routes; the Dispatcher allocates nothing when the
+// app's settings did not change. An app that cannot be resolved is an error
+// wrapping ErrResolve (and ErrUnknownApp, the store's error or
+// ErrInvalidConfig), as in Before's Response.Err. The URL is returned as
+// configured: redact it before logging it if it carries credentials.
+func (d *Dispatcher) Endpoint(ctx context.Context, appID int) (Endpoint, error) {
+	if d.routes == nil {
+		return Endpoint{URL: d.s.URL, Protocol: d.s.Protocol, Timeout: d.s.Timeout}, nil
+	}
+	p, err := d.routes.prepare(ctx, appID)
+	if err != nil {
+		return Endpoint{}, err
+	}
+	return Endpoint{URL: p.ep.URL, Protocol: p.ep.Protocol, Timeout: p.route.timeout}, nil
+}
+
 // routes caches the route of each resolved app, so that a Resolver that
 // returns the same settings call after call does not have them parsed and
 // prepared again, and a change of settings (a new URL, a rotated secret)
@@ -192,6 +229,16 @@ func newRoutes(s *settings) *routes {
 }
 
 func (rs *routes) of(ctx context.Context, appID int) (*route, error) {
+	p, err := rs.prepare(ctx, appID)
+	if err != nil {
+		return nil, err
+	}
+	return p.route, nil
+}
+
+// prepare resolves appID and returns its prepared route, prepared again
+// only when the resolved Endpoint changed. Its error wraps ErrResolve.
+func (rs *routes) prepare(ctx context.Context, appID int) (*prepared, error) {
 	ep, err := rs.resolver.Resolve(ctx, appID)
 	if err != nil {
 		if errors.Is(err, ErrUnknownApp) {
@@ -213,7 +260,7 @@ func (rs *routes) of(ctx context.Context, appID int) (*route, error) {
 	if p.err != nil {
 		return nil, fmt.Errorf("%w: app %d: %w", ErrResolve, appID, p.err)
 	}
-	return p.route, nil
+	return p, nil
 }
 
 // forget drops the route of an app the resolver no longer knows.

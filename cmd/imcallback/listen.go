@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -153,14 +154,22 @@ func (l *listener) printf(format string, args ...any) {
 
 type reachedKey struct{}
 
+// reached is what ServeHTTP shares with decide through the context: whether
+// the request reached a decision, and its query, which receiver.Request
+// does not carry, for --verbose.
+type reached struct {
+	yes   bool
+	query string
+}
+
 // ServeHTTP lets the receiver verify and answer the request; a request it
 // rejects before any decision is printed here.
 func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	at := time.Now()
-	reached := new(bool)
+	seen := &reached{query: r.URL.RawQuery}
 	rw := &statusWriter{ResponseWriter: w}
-	l.recv.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), reachedKey{}, reached)))
-	if *reached {
+	l.recv.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), reachedKey{}, seen)))
+	if seen.yes {
 		return
 	}
 	app, command := l.address(r.URL.Query())
@@ -181,8 +190,9 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // decide is the receiver's handler for every command: it is reached only
 // by requests that passed verification.
 func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
-	if reached, ok := ctx.Value(reachedKey{}).(*bool); ok {
-		*reached = true
+	seen, _ := ctx.Value(reachedKey{}).(*reached)
+	if seen != nil {
+		seen.yes = true
 	}
 	dec, why := l.rules.decide(l.proto, req.Command, req.Body)
 
@@ -202,7 +212,11 @@ func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.
 	}
 	b.WriteString("\n")
 	if l.verbose {
-		l.writeHeaders(&b, &http.Request{Header: req.Header, URL: nil})
+		hr := &http.Request{Header: req.Header}
+		if seen != nil {
+			hr.URL = &url.URL{RawQuery: seen.query}
+		}
+		l.writeHeaders(&b, hr)
 	}
 	fmt.Fprintf(&b, "  body:      %s\n\n", indent(req.Body, "             "))
 	l.printf("%s", b.String())

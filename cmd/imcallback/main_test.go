@@ -128,8 +128,12 @@ func TestSendOutcomes(t *testing.T) {
 				t.Run(tt.name, func(t *testing.T) {
 					cmd := "test." + strconv.Itoa(i)
 					srv.On(cmd, tt.answer)
+					timeout := "10s" // never reached: the answer comes first, however loaded the machine
+					if tt.name == "timeout" {
+						timeout = "300ms"
+					}
 					r := cli(t, "", "send", "--url", srv.URL, "--protocol", p.proto.String(), "--secret", p.secret,
-						"--app", "77", "--command", cmd, "--body", `{"text":"hello"}`, "--timeout", "300ms")
+						"--app", "77", "--command", cmd, "--body", `{"text":"hello"}`, "--timeout", timeout)
 					assert.Equal(t, tt.code, r.code, "exit status; stdout: %s stderr: %s", r.stdout, r.stderr)
 					for _, want := range tt.out {
 						assert.Contains(t, r.stdout, want)
@@ -330,6 +334,12 @@ func TestListenAndSend(t *testing.T) {
 				"Content-Type: application/json",
 			} {
 				assert.Contains(t, printed, want)
+			}
+			// --verbose prints the query of accepted requests too.
+			for block := range strings.SplitSeq(printed, "\n\n") {
+				if strings.Contains(block, "signature: valid") {
+					assert.Regexp(t, `\n  query: +\S*ommand=message.send.before`, block, "an accepted request's query")
+				}
 			}
 			assert.NotContains(t, printed, `"text": "forged"`, "a forged request's body is not printed")
 		})

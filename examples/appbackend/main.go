@@ -91,25 +91,18 @@ func newApp(proto callback.Protocol, secret string, log *slog.Logger) (*receiver
 		return nil, err
 	}
 	before := func(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
-		var msg struct {
-			Text string `json:"text"`
-		}
-		if err := json.Unmarshal(req.Body, &msg); err != nil {
+		msg, err := readMessage(proto, req.Body)
+		if err != nil {
 			return receiver.Decision{}, err // 500: the IM server fails open or closed
 		}
+		text := msg.text()
 		switch {
-		case strings.Contains(msg.Text, "casino"):
+		case strings.Contains(text, "casino"):
 			return receiver.Drop(), nil // spam: the sender thinks it went out
-		case strings.Contains(msg.Text, "forbidden"):
+		case strings.Contains(text, "forbidden"):
 			return receiver.Deny(120001, "message contains a banned word"), nil
-		case strings.Contains(msg.Text, "darn"):
-			masked, _ := json.Marshal(map[string]string{"text": strings.ReplaceAll(msg.Text, "darn", "****")})
-			if proto == callback.Tencent {
-				// Tencent's rewrite is MsgBody in the answer.
-				masked, _ = json.Marshal(map[string]any{"MsgBody": []any{map[string]any{
-					"MsgType": "TIMTextElem", "MsgContent": map[string]string{"Text": strings.ReplaceAll(msg.Text, "darn", "****")}}}})
-			}
-			return receiver.Rewrite(masked), nil
+		case strings.Contains(text, "darn"):
+			return receiver.Rewrite(msg.masked("darn", "****")), nil
 		}
 		return receiver.Allow(), nil
 	}
@@ -119,13 +112,81 @@ func newApp(proto callback.Protocol, secret string, log *slog.Logger) (*receiver
 	}
 	h.Handle(callback.MessageSendBefore, before)
 	h.Handle(callback.TencentC2CBeforeSendMsg, before)
+	h.Handle(callback.TencentGroupBeforeSendMsg, before)
 	h.Handle(callback.MessageSendAfter, after)
 	h.Handle(callback.TencentC2CAfterSendMsg, after)
+	h.Handle(callback.TencentGroupAfterSendMsg, after)
 	return h, nil
 }
 
+// message is a message callback's body: the seed's {"text": ...}, or
+// Tencent's MsgBody, a list of elements of which TIMTextElem carries text.
+type message struct {
+	proto   callback.Protocol
+	Text    string       `json:"text"`
+	MsgBody []msgElement `json:"MsgBody"`
+}
+
+// msgElement is one element of Tencent's MsgBody. MsgContent is kept raw:
+// its shape depends on MsgType.
+type msgElement struct {
+	MsgType    string          `json:"MsgType"`
+	MsgContent json.RawMessage `json:"MsgContent"`
+}
+
+// textContent is the MsgContent of a TIMTextElem.
+type textContent struct {
+	Text string `json:"Text"`
+}
+
+// readMessage reads a message callback's body in proto's shape.
+func readMessage(proto callback.Protocol, body []byte) (*message, error) {
+	m := &message{proto: proto}
+	if err := json.Unmarshal(body, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// text returns the message's text: on Tencent, its TIMTextElem texts.
+func (m *message) text() string {
+	if m.proto != callback.Tencent {
+		return m.Text
+	}
+	var b strings.Builder
+	for _, el := range m.MsgBody {
+		var c textContent
+		if el.MsgType == "TIMTextElem" && json.Unmarshal(el.MsgContent, &c) == nil {
+			b.WriteString(c.Text)
+		}
+	}
+	return b.String()
+}
+
+// masked returns the rewrite answer with word replaced by mask: the seed's
+// {"text": ...}, or Tencent's MsgBody with every TIMTextElem masked and
+// the other elements as they were.
+func (m *message) masked(word, mask string) json.RawMessage {
+	if m.proto != callback.Tencent {
+		data, _ := json.Marshal(map[string]string{"text": strings.ReplaceAll(m.Text, word, mask)})
+		return data
+	}
+	body := make([]msgElement, len(m.MsgBody))
+	for i, el := range m.MsgBody {
+		var c textContent
+		if el.MsgType == "TIMTextElem" && json.Unmarshal(el.MsgContent, &c) == nil {
+			c.Text = strings.ReplaceAll(c.Text, word, mask)
+			el.MsgContent, _ = json.Marshal(c)
+		}
+		body[i] = el
+	}
+	data, _ := json.Marshal(map[string]any{"MsgBody": body}) // Tencent's rewrite: MsgBody in the answer
+	return data
+}
+
 // sendDemo plays the IM server: it asks the App backend about a few
-// messages and reports one after-event.
+// messages and reports one after-event, in the protocol's commands and
+// body shapes.
 func sendDemo(ctx context.Context, out io.Writer, cfg callback.Config) error {
 	d, err := callback.New(cfg)
 	if err != nil {
@@ -138,17 +199,34 @@ func sendDemo(ctx context.Context, out io.Writer, cfg callback.Config) error {
 	ctx = callback.WithClient(ctx, "203.0.113.9", "Android")
 	var failed error
 	for _, text := range []string{"hello", "darn it", "this is forbidden", "win at the casino"} {
-		body, _ := json.Marshal(map[string]string{"text": text})
-		r := d.Before(ctx, 1400000000, beforeCmd, body)
+		r := d.Before(ctx, 1400000000, beforeCmd, demoBody(cfg.Protocol, beforeCmd, text))
 		if r.Err != nil {
 			failed = errors.Join(failed, fmt.Errorf("%q: %w", text, r.Err))
 		}
 		fmt.Fprintf(out, "%-20q -> %-5s code=%d msg=%q data=%s\n", text, r.Action, r.Code, r.Msg, r.Data)
 	}
-	if err := d.After(ctx, 1400000000, afterCmd, []byte(`{"text":"hello"}`)); err != nil {
+	if err := d.After(ctx, 1400000000, afterCmd, demoBody(cfg.Protocol, afterCmd, "hello")); err != nil {
 		failed = errors.Join(failed, err)
 	}
 	return errors.Join(failed, d.Close(ctx))
+}
+
+// demoBody returns a one-to-one message from jared to Jonh: Tencent's
+// documented shape on Tencent, the seed's otherwise.
+func demoBody(p callback.Protocol, command, text string) []byte {
+	if p != callback.Tencent {
+		body, _ := json.Marshal(map[string]string{"fromId": "jared", "toId": "Jonh", "text": text})
+		return body
+	}
+	body, _ := json.Marshal(map[string]any{
+		"CallbackCommand": command,
+		"From_Account":    "jared",
+		"To_Account":      "Jonh",
+		"MsgRandom":       2256895586,
+		"MsgBody":         []any{map[string]any{"MsgType": "TIMTextElem", "MsgContent": map[string]string{"Text": text}}},
+		"EventTime":       time.Now().UnixMilli(),
+	})
+	return body
 }
 
 // makeSecret returns a fresh secret for a demo run.

@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/imcallback/callback"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -31,4 +36,38 @@ func TestDemo(t *testing.T) {
 			assert.NotContains(t, got, "rejected")
 		})
 	}
+}
+
+// On Tencent the App reads Tencent's MsgBody (TIMTextElem elements), not a
+// seed-style {"text": ...}, and its rewrite keeps the other elements.
+func TestTencentMsgBody(t *testing.T) {
+	h, err := newApp(callback.Tencent, "", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	app := httptest.NewServer(h)
+	defer app.Close()
+	d, err := callback.New(callback.Config{URL: app.URL, Protocol: callback.Tencent})
+	require.NoError(t, err)
+	defer d.Close(context.Background())
+	before := func(body string) callback.Response {
+		r := d.Before(context.Background(), 1400000000, callback.TencentC2CBeforeSendMsg, []byte(body))
+		require.NoError(t, r.Err)
+		return r
+	}
+
+	r := before(`{"CallbackCommand":"C2C.CallbackBeforeSendMsg","From_Account":"jared","To_Account":"Jonh",` +
+		`"MsgBody":[{"MsgType":"TIMFaceElem","MsgContent":{"Index":1}},{"MsgType":"TIMTextElem","MsgContent":{"Text":"this is forbidden"}}]}`)
+	assert.Equal(t, callback.Deny, r.Action, "a banned word in a TIMTextElem")
+	assert.Equal(t, 120001, r.Code)
+
+	r = before(`{"From_Account":"jared","To_Account":"Jonh",` +
+		`"MsgBody":[{"MsgType":"TIMFaceElem","MsgContent":{"Index":1}},{"MsgType":"TIMTextElem","MsgContent":{"Text":"darn it"}}]}`)
+	assert.Equal(t, callback.Allow, r.Action)
+	var answer struct{ MsgBody json.RawMessage }
+	require.NoError(t, json.Unmarshal(r.Data, &answer))
+	assert.JSONEq(t, `[{"MsgType":"TIMFaceElem","MsgContent":{"Index":1}},{"MsgType":"TIMTextElem","MsgContent":{"Text":"**** it"}}]`,
+		string(answer.MsgBody), "Tencent's rewrite: MsgBody with the text masked, the face kept")
+
+	r = before(`{"text":"this is forbidden"}`)
+	assert.Equal(t, callback.Allow, r.Action, "a seed body carries no MsgBody on Tencent")
+	assert.Nil(t, r.Data)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 
 	"github.com/imcallback/callback/receiver"
@@ -20,70 +19,64 @@ const (
 )
 
 // decideMessage denies banned words, drops silent ones and masks rude ones.
-// A rewrite answers the whole message with its text masked: an object,
-// which both protocols can carry (Tencent adds its fields to the answer).
-func decideMessage(body []byte) receiver.Decision {
-	var m message
-	if err := json.Unmarshal(body, &m); err != nil {
+// A rewrite answers the message with its text masked, in the protocol's
+// shape (Tencent: MsgBody in the answer).
+func decideMessage(w dialect, body []byte) receiver.Decision {
+	m, ok := w.readMessage(body)
+	if !ok {
 		return receiver.Allow()
 	}
 	lower := strings.ToLower(m.Text)
-	for _, w := range bannedWords {
-		if strings.Contains(lower, w) {
-			return receiver.Deny(codeBanned, "message contains a banned word: "+w)
+	for _, word := range bannedWords {
+		if strings.Contains(lower, word) {
+			return receiver.Deny(codeBanned, "message contains a banned word: "+word)
 		}
 	}
-	for _, w := range silentWords {
-		if strings.Contains(lower, w) {
+	for _, word := range silentWords {
+		if strings.Contains(lower, word) {
 			return receiver.Drop()
 		}
 	}
 	masked := m.Text
-	for _, w := range rudeWords {
-		masked = maskWord(masked, w)
+	for _, word := range rudeWords {
+		masked = maskWord(masked, word)
 	}
 	if masked == m.Text {
 		return receiver.Allow()
 	}
-	m.Text = masked
-	return rewrite(m)
+	return receiver.Rewrite(w.rewriteText(m, masked))
 }
 
-// decideMembers refuses bots: the answer is the group operation with only
-// the members the App accepts.
-func decideMembers(body []byte) receiver.Decision {
-	var g members
-	if err := json.Unmarshal(body, &g); err != nil {
+// decideMembers refuses bots: the answer names the members the App
+// refuses (Tencent) or lists the ones it accepts (Seed).
+func decideMembers(w dialect, body []byte) receiver.Decision {
+	asked, ok := w.readMembers(body)
+	if !ok {
 		return receiver.Allow()
 	}
-	kept := []string{}
-	for _, m := range g.Members {
-		if !strings.HasPrefix(m, botPrefix) {
+	var kept, refused []string
+	for _, m := range asked {
+		if strings.HasPrefix(m, botPrefix) {
+			refused = append(refused, m)
+		} else {
 			kept = append(kept, m)
 		}
 	}
-	if len(kept) == len(g.Members) {
+	if len(refused) == 0 {
 		return receiver.Allow()
 	}
-	g.Members = kept
-	return rewrite(g)
+	return receiver.Rewrite(w.refuseMembers(body, kept, refused))
 }
 
 // decide routes a before-callback to its rule; other commands are allowed.
-func decide(command string, body []byte) receiver.Decision {
+func decide(w dialect, command string, body []byte) receiver.Decision {
 	switch command {
-	case cmdSendBefore:
-		return decideMessage(body)
-	case cmdCreateBefore, cmdMemberAddBefore:
-		return decideMembers(body)
+	case w.command(kindSendBefore, false), w.command(kindSendBefore, true):
+		return decideMessage(w, body)
+	case w.command(kindCreateBefore, true), w.command(kindMemberAddBefore, true):
+		return decideMembers(w, body)
 	}
 	return receiver.Allow()
-}
-
-// rewrite answers v, a rewritten event body.
-func rewrite(v any) receiver.Decision {
-	data, _ := json.Marshal(v) // a message or members: cannot fail
-	return receiver.Rewrite(data)
 }
 
 // maskWord replaces every case-insensitive occurrence of w in s by its first

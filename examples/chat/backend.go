@@ -20,7 +20,8 @@ type afterEvent struct {
 // decision and logs after-callbacks.
 type appBackend struct {
 	*receiver.Handler
-	log *slog.Logger
+	log    *slog.Logger
+	speaks dialect // the commands and body shapes of the App's protocol
 
 	mu     sync.Mutex
 	afters []afterEvent
@@ -34,18 +35,19 @@ func newAppBackend(p callback.Protocol, secret string, log *slog.Logger) (*appBa
 	if err != nil {
 		return nil, err
 	}
-	a := &appBackend{Handler: h, log: log, notify: make(chan struct{}, 1)}
-	for _, cmd := range []string{cmdSendBefore, cmdCreateBefore, cmdMemberAddBefore} {
+	a := &appBackend{Handler: h, log: log, speaks: dialect{p}, notify: make(chan struct{}, 1)}
+	before, after := a.speaks.commands()
+	for _, cmd := range before {
 		h.Handle(cmd, a.before)
 	}
-	for _, cmd := range []string{cmdSendAfter, cmdCreateAfter, cmdMemberAddAfter} {
+	for _, cmd := range after {
 		h.Handle(cmd, a.after)
 	}
 	return a, nil
 }
 
 func (a *appBackend) before(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
-	d := decide(req.Command, req.Body)
+	d := decide(a.speaks, req.Command, req.Body)
 	a.log.InfoContext(ctx, "App: before-callback", "command", req.Command, "decision", d.Action.String(), "rewritten", d.Data != nil)
 	return d, nil
 }

@@ -125,6 +125,26 @@ func (e *chatEnv) waitAfters(t *testing.T, n int) []afterEvent {
 	}
 }
 
+// assertAfter checks an after-callback: its command and body are the
+// seed's or, on Tencent, Tencent's names and documented fields (EventTime,
+// a time in milliseconds, is checked apart).
+func (e *chatEnv) assertAfter(t *testing.T, got afterEvent, seedCmd, seedBody, tencentCmd, tencentBody string) {
+	t.Helper()
+	if e.proto != callback.Tencent {
+		assert.Equal(t, seedCmd, got.Command)
+		assert.JSONEq(t, seedBody, got.Body)
+		return
+	}
+	assert.Equal(t, tencentCmd, got.Command)
+	var fields map[string]any
+	require.NoError(t, json.Unmarshal([]byte(got.Body), &fields))
+	ms, ok := fields["EventTime"].(float64)
+	assert.True(t, ok && ms > 1.6e12, "EventTime in ms: %v", fields["EventTime"])
+	delete(fields, "EventTime")
+	rest, _ := json.Marshal(fields)
+	assert.JSONEq(t, tencentBody, string(rest))
+}
+
 func TestChatMessages(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, e *chatEnv) {
 		alice, bob := e.login(t, "alice"), e.login(t, "bob")
@@ -134,8 +154,10 @@ func TestChatMessages(t *testing.T) {
 		assert.Equal(t, frame{Type: "message", From: "alice", To: "bob", Text: "hello bob"}, bob.next())
 		assert.Equal(t, frame{Type: "sent", Text: "hello bob"}, alice.next())
 		afters := e.waitAfters(t, 1)
-		assert.Equal(t, cmdSendAfter, afters[0].Command)
-		assert.JSONEq(t, `{"fromId":"alice","toId":"bob","text":"hello bob"}`, afters[0].Body)
+		e.assertAfter(t, afters[0],
+			cmdSendAfter, `{"fromId":"alice","toId":"bob","text":"hello bob"}`,
+			callback.TencentC2CAfterSendMsg, `{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"alice","To_Account":"bob",`+
+				`"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hello bob"}}]}`)
 
 		// Denied: the sender gets the App's code and message; bob gets nothing.
 		alice.send(frame{Type: "send", To: "bob", Text: "cheap spam here"})
@@ -156,7 +178,10 @@ func TestChatMessages(t *testing.T) {
 			"the next frame bob gets must be the rewritten message, not the denied or dropped one")
 		assert.Equal(t, frame{Type: "sent", Text: "D***, the h***"}, alice.next())
 		afters = e.waitAfters(t, 2)
-		assert.JSONEq(t, `{"fromId":"alice","toId":"bob","text":"D***, the h***"}`, afters[1].Body)
+		e.assertAfter(t, afters[1],
+			cmdSendAfter, `{"fromId":"alice","toId":"bob","text":"D***, the h***"}`,
+			callback.TencentC2CAfterSendMsg, `{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"alice","To_Account":"bob",`+
+				`"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"D***, the h***"}}]}`)
 
 		// Every queued after-callback delivered: none for the denied or
 		// dropped message.
@@ -183,7 +208,9 @@ func TestChatDropInGroup(t *testing.T) {
 	require.NoError(t, closeDispatcher(e.d))
 	afters := e.app.received()
 	require.Len(t, afters, 2, "one after for the group, one for the allowed message")
-	assert.JSONEq(t, `{"fromId":"alice","groupId":"g","text":"hi all"}`, afters[1].Body)
+	e.assertAfter(t, afters[1], "", "", callback.TencentGroupAfterSendMsg,
+		`{"CallbackCommand":"Group.CallbackAfterSendMsg","GroupId":"g","Type":"Public","From_Account":"alice","Operator_Account":"alice",`+
+			`"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hi all"}}]}`)
 }
 
 func TestChatAppVerifiesSignatures(t *testing.T) {
@@ -209,8 +236,10 @@ func testChatGroups(t *testing.T, e *chatEnv) {
 	assert.Equal(t, want, alice.next())
 	assert.Equal(t, want, bob.next())
 	afters := e.waitAfters(t, 1)
-	assert.Equal(t, cmdCreateAfter, afters[0].Command)
-	assert.JSONEq(t, `{"groupId":"g1","operator":"alice","members":["alice","bob"]}`, afters[0].Body)
+	e.assertAfter(t, afters[0],
+		cmdCreateAfter, `{"groupId":"g1","operator":"alice","members":["alice","bob"]}`,
+		callback.TencentGroupAfterCreateGroup, `{"CallbackCommand":"Group.CallbackAfterCreateGroup","GroupId":"g1","Type":"Public","Name":"g1",`+
+			`"Operator_Account":"alice","Owner_Account":"alice","MemberList":[{"Member_Account":"alice"},{"Member_Account":"bob"}]}`)
 
 	bob.send(frame{Type: "add_members", Group: "g1", Members: []string{"carol"}})
 	want = frame{Type: "group", Group: "g1", Members: []string{"alice", "bob", "carol"}}
@@ -218,7 +247,10 @@ func testChatGroups(t *testing.T, e *chatEnv) {
 		assert.Equal(t, want, c.next())
 	}
 	afters = e.waitAfters(t, 2)
-	assert.Equal(t, cmdMemberAddAfter, afters[1].Command)
+	e.assertAfter(t, afters[1],
+		cmdMemberAddAfter, `{"groupId":"g1","operator":"bob","members":["carol"]}`,
+		callback.TencentGroupAfterNewMemberJoin, `{"CallbackCommand":"Group.CallbackAfterNewMemberJoin","GroupId":"g1","Type":"Public",`+
+			`"JoinType":"Invited","Operator_Account":"bob","NewMemberList":[{"Member_Account":"carol"}]}`)
 
 	carol.send(frame{Type: "send", Group: "g1", Text: "hi all"})
 	msg := frame{Type: "message", From: "carol", Group: "g1", Text: "hi all"}

@@ -10,8 +10,14 @@
 // It speaks Tencent Cloud IM's protocol by default, because only that one
 // can say "drop": a message with "psst" is then dropped (the sender is told
 // it was sent; nobody receives it), next to denied ("spam"), rewritten
-// ("darn") and allowed messages. -protocol seed uses the seed design's
-// protocol instead, where the App's drop can only be answered as a deny.
+// ("darn") and allowed messages. On Tencent it sends Tencent's command
+// names and body shapes (C2C.CallbackBeforeSendMsg with From_Account,
+// To_Account and a MsgBody of TIMTextElem elements, Group.* for groups),
+// and the App answers rewrites in MsgBody and refusals in
+// RefusedMembers_Account. -protocol seed uses the seed design's protocol,
+// names and bodies instead, where the App's drop can only be answered as a
+// deny. The chat server asks the Dispatcher (Dispatcher.Endpoint) which
+// protocol the App speaks before it builds each body.
 // The callbacks are signed with -secret ($CALLBACK_SECRET), or with a
 // secret made up for the run.
 package main

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -16,18 +15,6 @@ import (
 	"github.com/imcallback/callback"
 )
 
-// Callback commands the chat server sends. The message and member-add ones
-// are the seed design's; group creation has none there, so it uses the same
-// naming.
-const (
-	cmdSendBefore      = "message.send.before"
-	cmdSendAfter       = "message.send.after"
-	cmdCreateBefore    = "group.create.before"
-	cmdCreateAfter     = "group.create.after"
-	cmdMemberAddBefore = "group.member.add.before"
-	cmdMemberAddAfter  = "group.member.add.after"
-)
-
 // frame is one websocket message, in either direction.
 type frame struct {
 	Type    string   `json:"type"`              // client: send, create_group, add_members; server: welcome, message, sent, group, error
@@ -39,21 +26,6 @@ type frame struct {
 	Refused []string `json:"refused,omitempty"` // group: members the App refused
 	Code    int      `json:"code,omitempty"`    // error: the App's code
 	Msg     string   `json:"msg,omitempty"`     // error: the App's message
-}
-
-// message is the body of the message callbacks.
-type message struct {
-	From  string `json:"fromId"`
-	To    string `json:"toId,omitempty"`
-	Group string `json:"groupId,omitempty"`
-	Text  string `json:"text"`
-}
-
-// members is the body of the group callbacks.
-type members struct {
-	Group    string   `json:"groupId"`
-	Operator string   `json:"operator"`
-	Members  []string `json:"members"`
 }
 
 // server is a small IM server: users log in over a websocket with a name,
@@ -147,6 +119,18 @@ func (s *server) handle(ctx context.Context, from string, f frame) {
 	}
 }
 
+// dialect returns the commands and body shapes of the App's protocol,
+// which the Dispatcher knows: the IM server asks before it builds a body.
+func (s *server) dialect(ctx context.Context) dialect {
+	ep, err := s.d.Endpoint(ctx, s.appID)
+	if err != nil {
+		// Only a Resolver can fail; Before then fails open or closed
+		// whatever the body.
+		return dialect{}
+	}
+	return dialect{ep.Protocol}
+}
+
 // sendMessage runs the message through the App's before-callback, delivers
 // what the App allowed, and reports the delivered message after.
 func (s *server) sendMessage(ctx context.Context, from string, f frame) {
@@ -159,8 +143,9 @@ func (s *server) sendMessage(ctx context.Context, from string, f frame) {
 		s.send(ctx, from, frame{Type: "error", Code: 403, Msg: "not a member of " + m.Group})
 		return
 	}
-	body, _ := json.Marshal(m)
-	r := s.d.Before(ctx, s.appID, cmdSendBefore, body)
+	w := s.dialect(ctx)
+	group := m.Group != ""
+	r := s.d.Before(ctx, s.appID, w.command(kindSendBefore, group), w.messageBody(kindSendBefore, m))
 	switch r.Action {
 	case callback.Deny:
 		s.send(ctx, from, frame{Type: "error", Code: r.Code, Msg: r.Msg})
@@ -171,14 +156,10 @@ func (s *server) sendMessage(ctx context.Context, from string, f frame) {
 		s.send(ctx, from, frame{Type: "sent", Text: m.Text})
 		return
 	}
-	if r.Data != nil {
+	if text, ok := w.rewrittenText(r.Data); ok && text != "" {
 		// The App rewrote the message: deliver its text, to the original
 		// receivers (an App cannot redirect a message).
-		var rewritten message
-		if err := json.Unmarshal(r.Data, &rewritten); err == nil && rewritten.Text != "" {
-			m.Text = rewritten.Text
-			body, _ = json.Marshal(m)
-		}
+		m.Text = text
 	}
 
 	out := frame{Type: "message", From: from, To: m.To, Group: m.Group, Text: m.Text}
@@ -192,7 +173,7 @@ func (s *server) sendMessage(ctx context.Context, from string, f frame) {
 		}
 	}
 	s.send(ctx, from, frame{Type: "sent", Text: m.Text})
-	s.after(ctx, cmdSendAfter, body)
+	s.after(ctx, w.command(kindSendAfter, group), w.messageBody(kindSendAfter, m))
 }
 
 // addMembers creates a group or adds members to one. The App may refuse
@@ -222,20 +203,17 @@ func (s *server) addMembers(ctx context.Context, from string, f frame) {
 	if create && !slices.Contains(asked, from) {
 		asked = append([]string{from}, asked...)
 	}
-	before, after := cmdMemberAddBefore, cmdMemberAddAfter
+	before, after := kindMemberAddBefore, kindMemberAddAfter
 	if create {
-		before, after = cmdCreateBefore, cmdCreateAfter
+		before, after = kindCreateBefore, kindCreateAfter
 	}
-	body, _ := json.Marshal(members{Group: f.Group, Operator: from, Members: asked})
-	r := s.d.Before(ctx, s.appID, before, body)
+	w := s.dialect(ctx)
+	r := s.d.Before(ctx, s.appID, w.command(before, true), w.membersBody(before, members{Group: f.Group, Operator: from, Members: asked}))
 	if !r.OK() {
 		s.send(ctx, from, frame{Type: "error", Code: r.Code, Msg: r.Msg})
 		return
 	}
-	accepted := asked
-	if list, ok := memberList(r.Data); ok {
-		accepted = intersect(asked, list) // the App may only remove members
-	}
+	accepted := w.accepted(asked, r.Data) // the App may only remove members
 	var refused []string
 	for _, m := range asked {
 		if !slices.Contains(accepted, m) {
@@ -261,8 +239,7 @@ func (s *server) addMembers(ctx context.Context, from string, f frame) {
 	if !slices.Contains(all, from) {
 		s.send(ctx, from, note)
 	}
-	body, _ = json.Marshal(members{Group: f.Group, Operator: from, Members: accepted})
-	s.after(ctx, after, body)
+	s.after(ctx, w.command(after, true), w.membersBody(after, members{Group: f.Group, Operator: from, Members: accepted}))
 }
 
 func (s *server) after(ctx context.Context, command string, body []byte) {
@@ -296,37 +273,4 @@ func (s *server) send(ctx context.Context, to string, f frame) {
 	if err := wsjson.Write(ctx, c, f); err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Debug("websocket write failed", "to", to, "error", err)
 	}
-}
-
-// memberList reads the member list from a before-callback's rewritten
-// data: the group operation's body with fewer members (what the demo App
-// answers, in either protocol; with Tencent the body's fields sit in the
-// answer next to ErrorCode), or a bare list, as the seed design's App
-// answers for member add. It reports false when data has none.
-func memberList(data json.RawMessage) ([]string, bool) {
-	if data == nil {
-		return nil, false
-	}
-	var list []string
-	if err := json.Unmarshal(data, &list); err == nil {
-		return list, true
-	}
-	var g struct {
-		Members *[]string `json:"members"`
-	}
-	if err := json.Unmarshal(data, &g); err == nil && g.Members != nil {
-		return *g.Members, true
-	}
-	return nil, false
-}
-
-// intersect returns the members of asked that are in allowed, in asked's order.
-func intersect(asked, allowed []string) []string {
-	out := []string{}
-	for _, m := range asked {
-		if slices.Contains(allowed, m) {
-			out = append(out, m)
-		}
-	}
-	return out
 }

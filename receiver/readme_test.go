@@ -1,0 +1,32 @@
+package receiver_test
+
+import (
+	"bytes"
+	"context"
+	"log"
+	"net/http"
+	"os"
+
+	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/receiver"
+)
+
+// readmeVerify is the README's "Verifying in Go" block, quoted verbatim so
+// that it compiles (readme_test.go at the module root checks the quote).
+// It serves on :8989 until the process ends, so it is not run; Example
+// runs the same calls.
+func readmeVerify() {
+	h, err := receiver.New(receiver.Config{Secret: os.Getenv("CALLBACK_SECRET"), Dedup: 10000})
+	if err != nil {
+		log.Fatal(err) // a secret that does not parse
+	}
+	h.Handle(callback.MessageSendBefore, func(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
+		if bytes.Contains(req.Body, []byte("forbidden")) {
+			return receiver.Deny(120001, "banned word"), nil
+		}
+		return receiver.Allow(), nil
+	})
+	log.Fatal(http.ListenAndServe(":8989", h))
+}
+
+var _ = readmeVerify // compiled, not run
