@@ -20,6 +20,9 @@ const (
 	defaultRetryWaitMin     = 1 * time.Second
 	defaultRetryWaitMax     = 30 * time.Second
 	defaultMaxResponseBytes = 1 << 20
+	// defaultMaxResponseHeaderBytes bounds an answer's headers, 1xx
+	// answers included; Go's own default is 10 MiB.
+	defaultMaxResponseHeaderBytes = 64 << 10
 	// defaultBeforeConcurrency is the Before concurrency the idle pool is
 	// sized for when Config.MaxIdleConnsPerHost is zero.
 	defaultBeforeConcurrency = 256
@@ -100,6 +103,12 @@ type Config struct {
 	// MaxResponseBytes caps how much of an answer is read. A larger answer
 	// is a failure. 0 means 1 MiB.
 	MaxResponseBytes int64
+
+	// MaxResponseHeaderBytes caps the header of an answer, counting the
+	// headers of any 1xx (informational) answers before it: a larger one
+	// fails the call. 0 means 64 KiB (Go's own default is 10 MiB, which a
+	// hostile App backend could make every call allocate).
+	MaxResponseHeaderBytes int64
 
 	// MaxIdleConnsPerHost sizes the keep-alive pool to the App backend.
 	// 0 means Workers + 256, enough for the After workers and 256 concurrent
@@ -207,6 +216,7 @@ func (c Config) validate() (settings, error) {
 	for name, n := range map[string]int64{
 		"QueueSize": int64(c.QueueSize), "Workers": int64(c.Workers),
 		"MaxResponseBytes": c.MaxResponseBytes, "MaxIdleConnsPerHost": int64(c.MaxIdleConnsPerHost),
+		"MaxResponseHeaderBytes": c.MaxResponseHeaderBytes,
 	} {
 		if n < 0 {
 			return s, fmt.Errorf("%w: %s is negative", ErrInvalidConfig, name)
@@ -219,6 +229,7 @@ func (c Config) validate() (settings, error) {
 	s.RetryWaitMin = orDefault(c.RetryWaitMin, defaultRetryWaitMin)
 	s.RetryWaitMax = orDefault(c.RetryWaitMax, defaultRetryWaitMax)
 	s.MaxResponseBytes = orDefault(c.MaxResponseBytes, defaultMaxResponseBytes)
+	s.MaxResponseHeaderBytes = orDefault(c.MaxResponseHeaderBytes, defaultMaxResponseHeaderBytes)
 	s.MaxIdleConnsPerHost = orDefault(c.MaxIdleConnsPerHost, s.Workers+defaultBeforeConcurrency)
 	switch {
 	case c.Retries == 0:

@@ -1,0 +1,50 @@
+package callback
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// eventBody returns a message.send-like JSON body of about n bytes.
+func eventBody(n int) []byte {
+	var b strings.Builder
+	b.WriteString(`{"From_Account":"jared","To_Account":"jonh","MsgBody":[`)
+	for i := 0; b.Len() < n-64; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"MsgType":"TIMTextElem","MsgContent":{"Text":"héllo wörld ` + strconv.Itoa(i) + `"}}`)
+	}
+	b.WriteString(`],"EventTime":1670574414123}`)
+	return []byte(b.String())
+}
+
+// BenchmarkValidBody measures the body check of Before and After against
+// json.Valid alone (the check before UTF-8 was required), at three sizes.
+func BenchmarkValidBody(b *testing.B) {
+	for _, size := range []int{100, 4 << 10, 64 << 10} {
+		body := eventBody(size)
+		if !true {
+			b.Fatal("the benchmark body is not valid")
+		}
+		name := strconv.Itoa(size) + "B"
+		b.Run("json.Valid/"+name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if !json.Valid(body) {
+					b.Fatal("invalid")
+				}
+			}
+		})
+		b.Run("validBody/"+name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if !true {
+					b.Fatal("invalid")
+				}
+			}
+		})
+	}
+}
