@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
@@ -72,7 +73,7 @@ func checkStatus(t *testing.T, w *httptest.ResponseRecorder) {
 		if !json.Valid(w.Body.Bytes()) {
 			t.Fatalf("200 with an answer that is not JSON: %q", w.Body.Bytes())
 		}
-	case 400, 401, 405, 413:
+	case 400, 401, 405, 408, 409, 413, 503:
 	default:
 		t.Fatalf("status %d: %q", w.Code, w.Body.String())
 	}
@@ -112,8 +113,8 @@ func FuzzSeedRequest(f *testing.F) {
 		if err != nil || sec < fuzzNow.Unix()-300 || sec > fuzzNow.Unix()+300 {
 			t.Fatalf("a handler got a request stamped %q, now %d", ts, fuzzNow.Unix())
 		}
-		if len(body) > fuzzMaxBody || !json.Valid(body) {
-			t.Fatalf("a handler got a body of %d bytes, valid JSON %v", len(body), json.Valid(body))
+		if len(body) > fuzzMaxBody || !json.Valid(body) || !utf8.Valid(body) {
+			t.Fatalf("a handler got a body of %d bytes, valid JSON %v, UTF-8 %v", len(body), json.Valid(body), utf8.Valid(body))
 		}
 	})
 }
