@@ -312,7 +312,6 @@ func graphicJSON(s string) string {
 	return b.String()
 }
 
-
 // statusWriter passes a response through and keeps its status and the
 // start of its body (a rejection's reason).
 type statusWriter struct {
