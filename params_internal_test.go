@@ -48,3 +48,30 @@ func BenchmarkValidBody(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodeAnswer measures reading a Seed answer strictly (every
+// top-level key once, in one case) against a plain json.Unmarshal into a
+// struct, which matched keys in any case and let the last win.
+func BenchmarkDecodeAnswer(b *testing.B) {
+	answer := []byte(`{"code":200,"msg":"success","data":{"text":"h*llo","to":["u1","u2"]}}`)
+	b.Run("json.Unmarshal", func(b *testing.B) {
+		for b.Loop() {
+			var a struct {
+				Code *int            `json:"code"`
+				Msg  string          `json:"msg"`
+				Data json.RawMessage `json:"data"`
+			}
+			if err := json.Unmarshal(answer, &a); err != nil || a.Code == nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("seedWire.decode", func(b *testing.B) {
+		var w seedWire
+		for b.Loop() {
+			if _, err := w.decode(answer); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

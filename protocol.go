@@ -137,45 +137,48 @@ func (*seedWire) appendQuery(b []byte, c *call) []byte {
 	return appendSeedQuery(b, c.appID, c.command)
 }
 
+// seedAnswer is the seed protocol's answer. Code is a pointer so that a
+// missing code is told apart from 0: the seed read it as 0 and so denied.
+type seedAnswer struct {
+	Code *int            `json:"code"`
+	Msg  string          `json:"msg"`
+	Data json.RawMessage `json:"data"`
+}
+
+// seedKeys are the keys of a seed answer, matched exactly.
+var seedKeys = []string{"code", "msg", "data"}
+
 // decode reads {"code", "msg", "data"}. Keys are matched exactly, as the
 // seed's Java JSON library does: an answer with two top-level keys that are
-// equal or differ only in case ({"code":403,"Code":200}) is ErrBadAnswer,
-// since two readers could take it to mean different things. A missing code
-// is ErrBadAnswer too: the seed read it as 0 and so denied.
+// equal or differ only in case ({"code":403,"Code":200}), or with "Code"
+// for "code", is ErrBadAnswer, since two readers could take it to mean
+// different things. A missing code is ErrBadAnswer too.
 func (*seedWire) decode(answer []byte) (Response, error) {
-	fields, err := answerFields(answer)
-	if err != nil {
+	if err := checkAnswer(answer, seedKeys...); err != nil {
 		return Response{}, err
 	}
-	raw, ok := fields["code"]
-	if !ok {
+	var a seedAnswer
+	if err := json.Unmarshal(answer, &a); err != nil {
+		return Response{}, fmt.Errorf("%w: %v", ErrBadAnswer, err)
+	}
+	if a.Code == nil {
 		return Response{}, fmt.Errorf("%w: no \"code\"", ErrBadAnswer)
 	}
-	var r Response
-	if err := json.Unmarshal(raw, &r.Code); err != nil || bytes.Equal(raw, []byte("null")) {
-		return Response{}, fmt.Errorf("%w: \"code\" is not an integer", ErrBadAnswer)
-	}
-	if raw, ok := fields["msg"]; ok {
-		if err := json.Unmarshal(raw, &r.Msg); err != nil {
-			return Response{}, fmt.Errorf("%w: \"msg\" is not a string", ErrBadAnswer)
-		}
-	}
-	r.Data = rawData(fields["data"])
+	r := Response{Code: *a.Code, Msg: a.Msg, Data: rawData(a.Data)}
 	if r.Code != CodeOK {
 		r.Action = Deny
 	}
 	return r, nil
 }
 
-// answerFields returns the top-level members of a JSON object answer. It
-// returns an error wrapping ErrBadAnswer for an answer that is not one JSON
-// object in UTF-8, or that has two keys equal or differing only in case.
-func answerFields(answer []byte) (map[string]json.RawMessage, error) {
-	fields, err := jsonobj.Fields(answer)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadAnswer, err)
+// checkAnswer returns an error wrapping ErrBadAnswer for an answer that is
+// not one JSON object in UTF-8, that has two top-level keys equal or
+// differing only in case, or that writes one of keys in another case.
+func checkAnswer(answer []byte, keys ...string) error {
+	if err := jsonobj.Check(answer, keys...); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadAnswer, err)
 	}
-	return fields, nil
+	return nil
 }
 
 // rawData returns data, or nil when it is absent or JSON null.

@@ -98,11 +98,15 @@ var tencentEnvelope = [...]string{"ActionStatus", "ErrorCode", "ErrorInfo"}
 // ErrorInfo. When the answer has keys beyond the envelope, Data is the
 // whole answer. ActionStatus is not read: ErrorCode decides. Keys are
 // matched exactly, as Tencent does; two top-level keys that are equal or
-// differ only in case ({"ErrorCode":1,"errorcode":0}) are ErrBadAnswer.
+// differ only in case ({"ErrorCode":1,"errorcode":0}), or an envelope key
+// in another case, are ErrBadAnswer.
 func (*tencentWire) decode(answer []byte) (Response, error) {
-	fields, err := answerFields(answer)
-	if err != nil {
+	if err := checkAnswer(answer, tencentEnvelope[:]...); err != nil {
 		return Response{}, err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(answer, &fields); err != nil {
+		return Response{}, fmt.Errorf("%w: %v", ErrBadAnswer, err)
 	}
 	raw, ok := fields["ErrorCode"]
 	if !ok || bytes.Equal(raw, []byte("null")) {

@@ -124,9 +124,9 @@ func (d Decision) encodeTencent() ([]byte, error) {
 	}
 	fields := map[string]any{}
 	if d.Data != nil {
-		extra, err := jsonobj.Fields(d.Data)
-		if err != nil {
-			return nil, fmt.Errorf("%w: Tencent's Data must be a JSON object without repeated keys: %w", errDecision, err)
+		var extra map[string]json.RawMessage
+		if err := jsonobj.Check(d.Data); err != nil || json.Unmarshal(d.Data, &extra) != nil {
+			return nil, fmt.Errorf("%w: Tencent's Data must be a JSON object without repeated keys", errDecision)
 		}
 		for k, v := range extra {
 			if jsonobj.Collides(k, tencentEnvelope...) {

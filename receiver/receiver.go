@@ -154,8 +154,9 @@ type Config struct {
 
 // Request is one verified callback.
 type Request struct {
-	// ID is the webhook-id header: the same on every attempt of one event.
-	// Empty if the sender sent none (Tencent Cloud IM does not).
+	// ID is the webhook-id header (svix-id when the request has no
+	// webhook-* header): the same on every attempt of one event. Empty if
+	// the sender sent none (Tencent Cloud IM does not).
 	ID string
 	// AppID is the app the event belongs to (Seed's appId, Tencent's
 	// SdkAppid).

@@ -1,21 +1,30 @@
 package jsonobj_test
 
 import (
-	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/imcallback/callback/internal/jsonobj"
 )
 
-func TestFields(t *testing.T) {
-	f, err := jsonobj.Fields([]byte(` {"code":200, "msg":"ok", "data":{"code":1,"Code":2}} `))
-	require.NoError(t, err, "nested keys are not the top level's business")
-	assert.Equal(t, `200`, string(f["code"]))
-	assert.Equal(t, `{"code":1,"Code":2}`, string(f["data"]))
-	assert.Len(t, f, 3)
+func TestCheck(t *testing.T) {
+	for _, in := range []string{
+		`{}`, ` { } `, `{"code":200, "msg":"ok", "data":{"code":1,"Code":2}}`,
+		`{"a":[1,{"a":"}"}],"b":"\"}","c":-1.5e3,"d":true,"e":null,"f":"\\"}`,
+		`{"\u00e9":1,"é2":2}`,
+	} {
+		assert.NoError(t, jsonobj.Check([]byte(in), "code", "msg", "data"), "%s: nested keys are not the top level's business", in)
+	}
+	var many strings.Builder
+	many.WriteString(`{`)
+	for i := range 40 {
+		fmt.Fprintf(&many, `"k%d":%d,`, i, i)
+	}
+	assert.NoError(t, jsonobj.Check([]byte(many.String()+`"last":0}`)), "many distinct keys")
+	assert.ErrorIs(t, jsonobj.Check([]byte(many.String()+`"K3":0}`)), jsonobj.ErrAmbiguous, "many keys, one repeated in another case")
 
 	for _, tt := range []struct{ name, in string }{
 		{"exact duplicate", `{"code":403,"code":200}`},
@@ -23,17 +32,24 @@ func TestFields(t *testing.T) {
 		{"escaped case variant", `{"code":403,"\u0043ode":200}`},
 		{"kelvin sign", `{"k":1,"\u212a":2}`},
 		{"long s", `{"s":1,"\u017f":2}`},
+		{"a name in another case", `{"Code":200}`},
+		{"after nested values", `{"a":{"b":[1,2,{"c":"]}"}]},"x":"\"","A":1}`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := jsonobj.Fields([]byte(tt.in))
-			assert.True(t, errors.Is(err, jsonobj.ErrAmbiguous), "got %v, want ErrAmbiguous", err)
+			assert.ErrorIs(t, jsonobj.Check([]byte(tt.in), "code"), jsonobj.ErrAmbiguous)
 		})
 	}
-	for _, in := range []string{``, `[]`, `"x"`, `{"a":1`, `{"a":1}{}`, `{"a":1} x`, "{\"a\":\"\xff\"}", `{"a":}`} {
-		_, err := jsonobj.Fields([]byte(in))
-		assert.Error(t, err, "%q", in)
-		assert.False(t, errors.Is(err, jsonobj.ErrAmbiguous), "%q: %v", in, err)
+	for _, in := range []string{``, `[]`, `"x"`, `{"a":1`, `{"a":1}{}`, `{"a":1} x`, "{\"a\":\"\xff\"}", `{"a":}`, `  `} {
+		assert.ErrorIs(t, jsonobj.Check([]byte(in)), jsonobj.ErrNotObject, "%q", in)
 	}
+}
+
+func FuzzCheck(f *testing.F) {
+	f.Add(`{"code":403,"Code":200}`)
+	f.Add(`{"a":[1,{"a":"}"}],"b":"\"}"}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		_ = jsonobj.Check([]byte(in), "code") // must not panic or hang
+	})
 }
 
 func TestCollides(t *testing.T) {
