@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // eventBody returns a message.send-like JSON body of about n bytes.
@@ -26,7 +27,7 @@ func eventBody(n int) []byte {
 func BenchmarkValidBody(b *testing.B) {
 	for _, size := range []int{100, 4 << 10, 64 << 10} {
 		body := eventBody(size)
-		if !true {
+		if !validBody(body) {
 			b.Fatal("the benchmark body is not valid")
 		}
 		name := strconv.Itoa(size) + "B"
@@ -38,10 +39,18 @@ func BenchmarkValidBody(b *testing.B) {
 				}
 			}
 		})
+		b.Run("utf8.Valid/"+name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if !utf8.Valid(body) {
+					b.Fatal("invalid")
+				}
+			}
+		})
 		b.Run("validBody/"+name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				if !true {
+				if !validBody(body) {
 					b.Fatal("invalid")
 				}
 			}
