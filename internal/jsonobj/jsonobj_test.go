@@ -1,9 +1,13 @@
 package jsonobj_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 
@@ -44,11 +48,47 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// reference is Check written the slow, obvious way, with encoding/json's
+// token decoder: the oracle of FuzzCheck.
+func reference(data []byte, names ...string) error {
+	if !utf8.Valid(data) || !json.Valid(data) {
+		return jsonobj.ErrNotObject
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, _ := dec.Token(); tok != json.Delim('{') {
+		return jsonobj.ErrNotObject
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return jsonobj.ErrNotObject
+		}
+		key := tok.(string)
+		for _, k := range append(keys, names...) {
+			if strings.EqualFold(k, key) && (slices.Contains(keys, k) || k != key) {
+				return jsonobj.ErrAmbiguous
+			}
+		}
+		keys = append(keys, key)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return jsonobj.ErrNotObject
+		}
+	}
+	return nil
+}
+
 func FuzzCheck(f *testing.F) {
 	f.Add(`{"code":403,"Code":200}`)
-	f.Add(`{"a":[1,{"a":"}"}],"b":"\"}"}`)
+	f.Add(`{"a":[1,{"a":"}"}],"b":"\"}","c":-1e3,"d":null}`)
+	f.Add(`{"\u212a":1,"k":2}`)
+	f.Add(` {"msg" : "x" , "data":[[]]} `)
 	f.Fuzz(func(t *testing.T, in string) {
-		_ = jsonobj.Check([]byte(in), "code") // must not panic or hang
+		got, want := jsonobj.Check([]byte(in), "code"), reference([]byte(in), "code")
+		if got != want {
+			t.Fatalf("Check(%q) = %v, reference %v", in, got, want)
+		}
 	})
 }
 
