@@ -143,7 +143,7 @@ type Config struct {
 	// new ID is answered 503 (the sender retries later) rather than let
 	// through unremembered. Size it for the traffic of twice the
 	// Tolerance: at 1,000 callbacks/s with the Seed default of 5 minutes,
-	// 600,000 (each ID costs about 200 bytes plus its answer).
+	// 600,000 (each ID costs a few hundred bytes plus its answer).
 	Dedup int
 
 	// Logger receives rejected requests at Warn level and failed handlers
