@@ -160,12 +160,12 @@ func (d *Dispatcher) failed(ctx context.Context, r *route, rule Rule, appID int,
 }
 
 // checkEvent rejects what must not be sent: an empty command or a body
-// that is not JSON.
+// that is not UTF-8 JSON.
 func checkEvent(command string, body []byte) error {
 	if command == "" {
 		return ErrInvalidCommand
 	}
-	if !json.Valid(body) {
+	if !validBody(body) {
 		return ErrInvalidBody
 	}
 	return nil

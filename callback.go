@@ -48,8 +48,8 @@ var (
 	// ErrQueueFull is returned by After when the delivery queue is full.
 	ErrQueueFull = errors.New("callback: after queue full")
 	// ErrInvalidBody means the event body given to Before or After is not
-	// valid JSON; nothing was sent.
-	ErrInvalidBody = errors.New("callback: body is not valid JSON")
+	// valid JSON in UTF-8 (RFC 8259); nothing was sent.
+	ErrInvalidBody = errors.New("callback: body is not valid UTF-8 JSON")
 	// ErrInvalidCommand means the command given to Before or After is empty.
 	ErrInvalidCommand = errors.New("callback: empty command")
 	// ErrStatus means the App backend answered with a status other than 2xx.

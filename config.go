@@ -21,6 +21,9 @@ const (
 	defaultRetryWaitMax     = 30 * time.Second
 	defaultMaxResponseBytes = 1 << 20
 	defaultDrainTimeout     = 30 * time.Second
+	// defaultMaxResponseHeaderBytes bounds an answer's headers, 1xx
+	// answers included; Go's own default is 10 MiB.
+	defaultMaxResponseHeaderBytes = 64 << 10
 	// defaultBeforeConcurrency is the Before concurrency the idle pool is
 	// sized for when Config.MaxIdleConnsPerHost is zero.
 	defaultBeforeConcurrency = 256
@@ -101,6 +104,12 @@ type Config struct {
 	// MaxResponseBytes caps how much of an answer is read. A larger answer
 	// is a failure. 0 means 1 MiB.
 	MaxResponseBytes int64
+
+	// MaxResponseHeaderBytes caps the header of an answer, counting the
+	// headers of any 1xx (informational) answers before it: a larger one
+	// fails the call. 0 means 64 KiB (Go's own default is 10 MiB, which a
+	// hostile App backend could make every call allocate).
+	MaxResponseHeaderBytes int64
 
 	// MaxIdleConnsPerHost sizes the keep-alive pool to the App backend.
 	// 0 means Workers + 256, enough for the After workers and 256 concurrent
@@ -215,6 +224,7 @@ func (c Config) validate() (settings, error) {
 	for name, n := range map[string]int64{
 		"QueueSize": int64(c.QueueSize), "Workers": int64(c.Workers),
 		"MaxResponseBytes": c.MaxResponseBytes, "MaxIdleConnsPerHost": int64(c.MaxIdleConnsPerHost),
+		"MaxResponseHeaderBytes": c.MaxResponseHeaderBytes,
 	} {
 		if n < 0 {
 			return s, fmt.Errorf("%w: %s is negative", ErrInvalidConfig, name)
@@ -228,6 +238,7 @@ func (c Config) validate() (settings, error) {
 	s.RetryWaitMax = orDefault(c.RetryWaitMax, defaultRetryWaitMax)
 	s.MaxResponseBytes = orDefault(c.MaxResponseBytes, defaultMaxResponseBytes)
 	s.DrainTimeout = orDefault(c.DrainTimeout, defaultDrainTimeout)
+	s.MaxResponseHeaderBytes = orDefault(c.MaxResponseHeaderBytes, defaultMaxResponseHeaderBytes)
 	s.MaxIdleConnsPerHost = orDefault(c.MaxIdleConnsPerHost, s.Workers+defaultBeforeConcurrency)
 	switch {
 	case c.Retries == 0:

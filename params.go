@@ -1,8 +1,10 @@
 package callback
 
 import (
+	"encoding/json"
 	"net/url"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Query parameters of the seed protocol.
@@ -63,4 +65,13 @@ func appendSeedQuery(b []byte, appID int, command string) []byte {
 	b = append(b, paramCommand...)
 	b = append(b, '=')
 	return append(b, url.QueryEscape(command)...)
+}
+
+// validBody reports whether an event body may be sent: JSON in UTF-8, as
+// RFC 8259 requires. json.Valid alone accepts invalid UTF-8 inside strings
+// (encoding/json replaces it with U+FFFD only when decoding), which a
+// receiver in another language may refuse or read differently and which
+// Standard Webhooks verifiers that sign text cannot verify.
+func validBody(body []byte) bool {
+	return utf8.Valid(body) && json.Valid(body)
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/imcallback/callback/internal/jsonobj"
 )
 
 // wire is one callback wire format: how a call is addressed and signed and
@@ -162,7 +164,18 @@ type seedAnswer struct {
 	Data json.RawMessage `json:"data"`
 }
 
+// seedKeys are the keys of a seed answer, matched exactly.
+var seedKeys = []string{"code", "msg", "data"}
+
+// decode reads {"code", "msg", "data"}. Keys are matched exactly, as the
+// seed's Java JSON library does: an answer with two top-level keys that are
+// equal or differ only in case ({"code":403,"Code":200}), or with "Code"
+// for "code", is ErrBadAnswer, since two readers could take it to mean
+// different things. A missing code is ErrBadAnswer too.
 func (*seedWire) decode(answer []byte) (Response, error) {
+	if err := checkAnswer(answer, seedKeys...); err != nil {
+		return Response{}, err
+	}
 	var a seedAnswer
 	if err := json.Unmarshal(answer, &a); err != nil {
 		return Response{}, fmt.Errorf("%w: %v", ErrBadAnswer, err)
@@ -175,6 +188,16 @@ func (*seedWire) decode(answer []byte) (Response, error) {
 		r.Action = Deny
 	}
 	return r, nil
+}
+
+// checkAnswer returns an error wrapping ErrBadAnswer for an answer that is
+// not one JSON object in UTF-8, that has two top-level keys equal or
+// differing only in case, or that writes one of keys in another case.
+func checkAnswer(answer []byte, keys ...string) error {
+	if err := jsonobj.Check(answer, keys...); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadAnswer, err)
+	}
+	return nil
 }
 
 // rawData returns data, or nil when it is absent or JSON null.

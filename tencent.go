@@ -96,8 +96,14 @@ var tencentEnvelope = [...]string{"ActionStatus", "ErrorCode", "ErrorInfo"}
 // decode maps ErrorCode: 0 allows, 2 drops, anything else denies (1, or
 // 120001..130000 with a text for the client). Code is ErrorCode and Msg is
 // ErrorInfo. When the answer has keys beyond the envelope, Data is the
-// whole answer. ActionStatus is not read: ErrorCode decides.
+// whole answer. ActionStatus is not read: ErrorCode decides. Keys are
+// matched exactly, as Tencent does; two top-level keys that are equal or
+// differ only in case ({"ErrorCode":1,"errorcode":0}), or an envelope key
+// in another case, are ErrBadAnswer.
 func (*tencentWire) decode(answer []byte) (Response, error) {
+	if err := checkAnswer(answer, tencentEnvelope[:]...); err != nil {
+		return Response{}, err
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(answer, &fields); err != nil {
 		return Response{}, fmt.Errorf("%w: %v", ErrBadAnswer, err)

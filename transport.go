@@ -15,7 +15,10 @@ import (
 // an idle pool sized for the load. Go's default keeps 2 idle connections per
 // host, so under concurrency most calls would open a new TCP connection.
 // With an SSRFGuard, every address is checked as it is dialled, and no proxy
-// is used.
+// is used. Answer headers are bounded by MaxResponseHeaderBytes; Go counts
+// the headers of 1xx answers against it too, as long as no
+// httptrace.ClientTrace.Got1xxResponse is installed, so a flood of 1xx
+// answers is bounded as well.
 func newTransport(s *settings) *http.Transport {
 	dialer := &net.Dialer{
 		Timeout:   30 * time.Second, // bounded further by each call's context
@@ -27,15 +30,16 @@ func newTransport(s *settings) *http.Transport {
 		proxy = nil
 	}
 	return &http.Transport{
-		Proxy:                 proxy,
-		DialContext:           dialer.DialContext,
-		TLSClientConfig:       s.TLSConfig,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          s.MaxIdleConnsPerHost,
-		MaxIdleConnsPerHost:   s.MaxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
+		Proxy:                  proxy,
+		DialContext:            dialer.DialContext,
+		TLSClientConfig:        s.TLSConfig,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           s.MaxIdleConnsPerHost,
+		MaxIdleConnsPerHost:    s.MaxIdleConnsPerHost,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: s.MaxResponseHeaderBytes,
 	}
 }
 

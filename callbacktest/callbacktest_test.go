@@ -237,7 +237,7 @@ func TestRejectsWhatReceiverRejects(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, res.StatusCode)
 	c := srv.WaitN(1, time.Second)[0]
 	assert.Equal(t, "cmd", c.Command)
-	assert.Equal(t, "body is not valid JSON", c.Rejected)
+	assert.Equal(t, "body is not valid JSON in UTF-8", c.Rejected)
 }
 
 func TestTencentClientRecorded(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/jsonobj"
 )
 
 // Answer codes of the two protocols.
@@ -18,6 +19,9 @@ const (
 	tencentDeny  = 1
 	tencentDrop  = 2
 )
+
+// tencentEnvelope lists the keys the Handler writes in every Tencent answer.
+var tencentEnvelope = []string{"ActionStatus", "ErrorCode", "ErrorInfo"}
 
 // A Decision is a handler's answer to a callback. The zero Decision allows.
 // Build one with Allow, Rewrite, Deny or Drop.
@@ -38,7 +42,9 @@ func Allow() Decision { return Decision{Action: callback.Allow} }
 // Rewrite lets the event proceed with data in place of its payload. For
 // Seed, data is sent as the answer's "data" (any JSON). For Tencent, data
 // must be a JSON object whose fields are added to the answer, for example
-// {"MsgBody": [...]} or {"RefusedMembers_Account": ["eve"]}.
+// {"MsgBody": [...]} or {"RefusedMembers_Account": ["eve"]}, whose keys
+// are not ActionStatus, ErrorCode or ErrorInfo and do not repeat, even in
+// another case: the Dispatcher refuses such an answer as ambiguous.
 func Rewrite(data json.RawMessage) Decision {
 	return Decision{Action: callback.Allow, Data: data}
 }
@@ -119,10 +125,13 @@ func (d Decision) encodeTencent() ([]byte, error) {
 	fields := map[string]any{}
 	if d.Data != nil {
 		var extra map[string]json.RawMessage
-		if err := json.Unmarshal(d.Data, &extra); err != nil || extra == nil {
-			return nil, fmt.Errorf("%w: Tencent's Data must be a JSON object", errDecision)
+		if err := jsonobj.Check(d.Data); err != nil || json.Unmarshal(d.Data, &extra) != nil {
+			return nil, fmt.Errorf("%w: Tencent's Data must be a JSON object without repeated keys", errDecision)
 		}
 		for k, v := range extra {
+			if jsonobj.Collides(k, tencentEnvelope...) {
+				return nil, fmt.Errorf("%w: Tencent's Data sets an envelope key (ActionStatus, ErrorCode or ErrorInfo)", errDecision)
+			}
 			fields[k] = v
 		}
 	}

@@ -10,8 +10,10 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
@@ -72,7 +74,7 @@ func checkStatus(t *testing.T, w *httptest.ResponseRecorder) {
 		if !json.Valid(w.Body.Bytes()) {
 			t.Fatalf("200 with an answer that is not JSON: %q", w.Body.Bytes())
 		}
-	case 400, 401, 405, 413:
+	case 400, 401, 405, 408, 409, 413, 503:
 	default:
 		t.Fatalf("status %d: %q", w.Code, w.Body.String())
 	}
@@ -112,8 +114,8 @@ func FuzzSeedRequest(f *testing.F) {
 		if err != nil || sec < fuzzNow.Unix()-300 || sec > fuzzNow.Unix()+300 {
 			t.Fatalf("a handler got a request stamped %q, now %d", ts, fuzzNow.Unix())
 		}
-		if len(body) > fuzzMaxBody || !json.Valid(body) {
-			t.Fatalf("a handler got a body of %d bytes, valid JSON %v", len(body), json.Valid(body))
+		if len(body) > fuzzMaxBody || !json.Valid(body) || !utf8.Valid(body) {
+			t.Fatalf("a handler got a body of %d bytes, valid JSON %v, UTF-8 %v", len(body), json.Valid(body), utf8.Valid(body))
 		}
 	})
 }
@@ -145,6 +147,82 @@ func FuzzTencentRequest(f *testing.F) {
 		sec, err := strconv.ParseInt(rt, 10, 64)
 		if err != nil || sec < fuzzNow.Unix()-60 || sec > fuzzNow.Unix()+60 {
 			t.Fatalf("a handler got a request with RequestTime %q, now %d", rt, fuzzNow.Unix())
+		}
+	})
+}
+
+// parseHeader reads a header block, one "Name: value" a line, as a server
+// would have: names canonicalised, values trimmed, repeats kept in order.
+func parseHeader(block string) http.Header {
+	h := http.Header{}
+	for _, line := range strings.Split(block, "\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || name == "" || strings.ContainsAny(name, " \t\r") {
+			continue
+		}
+		h.Add(http.CanonicalHeaderKey(name), strings.TrimSpace(value))
+	}
+	return h
+}
+
+// FuzzSeedHeaders feeds whole header blocks, in both spellings (Standard
+// Webhooks' webhook-* and Svix's svix-*), mixed and repeated, with any
+// body. The oracle is the reference verifier given the headers the
+// Handler should have read: nothing it rejects may reach a handler, and
+// the handler's Request.ID is the ID that was verified.
+func FuzzSeedHeaders(f *testing.F) {
+	body := []byte(`{"from":"alice","text":"hi"}`)
+	wh, err := standardwebhooks.NewWebhook(secretNew)
+	if err != nil {
+		f.Fatal(err)
+	}
+	sig, _ := wh.Sign("msg_1", fuzzNow, body)
+	ts := strconv.FormatInt(fuzzNow.Unix(), 10)
+	f.Add("webhook-id: msg_1\nwebhook-timestamp: "+ts+"\nwebhook-signature: "+sig, body)
+	f.Add("svix-id: msg_1\nsvix-timestamp: "+ts+"\nsvix-signature: "+sig, body)
+	f.Add("svix-id: msg_1\nwebhook-timestamp: "+ts+"\nsvix-signature: "+sig, body)
+	f.Add("webhook-id: msg_2\nsvix-id: msg_1\nwebhook-timestamp: "+ts+"\nwebhook-signature: "+sig, body)
+	f.Add("webhook-id: msg_1\nwebhook-id: msg_2\nwebhook-timestamp: "+ts+"\nwebhook-signature: v1,AAAA\nwebhook-signature: "+sig, body)
+	f.Add("Webhook-Id:msg_1\nWEBHOOK-TIMESTAMP:  "+ts+" \nwebhook-signature: "+sig+" "+sig, body)
+	f.Add("webhook-id: msg_1\nwebhook-timestamp: "+ts+"\nwebhook-signature: "+sig, []byte("{\"from\":\"\xff\"}"))
+
+	var called bool
+	var gotID string
+	h := fuzzHandler(f, receiver.Config{Secret: secretNew}, &called)
+	h.Handle("c", func(_ context.Context, r *receiver.Request) (receiver.Decision, error) {
+		called, gotID = true, r.ID
+		return receiver.Allow(), nil
+	})
+	f.Fuzz(func(t *testing.T, block string, body []byte) {
+		called, gotID = false, ""
+		header := parseHeader(block)
+		w := serveOne(h, "POST", "appId=7&command=c", header, body)
+		checkStatus(t, w)
+		if !called {
+			return
+		}
+		// The Handler reads the webhook-* names, or the svix-* names when
+		// none of those is present.
+		want := http.Header{}
+		prefix := "Webhook-"
+		if header.Get("Webhook-Id") == "" && header.Get("Webhook-Timestamp") == "" && header.Get("Webhook-Signature") == "" {
+			prefix = "Svix-"
+		}
+		for _, k := range []string{"Id", "Timestamp", "Signature"} {
+			want.Set("Webhook-"+k, header.Get(prefix+k))
+		}
+		if err := wh.VerifyIgnoringTimestamp(body, want); err != nil {
+			t.Fatalf("a handler got a request the reference verifier rejects: %v", err)
+		}
+		if gotID != want.Get("Webhook-Id") {
+			t.Fatalf("Request.ID %q, verified ID %q", gotID, want.Get("Webhook-Id"))
+		}
+		sec, err := strconv.ParseInt(want.Get("Webhook-Timestamp"), 10, 64)
+		if err != nil || sec < fuzzNow.Unix()-300 || sec > fuzzNow.Unix()+300 {
+			t.Fatalf("a handler got a request stamped %q, now %d", want.Get("Webhook-Timestamp"), fuzzNow.Unix())
+		}
+		if !json.Valid(body) || !utf8.Valid(body) {
+			t.Fatalf("a handler got a body that is not UTF-8 JSON")
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/receiver"
@@ -16,7 +17,7 @@ import (
 // It serves on :8989 until the process ends, so it is not run; Example
 // runs the same calls.
 func readmeVerify() {
-	h, err := receiver.New(receiver.Config{Secret: os.Getenv("CALLBACK_SECRET"), Dedup: 10000})
+	h, err := receiver.New(receiver.Config{Secret: os.Getenv("CALLBACK_SECRET"), Dedup: 100_000})
 	if err != nil {
 		log.Fatal(err) // a secret that does not parse
 	}
@@ -26,7 +27,16 @@ func readmeVerify() {
 		}
 		return receiver.Allow(), nil
 	})
-	log.Fatal(http.ListenAndServe(":8989", h))
+	srv := &http.Server{
+		Addr:              ":8989",
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,  // the header is read before the Handler runs
+		ReadTimeout:       15 * time.Second, // header and body
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	log.Fatal(srv.ListenAndServe())
 }
 
 var _ = readmeVerify // compiled, not run

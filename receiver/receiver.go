@@ -14,14 +14,36 @@
 //		}
 //		return receiver.Allow(), nil
 //	})
-//	log.Fatal(http.ListenAndServe(":8989", h))
+//	srv := &http.Server{
+//		Addr:              ":8989",
+//		Handler:           h,
+//		ReadHeaderTimeout: 5 * time.Second,
+//		ReadTimeout:       15 * time.Second,
+//		WriteTimeout:      30 * time.Second,
+//		IdleTimeout:       2 * time.Minute,
+//		MaxHeaderBytes:    64 << 10,
+//	}
+//	log.Fatal(srv.ListenAndServe())
+//
+// Serve it with an http.Server whose timeouts are set, as above, not with
+// http.ListenAndServe: the Handler bounds the body it reads (MaxBodyBytes)
+// and how long reading it may take (ReadTimeout), but only the server can
+// bound the request header and idle connections.
 //
 // Requests it rejects get a plain-text body saying why and the status: 405
-// for a method other than POST, 413 for a body over Config.MaxBodyBytes, 401
-// for a missing or wrong signature or a timestamp outside the tolerance, 400
-// for a missing command or app ID or a body that is not JSON. A handler's
-// error, or a panic, is answered 500, so the sender counts the callback as
-// failed (Before applies its failure policy, After retries).
+// for a method other than POST, 413 for a body over Config.MaxBodyBytes, 408
+// for a body not read within Config.ReadTimeout, 401 for a missing or wrong
+// signature or a timestamp outside the tolerance, 400 for a missing command
+// or app ID or a body that is not UTF-8 JSON, and with Config.Dedup 409 for
+// a webhook-id replayed under another command or app and 503 when no more
+// IDs can be remembered. A handler's error, or a panic, is answered 500, so
+// the sender counts the callback as failed (Before applies its failure
+// policy, After retries).
+//
+// Svix's header names (svix-id, svix-timestamp, svix-signature) are
+// accepted as well as Standard Webhooks' (webhook-id, webhook-timestamp,
+// webhook-signature), so App backends moving from Svix-signed webhooks
+// keep working.
 package receiver
 
 import (
@@ -33,12 +55,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
-
-	lru "github.com/hashicorp/golang-lru/v2"
+	"unicode/utf8"
 
 	"github.com/imcallback/callback"
 )
@@ -51,6 +73,10 @@ const (
 	defaultSeedTolerance    = 5 * time.Minute
 	defaultTencentTolerance = time.Minute
 	defaultMaxBodyBytes     = 1 << 20
+	defaultReadTimeout      = 10 * time.Second
+	// bodyPrealloc is as much of a declared Content-Length as is allocated
+	// before any of it arrives; the rest grows as bytes do.
+	bodyPrealloc = 16 << 10
 )
 
 // Config configures a Handler. The zero value of every field means the
@@ -79,21 +105,45 @@ type Config struct {
 	Tolerance time.Duration
 
 	// MaxBodyBytes caps the request body; a larger one is answered 413.
-	// 0 means 1 MiB.
+	// 0 means 1 MiB. The buffer grows as the body arrives, whatever
+	// Content-Length a request declares.
 	MaxBodyBytes int64
+
+	// ReadTimeout bounds reading the request body, from the moment the
+	// Handler is called: a body still incomplete then is answered 408, so
+	// a peer that trickles its body cannot hold the handler. It is applied
+	// with http.ResponseController.SetReadDeadline and replaces, for the
+	// body, any deadline the http.Server set. 0 means 10 s; a negative value
+	// means no bound of the Handler's own (the server's ReadTimeout still
+	// applies). The http.Server must still set ReadHeaderTimeout: the header
+	// is read before the Handler is called.
+	ReadTimeout time.Duration
 
 	// Default handles commands that have no handler. nil means allow them.
 	Default HandlerFunc
 
-	// Dedup is how many recent webhook-ids the Handler remembers, with the
-	// answer it gave. A request that repeats one (an After retry whose
-	// answer was lost, a replay) gets the same answer without calling its
-	// handler again. With Seed and a Secret, the signed webhook-id alone
-	// identifies a request; otherwise a repeat must also have the same
-	// command and body. The memory is bounded: the
-	// least recently used IDs are forgotten first. Only answers of
-	// handlers that succeeded are remembered; duplicates that arrive while
-	// the first is still being handled are handled again. 0 means off.
+	// Dedup is how many webhook-ids the Handler may remember at once, with
+	// the answer it gave. 0 means off. An ID is remembered from before its
+	// handler is called until twice the Tolerance after it was last seen:
+	// as long as any request carrying it could still pass the timestamp
+	// check. A request that repeats it (an After retry whose answer was
+	// lost) gets the first answer without calling its handler again; a
+	// repeat arriving while the first is still being handled waits for it;
+	// after a handler failed (500), a repeat calls the handler again, so the
+	// sender's retry can succeed.
+	//
+	// With Seed and a Secret, the signed webhook-id identifies a request:
+	// one that reuses it under another command or app is a replay, answered
+	// 409 and never handled, whether the first is answered, being handled or
+	// failed. Otherwise (Tencent's Sign covers no ID, or no Secret) a repeat
+	// must also have the same command, app and body, and one that differs
+	// is another request.
+	//
+	// When Dedup IDs are remembered and none has expired, a request with a
+	// new ID is answered 503 (the sender retries later) rather than let
+	// through unremembered. Size it for the traffic of twice the
+	// Tolerance: at 1,000 callbacks/s with the Seed default of 5 minutes,
+	// 600,000 (each ID costs a few hundred bytes plus its answer).
 	Dedup int
 
 	// Logger receives rejected requests at Warn level and failed handlers
@@ -104,8 +154,9 @@ type Config struct {
 
 // Request is one verified callback.
 type Request struct {
-	// ID is the webhook-id header: the same on every attempt of one event.
-	// Empty if the sender sent none (Tencent Cloud IM does not).
+	// ID is the webhook-id header (svix-id when the request has no
+	// webhook-* header): the same on every attempt of one event. Empty if
+	// the sender sent none (Tencent Cloud IM does not).
 	ID string
 	// AppID is the app the event belongs to (Seed's appId, Tencent's
 	// SdkAppid).
@@ -139,8 +190,9 @@ type Handler struct {
 	fallback HandlerFunc
 	log      *slog.Logger
 	verify   verifier
+	readFor  time.Duration    // Config.ReadTimeout; <= 0: no bound of our own
 	now      func() time.Time // a test seam
-	seen     *lru.Cache[string, []byte]
+	seen     *dedup           // nil: Dedup off
 
 	mu     sync.RWMutex // guards routes
 	routes map[string]HandlerFunc
@@ -162,6 +214,7 @@ func New(cfg Config) (*Handler, error) {
 	h := &Handler{
 		proto:    cfg.Protocol,
 		maxBody:  cfg.MaxBodyBytes,
+		readFor:  orDefault(cfg.ReadTimeout, defaultReadTimeout),
 		fallback: cfg.Default,
 		log:      cfg.Logger,
 		now:      time.Now,
@@ -174,11 +227,14 @@ func New(cfg Config) (*Handler, error) {
 		h.log = slog.Default()
 	}
 	var err error
+	var tolerance time.Duration
 	switch cfg.Protocol {
 	case callback.Seed:
-		h.verify, err = newSeedVerifier(cfg.Secret, orDefault(cfg.Tolerance, defaultSeedTolerance))
+		tolerance = orDefault(cfg.Tolerance, defaultSeedTolerance)
+		h.verify, err = newSeedVerifier(cfg.Secret, tolerance)
 	case callback.Tencent:
-		h.verify, err = newTencentVerifier(cfg.Secret, orDefault(cfg.Tolerance, defaultTencentTolerance))
+		tolerance = orDefault(cfg.Tolerance, defaultTencentTolerance)
+		h.verify, err = newTencentVerifier(cfg.Secret, tolerance)
 	default:
 		err = fmt.Errorf("%w: unknown Protocol %d", ErrInvalidConfig, int(cfg.Protocol))
 	}
@@ -186,10 +242,7 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	if cfg.Dedup > 0 {
-		h.seen, err = lru.New[string, []byte](cfg.Dedup)
-		if err != nil {
-			return nil, fmt.Errorf("%w: Dedup: %v", ErrInvalidConfig, err)
-		}
+		h.seen = newDedup(cfg.Dedup, 2*tolerance)
 	}
 	return h, nil
 }
@@ -223,27 +276,49 @@ func reject(status int, format string, args ...any) *rejection {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req, rej := h.parse(w, r)
 	if rej != nil {
-		h.log.LogAttrs(r.Context(), slog.LevelWarn, "receiver: callback rejected",
-			slog.Int("status", rej.status),
-			slog.String("reason", rej.reason),
-			slog.String("remote_addr", r.RemoteAddr),
-		)
-		if rej.status == http.StatusMethodNotAllowed {
-			w.Header().Set("Allow", http.MethodPost)
-		}
-		http.Error(w, rej.reason, rej.status)
+		h.refuse(w, r, rej)
 		return
 	}
-
-	var key string
-	if h.seen != nil && req.ID != "" {
-		key = h.dedupKey(req)
-		if answer, ok := h.seen.Get(key); ok {
+	if h.seen == nil || req.ID == "" {
+		if answer, ok := h.handle(w, r, req); ok {
 			writeAnswer(w, answer)
-			return
 		}
+		return
 	}
+	key, who := h.dedupKey(req)
+	answer, e, rej := h.seen.claim(r.Context(), key, who, h.now)
+	switch {
+	case rej != nil:
+		h.refuse(w, r, rej)
+		return
+	case e == nil:
+		writeAnswer(w, answer)
+		return
+	}
+	var kept []byte
+	defer func() { h.seen.finish(e, kept) }() // even if the handler aborts
+	if answer, ok := h.handle(w, r, req); ok {
+		kept = answer
+		writeAnswer(w, answer)
+	}
+}
 
+// refuse logs and answers a rejected request.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rej *rejection) {
+	h.log.LogAttrs(r.Context(), slog.LevelWarn, "receiver: callback rejected",
+		slog.Int("status", rej.status),
+		slog.String("reason", rej.reason),
+		slog.String("remote_addr", r.RemoteAddr),
+	)
+	if rej.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", http.MethodPost)
+	}
+	http.Error(w, rej.reason, rej.status)
+}
+
+// handle calls req's handler and returns the answer to write. When the
+// handler fails, handle answers 500 itself and returns false.
+func (h *Handler) handle(w http.ResponseWriter, r *http.Request, req *Request) ([]byte, bool) {
 	h.mu.RLock()
 	fn := h.routes[req.Command]
 	h.mu.RUnlock()
@@ -256,19 +331,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if dec, err = h.call(r.Context(), fn, req); err != nil {
 			h.failed(r.Context(), req, "handler failed", err)
 			http.Error(w, "callback handler failed", http.StatusInternalServerError)
-			return
+			return nil, false
 		}
 	}
 	answer, err := dec.encode(h.proto)
 	if err != nil {
 		h.failed(r.Context(), req, "handler's decision cannot be answered", err)
 		http.Error(w, "callback handler's decision cannot be answered", http.StatusInternalServerError)
-		return
+		return nil, false
 	}
-	if key != "" {
-		h.seen.Add(key, answer)
-	}
-	writeAnswer(w, answer)
+	return answer, true
 }
 
 // parse reads and verifies r, in the order a rejection is reported: method,
@@ -277,7 +349,7 @@ func (h *Handler) parse(w http.ResponseWriter, r *http.Request) (*Request, *reje
 	if r.Method != http.MethodPost {
 		return nil, reject(http.StatusMethodNotAllowed, "method %s not allowed: callbacks are POST", r.Method)
 	}
-	body, rej := readBody(w, r, h.maxBody)
+	body, rej := readBody(w, r, h.maxBody, h.readFor)
 	if rej != nil {
 		return nil, rej
 	}
@@ -289,29 +361,50 @@ func (h *Handler) parse(w http.ResponseWriter, r *http.Request) (*Request, *reje
 	if rej != nil {
 		return nil, rej
 	}
-	if !json.Valid(body) {
-		return nil, reject(http.StatusBadRequest, "body is not valid JSON")
+	if !utf8.Valid(body) || !json.Valid(body) {
+		return nil, reject(http.StatusBadRequest, "body is not valid JSON in UTF-8")
 	}
-	req.ID = r.Header.Get("Webhook-Id")
+	req.ID, _, _ = webhookHeaders(r.Header)
 	req.Body = body
 	req.Header = r.Header
 	return req, nil
 }
 
-// readBody reads at most limit bytes of r's body.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *rejection) {
+// readBody reads at most limit bytes of r's body, within timeout when it is
+// positive. Its buffer grows as bytes arrive: a declared Content-Length is
+// only trusted to refuse a body that is too large.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, *rejection) {
 	if r.ContentLength > limit {
 		return nil, reject(http.StatusRequestEntityTooLarge, "body over %d bytes", limit)
 	}
+	var err error
+	if timeout > 0 {
+		rc := http.NewResponseController(w)
+		if rc.SetReadDeadline(time.Now().Add(timeout)) == nil {
+			// Clear it once the body is read, so that the server's check
+			// that the peer is still there while the handler runs, and its
+			// read of the next request, do not hit it. After a timeout it
+			// stays: the connection is closed, unread.
+			defer func() {
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					_ = rc.SetReadDeadline(time.Time{})
+				}
+			}()
+		}
+	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+		buf.Grow(int(min(r.ContentLength, bodyPrealloc)))
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	_, err = buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
 		return nil, reject(http.StatusRequestEntityTooLarge, "body over %d bytes", limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// Do not let the server wait for the rest to keep the connection.
+		w.Header().Set("Connection", "close")
+		return nil, reject(http.StatusRequestTimeout, "body not received within %v", timeout)
 	case err != nil:
 		return nil, reject(http.StatusBadRequest, "reading body: %v", err)
 	}
@@ -352,19 +445,20 @@ func (h *Handler) failed(ctx context.Context, req *Request, msg string, err erro
 	)
 }
 
-// dedupKey identifies a request for Config.Dedup. A verified Standard
-// Webhooks signature covers the webhook-id and the body but not the query,
-// so there the ID alone is the key: a signed request replayed under another
-// command or app gets the first answer and reaches no handler. Otherwise
-// (Tencent's Sign covers neither, or no Secret) the key adds the command
-// and a digest of the body, so that a request reusing an ID with other
-// content is not taken for a duplicate.
-func (h *Handler) dedupKey(req *Request) string {
+// dedupKey returns the key under which Config.Dedup remembers req and who
+// req is. A verified Standard Webhooks signature covers the webhook-id and
+// the body but not the query, so there the ID alone is the key and who is
+// the command and app: the same ID under another command or app is a
+// replay. Otherwise (Tencent's Sign covers neither, or no Secret) the key
+// adds the command, the app and a digest of the body, so that a request
+// reusing an ID with other content is another request, not a replay.
+func (h *Handler) dedupKey(req *Request) (key, who string) {
+	who = req.Command + "\x00" + strconv.Itoa(req.AppID)
 	if h.verify.signsID() {
-		return req.ID
+		return req.ID, who
 	}
 	sum := sha256.Sum256(req.Body)
-	return req.ID + "\x00" + req.Command + "\x00" + string(sum[:])
+	return req.ID + "\x00" + who + "\x00" + string(sum[:]), ""
 }
 
 func writeAnswer(w http.ResponseWriter, answer []byte) {

@@ -271,30 +271,46 @@ func TestHandleReplacesAndRemoves(t *testing.T) {
 
 func TestDedupAnswersRepeatsWithoutCallingAgain(t *testing.T) {
 	var calls atomic.Int64
+	var offset atomic.Int64
 	h := newHandler(t, receiver.Config{Secret: secretNew, Dedup: 2})
+	receiver.SetClock(h, func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
 	h.Handle("c", func(context.Context, *receiver.Request) (receiver.Decision, error) {
 		n := calls.Add(1)
 		return receiver.Deny(int(n), "call "+strconv.FormatInt(n, 10)), nil
 	})
 	s := serve(t, h)
-	now := time.Now()
-	send := func(id string, body string) string {
-		_, answer := post(t, "POST", s.URL+"?appId=1&command=c", signed(t, secretNew, id, now, []byte(body)), []byte(body))
-		return answer
+	send := func(id string, body string) (int, string) {
+		now := time.Now().Add(time.Duration(offset.Load()))
+		return post(t, "POST", s.URL+"?appId=1&command=c", signed(t, secretNew, id, now, []byte(body)), []byte(body))
 	}
-	assert.JSONEq(t, `{"code":1,"msg":"call 1"}`, send("a", `{}`))
-	assert.JSONEq(t, `{"code":1,"msg":"call 1"}`, send("a", `{}`), "a repeat gets the first answer")
-	assert.JSONEq(t, `{"code":2,"msg":"call 2"}`, send("b", `{}`))
-	assert.JSONEq(t, `{"code":3,"msg":"call 3"}`, send("c", `{}`))
-	assert.JSONEq(t, `{"code":4,"msg":"call 4"}`, send("a", `{}`), "memory holds 2 IDs: a was forgotten")
-	assert.Equal(t, int64(4), calls.Load())
+	answer := func(id string) string {
+		status, a := send(id, `{}`)
+		require.Equal(t, http.StatusOK, status, a)
+		return a
+	}
+	assert.JSONEq(t, `{"code":1,"msg":"call 1"}`, answer("a"))
+	assert.JSONEq(t, `{"code":1,"msg":"call 1"}`, answer("a"), "a repeat gets the first answer")
+	assert.JSONEq(t, `{"code":2,"msg":"call 2"}`, answer("b"))
 
-	// A signed request replayed under another command is the same event.
-	hdr := signed(t, secretNew, "d", now, []byte(`{}`))
-	_, first := post(t, "POST", s.URL+"?appId=1&command=c", hdr, []byte(`{}`))
-	_, again := post(t, "POST", s.URL+"?appId=2&command=other", hdr, []byte(`{}`))
-	assert.JSONEq(t, first, again, "replay under another command and app")
-	assert.Equal(t, int64(5), calls.Load(), "the replay must not reach a handler")
+	// Full, and nothing is old enough to forget: a new ID is refused, not
+	// let through unremembered.
+	status, body := send("c", `{}`)
+	assert.Equal(t, http.StatusServiceUnavailable, status, body)
+	assert.Equal(t, int64(2), calls.Load())
+
+	// So a is still remembered, and replaying it under another command
+	// and app is refused however many other requests came since.
+	hdr := signed(t, secretNew, "a", time.Now(), []byte(`{}`))
+	status, body = post(t, "POST", s.URL+"?appId=2&command=other", hdr, []byte(`{}`))
+	assert.Equal(t, http.StatusConflict, status, body)
+	assert.Equal(t, int64(2), calls.Load(), "the replay must not reach a handler")
+
+	// Past twice the tolerance, a and b can no longer pass the timestamp
+	// check, so they are forgotten and make room.
+	offset.Store(int64(10*time.Minute + time.Second))
+	assert.JSONEq(t, `{"code":3,"msg":"call 3"}`, answer("c"))
+	assert.JSONEq(t, `{"code":4,"msg":"call 4"}`, answer("a"), "a is forgotten once no replay of it can pass")
+	assert.Equal(t, int64(4), calls.Load())
 }
 
 func TestDedupWithoutSignedIDsComparesContent(t *testing.T) {

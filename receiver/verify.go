@@ -53,7 +53,7 @@ func (v *seedVerifier) verify(h http.Header, _ url.Values, body []byte, now time
 	if len(v.keys) == 0 {
 		return nil
 	}
-	id, ts, sigs := h.Get("Webhook-Id"), h.Get("Webhook-Timestamp"), h.Get("Webhook-Signature")
+	id, ts, sigs := webhookHeaders(h)
 	if id == "" || ts == "" || sigs == "" {
 		return reject(http.StatusUnauthorized, "missing webhook-id, webhook-timestamp or webhook-signature")
 	}
@@ -80,6 +80,17 @@ func (v *seedVerifier) verify(h http.Header, _ url.Values, body []byte, now time
 		}
 	}
 	return reject(http.StatusUnauthorized, "no webhook-signature matches")
+}
+
+// webhookHeaders returns a request's webhook-id, webhook-timestamp and
+// webhook-signature headers; when it has none of them, Svix's svix-id,
+// svix-timestamp and svix-signature, which carry the same values.
+func webhookHeaders(h http.Header) (id, ts, sigs string) {
+	id, ts, sigs = h.Get("Webhook-Id"), h.Get("Webhook-Timestamp"), h.Get("Webhook-Signature")
+	if id == "" && ts == "" && sigs == "" {
+		id, ts, sigs = h.Get("Svix-Id"), h.Get("Svix-Timestamp"), h.Get("Svix-Signature")
+	}
+	return id, ts, sigs
 }
 
 func (v *seedVerifier) signsID() bool { return len(v.keys) > 0 }

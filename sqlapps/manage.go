@@ -28,7 +28,7 @@ func (s *Store) Get(ctx context.Context, appID int) (App, error) {
 		return App{}, fmt.Errorf("sqlapps: app %d: %w", appID, callback.ErrUnknownApp)
 	}
 	a := apps[0]
-	if a.Endpoint.Secret, err = s.decrypt(ctx, a.ID, a.Endpoint.Secret); err != nil {
+	if err := s.open(ctx, a.ID, &a.Endpoint); err != nil {
 		return App{}, err
 	}
 	return a, nil
@@ -43,7 +43,7 @@ func (s *Store) List(ctx context.Context) ([]App, error) {
 		return nil, fmt.Errorf("sqlapps: listing apps: %w", err)
 	}
 	for i := range apps {
-		if apps[i].Endpoint.Secret, err = s.decrypt(ctx, apps[i].ID, apps[i].Endpoint.Secret); err != nil {
+		if err := s.open(ctx, apps[i].ID, &apps[i].Endpoint); err != nil {
 			return nil, err
 		}
 	}
@@ -54,10 +54,11 @@ func (s *Store) List(ctx context.Context) ([]App, error) {
 // transaction, then drops it from this Store's cache. It returns an error
 // wrapping callback.ErrInvalidConfig, and writes nothing, for an endpoint
 // the Dispatcher could not use (see callback.Endpoint.Validate), a
-// timeout that is not a whole number of milliseconds, or text some
-// supported database could not store: not UTF-8, a NUL, a command name
-// longer than 191 characters. The secret is stored
-// as given, or as Options.Encrypt makes it.
+// timeout that is not a whole number of milliseconds, text some supported
+// database could not store (not UTF-8, a NUL, a command name longer than
+// 191 characters), or a URL with credentials (user:password@) without
+// Options.Encrypt. The secret is stored as given, or as Options.Encrypt
+// makes it; URL credentials only as Options.Encrypt makes them.
 func (s *Store) Set(ctx context.Context, a App) error {
 	ep := a.Endpoint
 	if err := ep.Validate(); err != nil {
@@ -75,6 +76,10 @@ func (s *Store) Set(ctx context.Context, a App) error {
 	if err != nil {
 		return fmt.Errorf("sqlapps: app %d: %w", a.ID, err)
 	}
+	storedURL, err := s.seal(ctx, a.ID, ep.URL)
+	if err != nil {
+		return err
+	}
 	secret := ep.Secret
 	if s.opts.Encrypt != nil && secret != "" {
 		if secret, err = s.opts.Encrypt(ctx, a.ID, secret); err != nil {
@@ -89,7 +94,7 @@ func (s *Store) Set(ctx context.Context, a App) error {
 		// The app's row first, by an upsert that locks it: concurrent
 		// Sets and Deletes of the app then take turns (a delete and an
 		// insert deadlock or collide on PostgreSQL and MySQL).
-		if _, err := tx.ExecContext(ctx, s.upsertApp, a.ID, ep.URL, string(protocol), secret, ep.Timeout.Milliseconds()); err != nil {
+		if _, err := tx.ExecContext(ctx, s.upsertApp, a.ID, storedURL, string(protocol), secret, ep.Timeout.Milliseconds()); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, s.deleteCommands, a.ID); err != nil {

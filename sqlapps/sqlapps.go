@@ -25,6 +25,11 @@
 // let secrets be encrypted at rest (with a KMS or a key the database does
 // not hold); decrypted secrets then live only in the process's memory, in
 // the cache.
+//
+// Credentials in a URL (https://user:password@host/...) are a secret too:
+// Set stores them only encrypted, with Options.Encrypt, in the URL's user
+// information under the user name "imcallback-encrypted"; without Encrypt
+// it refuses them. The rest of the URL stays readable in the table.
 package sqlapps
 
 import (
@@ -32,7 +37,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,7 +78,9 @@ type Options struct {
 	Decrypt SecretFunc
 
 	// Encrypt, if set, turns a secret into what Set stores. It should be
-	// Decrypt's inverse.
+	// Decrypt's inverse. The user information of a URL with credentials
+	// ("user:password", escaped) goes through both too; without Encrypt,
+	// Set refuses such a URL.
 	Encrypt SecretFunc
 }
 
@@ -193,7 +202,7 @@ func (s *Store) refresh(ctx context.Context, appID int, gen uint64, stale *entry
 		e.err = fmt.Errorf("sqlapps: app %d: %w", appID, callback.ErrUnknownApp)
 	} else {
 		e.ep = apps[0].Endpoint
-		if e.ep.Secret, err = s.decrypt(qctx, appID, e.ep.Secret); err != nil {
+		if err = s.open(qctx, appID, &e.ep); err != nil {
 			e.err = err
 		}
 	}
@@ -229,6 +238,61 @@ func (s *Store) InvalidateAll() {
 	defer s.mu.Unlock()
 	s.gen.Add(1)
 	clear(s.cache)
+}
+
+// encryptedUser is the user name of a stored URL whose user information
+// is encrypted: its password is what Options.Encrypt made of it.
+const encryptedUser = "imcallback-encrypted"
+
+// open turns a stored endpoint into the one to call: its secret and its
+// URL's credentials decrypted with Options.Decrypt.
+func (s *Store) open(ctx context.Context, appID int, ep *callback.Endpoint) error {
+	var err error
+	if ep.Secret, err = s.decrypt(ctx, appID, ep.Secret); err != nil {
+		return err
+	}
+	if !strings.Contains(ep.URL, encryptedUser+":") {
+		return nil
+	}
+	u, err := url.Parse(ep.URL)
+	if err != nil || u.User == nil || u.User.Username() != encryptedUser {
+		return nil // not ours; the Dispatcher checks the URL
+	}
+	if s.opts.Decrypt == nil {
+		return fmt.Errorf("sqlapps: app %d: its URL credentials are encrypted and Options.Decrypt is not set: %w", appID, callback.ErrInvalidConfig)
+	}
+	sealed, _ := u.User.Password()
+	userinfo, err := s.opts.Decrypt(ctx, appID, sealed)
+	if err != nil {
+		return fmt.Errorf("sqlapps: app %d: decrypting its URL credentials: %w", appID, err)
+	}
+	u.User = nil
+	scheme, rest, _ := strings.Cut(u.String(), "://")
+	plain := scheme + "://" + userinfo + "@" + rest
+	if _, err := url.Parse(plain); err != nil {
+		return fmt.Errorf("sqlapps: app %d: its URL credentials do not decrypt to user information: %w", appID, callback.ErrInvalidConfig)
+	}
+	ep.URL = plain
+	return nil
+}
+
+// seal returns the URL Set stores for raw: as given without credentials,
+// with them encrypted by Options.Encrypt, or an error if there is no
+// Encrypt.
+func (s *Store) seal(ctx context.Context, appID int, raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw, nil // Validate has checked it parses
+	}
+	if s.opts.Encrypt == nil {
+		return "", fmt.Errorf("sqlapps: app %d: URL carries credentials, which are stored only encrypted: set Options.Encrypt: %w", appID, callback.ErrInvalidConfig)
+	}
+	sealed, err := s.opts.Encrypt(ctx, appID, u.User.String())
+	if err != nil {
+		return "", fmt.Errorf("sqlapps: app %d: encrypting its URL credentials: %w", appID, err)
+	}
+	u.User = url.UserPassword(encryptedUser, sealed)
+	return u.String(), nil
 }
 
 // decrypt applies Options.Decrypt to a stored secret.

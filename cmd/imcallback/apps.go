@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -234,7 +235,27 @@ func runAppsList(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	return exitAllow
 }
 
-// appJSON is how list shows an app: the secret only as "set" or "none".
+// redactURL returns raw with its user information (basic-auth credentials)
+// replaced by "xxxxx", so that a printed URL carries no password; raw is
+// returned as is if it has none. A URL that does not parse is not printed.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	if u.User == nil {
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	} else {
+		u.User = url.User("xxxxx") // a lone user name is often a token
+	}
+	return u.String()
+}
+
+// appJSON is how list shows an app: the secret only as "set" or "none",
+// the URL without its credentials.
 type appJSON struct {
 	App      int      `json:"app"`
 	URL      string   `json:"url"`
@@ -245,7 +266,7 @@ type appJSON struct {
 }
 
 func toJSON(a sqlapps.App) appJSON {
-	j := appJSON{App: a.ID, URL: a.Endpoint.URL, Protocol: a.Endpoint.Protocol.String(), Secret: "none"}
+	j := appJSON{App: a.ID, URL: redactURL(a.Endpoint.URL), Protocol: a.Endpoint.Protocol.String(), Secret: "none"}
 	if a.Endpoint.Secret != "" {
 		j.Secret = "set"
 	}
@@ -342,7 +363,7 @@ func runAppsSet(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err := store.Set(ctx, sqlapps.App{ID: *app, Endpoint: ep}); err != nil {
 		return fail(stderr, exitFailure, "imcallback apps set: %v", err)
 	}
-	fmt.Fprintf(stdout, "app %d: %s (%s)\n", *app, ep.URL, ep.Protocol)
+	fmt.Fprintf(stdout, "app %d: %s (%s)\n", *app, redactURL(ep.URL), ep.Protocol)
 	return exitAllow
 }
 

@@ -12,9 +12,11 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf16"
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/receiver"
@@ -174,12 +176,16 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	app, command := l.address(r.URL.Query())
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s  %s  app %s  id %s\n", at.Format("15:04:05.000"), orDash(command), orDash(app), orDash(r.Header.Get("Webhook-Id")))
+	id := r.Header.Get("Webhook-Id")
+	if id == "" {
+		id = r.Header.Get("Svix-Id")
+	}
+	fmt.Fprintf(&b, "%s  %s  app %s  id %s\n", at.Format("15:04:05.000"), safe(command), safe(app), safe(id))
 	status := "rejected"
 	if rw.status == http.StatusUnauthorized {
 		status = "signature INVALID"
 	}
-	fmt.Fprintf(&b, "  %s: answered %d %s\n", status, rw.status, strings.TrimSpace(rw.reason.String()))
+	fmt.Fprintf(&b, "  %s: answered %d %s\n", status, rw.status, printable(strings.TrimSpace(rw.reason.String())))
 	if l.verbose {
 		l.writeHeaders(&b, r)
 	}
@@ -197,14 +203,14 @@ func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.
 	dec, why := l.rules.decide(l.proto, req.Command, req.Body)
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s  %s  app %d  id %s\n", time.Now().Format("15:04:05.000"), req.Command, req.AppID, orDash(req.ID))
+	fmt.Fprintf(&b, "%s  %s  app %d  id %s\n", time.Now().Format("15:04:05.000"), safe(req.Command), req.AppID, safe(req.ID))
 	sig := "not checked (no --secret)"
 	if l.signed {
 		sig = "valid"
 	}
 	fmt.Fprintf(&b, "  signature: %s\n", sig)
 	if req.ClientIP != "" || req.Platform != "" {
-		fmt.Fprintf(&b, "  client:    %s %s\n", orDash(req.ClientIP), orDash(req.Platform))
+		fmt.Fprintf(&b, "  client:    %s %s\n", safe(req.ClientIP), safe(req.Platform))
 	}
 	fmt.Fprintf(&b, "  answer:    %s", describeDecision(l.proto, dec))
 	if why != "" {
@@ -218,7 +224,7 @@ func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.
 		}
 		l.writeHeaders(&b, hr)
 	}
-	fmt.Fprintf(&b, "  body:      %s\n\n", indent(req.Body, "             "))
+	fmt.Fprintf(&b, "  body:      %s\n\n", graphicJSON(indent(req.Body, "             ")))
 	l.printf("%s", b.String())
 	return dec, nil
 }
@@ -239,7 +245,7 @@ func describeDecision(p callback.Protocol, dec receiver.Decision) string {
 // writeHeaders lists r's headers (and query, when r has a URL) sorted.
 func (l *listener) writeHeaders(b *strings.Builder, r *http.Request) {
 	if r.URL != nil {
-		fmt.Fprintf(b, "  query:     %s\n", r.URL.RawQuery)
+		fmt.Fprintf(b, "  query:     %s\n", safe(r.URL.RawQuery))
 	}
 	keys := make([]string, 0, len(r.Header))
 	for k := range r.Header {
@@ -249,7 +255,7 @@ func (l *listener) writeHeaders(b *strings.Builder, r *http.Request) {
 	b.WriteString("  headers:\n")
 	for _, k := range keys {
 		for _, v := range r.Header[k] {
-			fmt.Fprintf(b, "    %s: %s\n", k, v)
+			fmt.Fprintf(b, "    %s: %s\n", safe(k), printable(v))
 		}
 	}
 }
@@ -269,11 +275,55 @@ func (l *listener) address(q map[string][]string) (app, command string) {
 	return get("appId"), get("command")
 }
 
-func orDash(s string) string {
+// safe returns untrusted text for the terminal: "-" for none, the text as
+// is when it is printable and has no space or quote, and otherwise quoted
+// with strconv.QuoteToGraphic, so that control characters (escape
+// sequences, carriage returns, newlines that would forge a line) and
+// invisible ones reach the operator's terminal only as escapes.
+func safe(s string) string {
 	if s == "" {
 		return "-"
 	}
+	for _, r := range s {
+		if r == ' ' || r == '"' || r == '\\' || !strconv.IsGraphic(r) {
+			return strconv.QuoteToGraphic(s)
+		}
+	}
 	return s
+}
+
+// printable returns untrusted text that may hold spaces (a header value, a
+// rejection's reason) as is when every character is graphic, and otherwise
+// quoted with strconv.QuoteToGraphic.
+func printable(s string) string {
+	for _, r := range s {
+		if !strconv.IsGraphic(r) {
+			return strconv.QuoteToGraphic(s)
+		}
+	}
+	return s
+}
+
+// graphicJSON escapes, as \uXXXX, every character of pretty-printed JSON
+// that is not graphic, but the newlines and spaces the indentation put
+// there. JSON has none outside its strings, and in a string the escape
+// means the same character, so the text stays the same JSON while no
+// control or invisible character (a C1 escape such as U+009B, a bidi
+// override) reaches the terminal raw.
+func graphicJSON(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == ' ' || strconv.IsGraphic(r):
+			b.WriteRune(r)
+		case r > 0xffff:
+			r1, r2 := utf16.EncodeRune(r)
+			fmt.Fprintf(&b, "\\u%04x\\u%04x", r1, r2)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return b.String()
 }
 
 // statusWriter passes a response through and keeps its status and the

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	neturl "net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// URL credentials are never printed: not by apps set, not by apps list
+// (table or --json), not by send.
+func TestURLCredentialsNeverPrinted(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "apps.db")
+	t.Setenv("IMCALLBACK_TEST_KEY", "")
+	r := cli(t, "", "apps", "set", "--db", db, "--app", "1", "--url", "https://ops:hunter2@app.example/cb?x=1", "--secret", "")
+	// sqlapps refuses credentials it cannot encrypt: either way, never printed.
+	assert.NotContains(t, r.stdout+r.stderr, "hunter2")
+	for _, u := range []string{"https://ops:hunter2@127.0.0.1:1/cb", "https://tokhunter2@127.0.0.1:1/cb"} {
+		r := cli(t, "", "send", "--url", u, "--body", `{}`, "--timeout", "200ms")
+		assert.Equal(t, exitFailure, r.code)
+		assert.NotContains(t, r.stdout+r.stderr, "hunter2", "send")
+		r = cli(t, "", "send", "--url", u, "--body", `{}`, "--after", "--retries", "1", "--timeout", "200ms")
+		assert.NotContains(t, r.stdout+r.stderr, "hunter2", "send --after")
+		r = cli(t, "", "send", "--url", u, "--body", `{}`, "--count", "2", "--timeout", "200ms")
+		assert.NotContains(t, r.stdout+r.stderr, "hunter2", "send --count")
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://ops:hunter2@app.example/cb?x=1": "https://ops:xxxxx@app.example/cb?x=1",
+		"https://hunter2@app.example/cb":         "https://xxxxx@app.example/cb",
+		"https://app.example/cb":                 "https://app.example/cb",
+		"http://a b@%zz":                         "(a URL that does not parse)",
+	} {
+		assert.Equal(t, want, redactURL(in), in)
+	}
+}
+
+// listen prints what an unverified peer sent quoted, so that escape
+// sequences reach the operator's terminal only as escapes.
+func TestListenQuotesUntrustedText(t *testing.T) {
+	url, out := listening(t, "--verbose")
+	const esc = "\x1b[2J\x1b]0;pwned\x07"
+	req, err := http.NewRequest("POST", url+"?appId=1&command="+neturl.QueryEscape(esc+"\r\nfake line")+"&x=%9b", bytes.NewReader([]byte("{\"text\":\"\u009b31m\u202eevil\"}")))
+	require.NoError(t, err)
+	// net/http refuses control bytes in headers on both sides; C1
+	// controls and bidi overrides, in UTF-8, pass.
+	req.Header.Set("Webhook-Id", "id\u009b31m")
+	req.Header.Set("X-Evil", "a\u202eb")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	// An unverified request: listen has no secret, so it reaches the
+	// handler; a rejected one goes through the other printer.
+	req2, err := http.NewRequest("PUT", url+"?appId=%1b[1m&command=%1b[5m", nil)
+	require.NoError(t, err)
+	res, err = http.DefaultClient.Do(req2)
+	require.NoError(t, err)
+	res.Body.Close()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && strings.Count(out.String(), "\n\n") < 3 {
+		time.Sleep(10 * time.Millisecond) // polling for the condition, not a fixed wait
+	}
+	printed := out.String()
+	for _, c := range []string{"\x1b", "\x07", "\r", "\u009b", "\u202e"} {
+		assert.NotContains(t, printed, c, "a raw %q reached the terminal:\n%s", c, printed)
+	}
+	assert.Contains(t, printed, `\x1b[2J`)
+	assert.Contains(t, printed, `\u009b31m`, "the body stays JSON, the character escaped")
+	assert.Contains(t, printed, `id\u009b31m`)
+	assert.NotContains(t, printed, "\nfake line", "no forged line")
+}
