@@ -32,8 +32,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/go-retryablehttp"
 )
 
 // Errors returned by the Dispatcher, or wrapped in Response.Err and in the
@@ -80,14 +78,13 @@ type Dispatcher struct {
 	endpoints *endpoints // breaker and After limits of each callback URL
 
 	transport *http.Transport // owned: idle connections closed by Close
-	client    *http.Client    // Before: one attempt, no redirects
-	retry     *retryablehttp.Client
+	client    *http.Client    // one attempt, no redirects
 
 	idPrefix string        // random per Dispatcher, so IDs never repeat across processes
 	seq      atomic.Uint64 // numbers events for their IDs
 
 	queue    Queue
-	inWorker bool            // the queue's events are retried inside the worker (the memory queue)
+	mem      *memQueue       // the queue when it is the memory one; nil with Config.Queue
 	stopping context.Context // ends when Close starts
 	stop     context.CancelFunc
 
@@ -127,14 +124,14 @@ func New(cfg Config) (*Dispatcher, error) {
 	} else if d.static, err = newRoute(&d.s, &Endpoint{URL: s.URL, Protocol: s.Protocol, Secret: s.Secret}); err != nil {
 		return nil, err
 	}
-	if d.queue == nil {
-		d.queue = newMemQueue(s.QueueSize)
-	}
-	_, d.inWorker = d.queue.(interface{ retriesInWorker() })
 	d.transport = newTransport(&s)
 	d.endpoints = newEndpoints(&d.s)
-	d.client = newClient(d.transport, d.endpoints)
-	d.retry = newRetryClient(&s, d.client)
+	d.endpoints.inUse = d.endpointsInUse
+	if d.queue == nil {
+		d.mem = newMemQueue(s.QueueSize, s.endpointQueueSize(), s.Workers, d.endpoints)
+		d.queue = d.mem
+	}
+	d.client = newClient(d.transport)
 	// The lifetime context belongs to the Dispatcher: deliveries outlive the
 	// After call that queued them, and end only by success, dead letter or
 	// Close.
