@@ -408,6 +408,16 @@ var (
 	errProbing = fmt.Errorf("%w: half-open, probe in flight: %w", ErrBreakerOpen, gobreaker.ErrTooManyRequests)
 )
 
+// wanted notes that an After event for e came at now. An endpoint that
+// was quiet for activeWindow becomes active at once: the count of active
+// endpoints is redone at the next fairCap, so its share is kept from the
+// start.
+func (e *endpoint) wanted(now time.Time) {
+	if prev := e.demand.Swap(now.UnixNano()); now.UnixNano()-prev > int64(activeWindow) {
+		e.es.counted.Store(0)
+	}
+}
+
 // halfOpenPoll is how soon an After event refused by a half-open breaker,
 // whose probe is in flight, is offered to the endpoint again.
 const halfOpenPoll = 100 * time.Millisecond
@@ -429,6 +439,7 @@ type permit struct {
 // breaker burns none.
 func (e *endpoint) take(now time.Time) (p permit, wake time.Time, ok bool) {
 	e.used.Store(now.UnixNano())
+	e.wanted(now)
 	if e.inflight.Add(1) > e.es.fairCap(now) {
 		e.inflight.Add(-1)
 		return p, time.Time{}, false

@@ -23,3 +23,7 @@ func Permits(g *SSRFGuard, addr netip.Addr) bool { return g.permits(addr) }
 // (what the global provider is until a host installs an SDK) and the real
 // SDK with a reader.
 var MetricProviders = providers
+
+// SetEndpointIdle sets how long d keeps an endpoint that no current route
+// uses after its last call. Call it before the first Before or After.
+func SetEndpointIdle(d *Dispatcher, idle time.Duration) { d.endpoints.idle = idle }

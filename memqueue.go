@@ -126,7 +126,7 @@ func (q *memQueue) Put(_ context.Context, ev Event) error {
 	q.add(l)
 	q.enqueue(l)
 	q.mu.Unlock()
-	e.demand.Store(ev.Queued.UnixNano())
+	e.wanted(ev.Queued)
 	q.wake()
 	return nil
 }
