@@ -49,28 +49,66 @@ type memQueue struct {
 // lane is the events of one endpoint.
 type lane struct {
 	e      *endpoint
-	evs    []Event // FIFO from head
-	head   int
+	evs    fifo
 	held   int  // events in evs and in waits
 	out    int  // handed out, not settled
 	queued bool // in ready
 	parked bool // in waits, until its endpoint may take an event
 }
 
-func (l *lane) len() int { return len(l.evs) - l.head }
+func (l *lane) len() int        { return l.evs.n }
+func (l *lane) push(ev Event)   { l.evs.push(ev) }
+func (l *lane) pop() (ev Event) { return l.evs.pop() }
 
-func (l *lane) push(ev Event) { l.evs = append(l.evs, ev) }
+// chunkSize is how many events one chunk of a fifo holds.
+const chunkSize = 64
 
-func (l *lane) pop() Event {
-	ev := l.evs[l.head]
-	l.evs[l.head] = Event{} // let the body go
-	l.head++
-	if l.head == len(l.evs) {
-		l.evs, l.head = l.evs[:0], 0
-	} else if l.head >= 64 && l.head*2 >= len(l.evs) {
-		n := copy(l.evs, l.evs[l.head:])
-		clear(l.evs[n:])
-		l.evs, l.head = l.evs[:n], 0
+// fifo is a queue of events in chunks, so that a long queue neither
+// copies its events as it grows nor allocates per event.
+type fifo struct {
+	head, tail *chunk
+	hi, ti     int // next to pop in head, next free in tail
+	n          int
+	spare      *chunk // the last emptied chunk, for reuse
+}
+
+type chunk struct {
+	evs  [chunkSize]Event
+	next *chunk
+}
+
+func (f *fifo) push(ev Event) {
+	if f.tail == nil || f.ti == chunkSize {
+		c := f.spare
+		if c == nil {
+			c = new(chunk)
+		}
+		f.spare = nil
+		if f.tail == nil {
+			f.head, f.hi = c, 0
+		} else {
+			f.tail.next = c
+		}
+		f.tail, f.ti = c, 0
+	}
+	f.tail.evs[f.ti] = ev
+	f.ti++
+	f.n++
+}
+
+func (f *fifo) pop() Event {
+	ev := f.head.evs[f.hi]
+	f.head.evs[f.hi] = Event{} // let the body go
+	f.hi++
+	f.n--
+	switch {
+	case f.n == 0:
+		f.hi, f.ti = 0, 0 // head == tail: reuse it from the start
+	case f.hi == chunkSize:
+		old := f.head
+		f.head, f.hi = old.next, 0
+		old.next = nil
+		f.spare = old
 	}
 	return ev
 }
