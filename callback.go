@@ -194,8 +194,9 @@ type Event struct {
 	Command string
 	Body    []byte // the JSON body, as given to After
 	// Attempts is, for a DeadLetterFunc, the requests made (with a Queue
-	// set in Config: the hand-outs, a crashed node's included); 0 if it
-	// never reached the network. For Queue.Get, the earlier hand-outs.
+	// set in Config: the hand-outs, a crashed node's included, but not
+	// those postponed through a Postponer); 0 if it never reached the
+	// network. For Queue.Get, the earlier hand-outs, likewise.
 	Attempts int
 	// ClientIP and Platform are what WithClient put in After's context,
 	// for protocols that send them (Tencent's ClientIP and OptPlatform);

@@ -93,7 +93,9 @@ type Config struct {
 	EndpointQueueSize int
 
 	// Workers is how many goroutines deliver After events concurrently.
-	// 0 means 16.
+	// 0 means 16. No worker waits for an endpoint that cannot take an
+	// event; while several endpoints have work, they share the workers
+	// (see AfterLimit.Concurrency).
 	Workers int
 
 	// Retries is how many times After delivery retries one event after its
@@ -151,8 +153,9 @@ type Config struct {
 	// and RetryWaitMax apply), whose events are lost if the process ends.
 	// A durable Queue, such as the natsqueue package's, keeps them across
 	// restarts and shares them among nodes; then After waits until the
-	// Queue has stored the event, each hand-out of an event is one attempt,
-	// and RetrySchedule spaces the attempts. Once New succeeds the
+	// Queue has stored the event, each hand-out of an event is one attempt
+	// (but for a postponed one: see Postponer), and RetrySchedule spaces
+	// the attempts. Once New succeeds the
 	// Dispatcher owns the Queue and its Close closes it; if New fails, the
 	// caller still owns it.
 	Queue Queue

@@ -18,6 +18,10 @@ import (
 // settles the Delivery with exactly one call:
 //
 //   - Ack when the App backend answered 2xx;
+//   - Postpone (if the Delivery is a Postponer) or else Retry, with a
+//     delay and no attempt made, when the event's endpoint cannot take an
+//     attempt now: its circuit breaker is open or its After limits or its
+//     share of the workers are used up;
 //   - Retry with the next wait of Config.RetrySchedule when the attempt
 //     failed and may succeed later (a transport error, 408, 429 or 5xx but
 //     501), or with a wait of 0 when Close's deadline cut the attempt short:
@@ -42,7 +46,7 @@ type Queue interface {
 
 	// Get blocks until an event is handed out to the calling worker and
 	// returns it, with Event.Attempts set to the number of earlier
-	// hand-outs. After Stop it hands out only the events that the Queue
+	// hand-outs (those postponed with Postponer.Postpone left out). After Stop it hands out only the events that the Queue
 	// would otherwise lose, then returns an error wrapping ErrClosed. It
 	// returns ctx's error when ctx ends first; other errors are taken as
 	// passing (the worker logs them, waits and calls Get again).
@@ -61,8 +65,8 @@ type Queue interface {
 }
 
 // A Delivery is one hand-out of a queued event to a worker. Its methods
-// are called by that worker only, and exactly one of Ack, Retry and
-// DeadLetter is called, once.
+// are called by that worker only, and exactly one of Ack, Retry,
+// DeadLetter and (for a Postponer) Postpone is called, once.
 type Delivery interface {
 	// Event returns the event. Attempts is the number of earlier
 	// hand-outs of it.
