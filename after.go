@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"runtime/debug"
 	"time"
-
-	"github.com/hashicorp/go-retryablehttp"
 )
 
 // After queues an event for delivery to the App backend and returns at once;
@@ -67,7 +65,7 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	switch {
 	case givenID:
 		ev.ID = id
-	case !d.inWorker:
+	case d.mem == nil:
 		// A Queue stores the ID with the event, so that every hand-out on
 		// every node sends the same one. The memory queue formats it when
 		// the event is delivered, sparing After an allocation.
@@ -89,7 +87,8 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	}
 }
 
-// work delivers queued events until Close has stopped the queue and it
+// work delivers queued events, one attempt per hand-out (deliverOnce),
+// until Close has stopped the queue and it
 // has nothing more to hand out. Once Close's deadline has passed,
 // deliveries fail at once: memory events go to the dead-letter hook,
 // events of a Config.Queue go back to it.
@@ -110,46 +109,15 @@ func (d *Dispatcher) work() {
 			continue
 		}
 		pause = 0
-		if d.inWorker {
-			d.deliver(dl.Event())
-		} else {
-			d.deliverOnce(dl)
-		}
+		d.deliverOnce(dl)
 	}
 }
 
-// deliver sends one event of the memory queue, with retries, and
-// dead-letters it on failure.
-func (d *Dispatcher) deliver(ev Event) {
-	if ev.ID == "" {
-		ev.ID = d.eventID(ev.seq)
-	}
-	stats := d.obs.command(ev.Command)
-	stats.taken(ev.Queued)
-	r, err := d.routeOfEvent(&ev)
-	if err != nil {
-		d.deliveryDone(stats, err)
-		d.deadLetter(ev, err)
-		return
-	}
-	a := d.attemptsOf(&ev, r, stats)
-	err = d.send(&ev, r, a)
-	d.deliveryDone(stats, err)
-	if err == nil {
-		return
-	}
-	if d.life.Err() != nil {
-		err = fmt.Errorf("%w before delivery: %w", ErrClosed, err)
-	}
-	ev.Attempts = a.n
-	d.deadLetter(ev, err)
-}
-
-// attemptsOf returns the state of ev's attempts: each one's timeout, its
-// metrics, and its signature, made afresh per attempt (attemptTransport):
-// a Standard Webhooks timestamp or a Tencent RequestTime must be new.
-func (d *Dispatcher) attemptsOf(ev *Event, r *route, stats *commandStats) *attempts {
-	a := &attempts{timeout: r.rule(ev.Command).Timeout, stats: stats}
+// attemptOf returns the state of ev's attempt under p: its timeout, its
+// metrics, and its signature, made afresh per attempt: a Standard
+// Webhooks timestamp or a Tencent RequestTime must be new.
+func (d *Dispatcher) attemptOf(ev *Event, r *route, stats *commandStats, p permit) *attempt {
+	a := &attempt{timeout: r.rule(ev.Command).Timeout, n: ev.Attempts, stats: stats, permit: p}
 	if r.wire.signs() {
 		id, body := ev.ID, ev.Body
 		a.sign = func(req *http.Request) { r.wire.sign(req, id, body, d.now()) }
@@ -171,29 +139,6 @@ func (d *Dispatcher) routeOfEvent(ev *Event) (*route, error) {
 func eventURL(ev *Event, r *route) string {
 	c := call{appID: ev.AppID, command: ev.Command, client: client{ip: ev.ClientIP, platform: ev.Platform}}
 	return r.target.url(r.wire, &c)
-}
-
-// send delivers ev with retryablehttp's retries.
-func (d *Dispatcher) send(ev *Event, r *route, a *attempts) error {
-	if err := d.life.Err(); err != nil {
-		return err // Close's deadline has passed: do not start
-	}
-	ctx := context.WithValue(d.life, attemptKey{}, a)
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, eventURL(ev, r), ev.Body)
-	if err != nil {
-		return err
-	}
-	d.setHeaders(req.Header, ev.ID)
-	res, err := d.retry.Do(req)
-	if res != nil {
-		defer res.Body.Close()
-		defer drain(res.Body)
-		// The last answer's status decides: a 2xx was delivered even if the
-		// context ended just after it, and a status says more than
-		// retryablehttp's "giving up".
-		return checkStatus(res)
-	}
-	return r.redact(err)
 }
 
 // deadLetter logs an undelivered event (flood-controlled) and hands it to

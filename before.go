@@ -117,7 +117,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 		c.client = clientFrom(ctx)
 	}
 	// Ask the endpoint's breaker first: while it is open, nothing is built.
-	done, err := d.endpoints.of(r.url).allow()
+	done, err := d.endpoints.forRoute(r).allow()
 	if err != nil {
 		return Response{}, err
 	}

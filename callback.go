@@ -33,8 +33,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/go-retryablehttp"
 )
 
 // Errors returned by the Dispatcher, or wrapped in Response.Err and in the
@@ -81,14 +79,13 @@ type Dispatcher struct {
 	endpoints *endpoints // breaker and After limits of each callback URL
 
 	transport *http.Transport // owned: idle connections closed by Close
-	client    *http.Client    // Before: one attempt, no redirects
-	retry     *retryablehttp.Client
+	client    *http.Client    // one attempt, no redirects
 
 	idPrefix string        // random per Dispatcher, so IDs never repeat across processes
 	seq      atomic.Uint64 // numbers events for their IDs
 
 	queue    Queue
-	inWorker bool            // the queue's events are retried inside the worker (the memory queue)
+	mem      *memQueue       // the queue when it is the memory one; nil with Config.Queue
 	stopping context.Context // ends when Close starts
 	stop     context.CancelFunc
 
@@ -128,14 +125,14 @@ func New(cfg Config) (*Dispatcher, error) {
 	} else if d.static, err = newRoute(&d.s, &Endpoint{URL: s.URL, Protocol: s.Protocol, Secret: s.Secret}); err != nil {
 		return nil, err
 	}
-	if d.queue == nil {
-		d.queue = newMemQueue(s.QueueSize)
-	}
-	_, d.inWorker = d.queue.(interface{ retriesInWorker() })
 	d.transport = newTransport(&s)
 	d.endpoints = newEndpoints(&d.s)
-	d.client = newClient(d.transport, d.endpoints)
-	d.retry = newRetryClient(&s, d.client)
+	d.endpoints.inUse = d.endpointsInUse
+	if d.queue == nil {
+		d.mem = newMemQueue(s.QueueSize, s.endpointQueueSize(), s.Workers, d.endpoints)
+		d.queue = d.mem
+	}
+	d.client = newClient(d.transport)
 	// The lifetime context belongs to the Dispatcher: deliveries outlive the
 	// After call that queued them, and end only by success, dead letter or
 	// Close.
@@ -211,8 +208,9 @@ type Event struct {
 	Command string
 	Body    []byte // the JSON body, as given to After
 	// Attempts is, for a DeadLetterFunc, the requests made (with a Queue
-	// set in Config: the hand-outs, a crashed node's included); 0 if it
-	// never reached the network. For Queue.Get, the earlier hand-outs.
+	// set in Config: the hand-outs, a crashed node's included, but not
+	// those postponed through a Postponer); 0 if it never reached the
+	// network. For Queue.Get, the earlier hand-outs, likewise.
 	Attempts int
 	// ClientIP and Platform are what WithClient put in After's context,
 	// for protocols that send them (Tencent's ClientIP and OptPlatform);

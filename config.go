@@ -15,6 +15,7 @@ import (
 const (
 	defaultTimeout          = 2 * time.Second
 	defaultQueueSize        = 10000
+	defaultEndpointShare    = 4 // with a Resolver, an endpoint may fill a quarter of QueueSize
 	defaultWorkers          = 16
 	defaultRetries          = 4
 	defaultRetryWaitMin     = 1 * time.Second
@@ -80,14 +81,25 @@ type Config struct {
 	// with the defaults. New copies the map: changing it later has no effect.
 	Commands map[string]Rule
 
-	// QueueSize is how many After events may wait in memory for a free
-	// worker; each worker holds one more while it delivers or waits to retry
-	// it. 0 means 10,000. When the queue is full, After returns ErrQueueFull
-	// at once.
+	// QueueSize is how many After events may wait in memory, for a worker
+	// or for a retry's time; each worker holds one more while it delivers
+	// it. 0 means 10,000. When the queue is full, After returns
+	// ErrQueueFull at once.
 	QueueSize int
 
+	// EndpointQueueSize is how many of the QueueSize events one endpoint
+	// (callback URL, query included) may have waiting, so that the events
+	// of a stuck App backend cannot fill the queue for the others: once an
+	// endpoint has that many, After returns ErrQueueFull for its events
+	// only. 0 means QueueSize without a Resolver (one endpoint) and a
+	// quarter of QueueSize with one; it is at most QueueSize. Unused with
+	// Queue set.
+	EndpointQueueSize int
+
 	// Workers is how many goroutines deliver After events concurrently.
-	// 0 means 16.
+	// 0 means 16. No worker waits for an endpoint that cannot take an
+	// event; while several endpoints have work, they share the workers
+	// (see AfterLimit.Concurrency).
 	Workers int
 
 	// Retries is how many times After delivery retries one event after its
@@ -151,8 +163,9 @@ type Config struct {
 	// and RetryWaitMax apply), whose events are lost if the process ends.
 	// A durable Queue, such as the natsqueue package's, keeps them across
 	// restarts and shares them among nodes; then After waits until the
-	// Queue has stored the event, each hand-out of an event is one attempt,
-	// and RetrySchedule spaces the attempts. Once New succeeds the
+	// Queue has stored the event, each hand-out of an event is one attempt
+	// (but for a postponed one: see Postponer), and RetrySchedule spaces
+	// the attempts. Once New succeeds the
 	// Dispatcher owns the Queue and its Close closes it; if New fails, the
 	// caller still owns it.
 	Queue Queue
@@ -222,7 +235,7 @@ func (c Config) validate() (settings, error) {
 		}
 	}
 	for name, n := range map[string]int64{
-		"QueueSize": int64(c.QueueSize), "Workers": int64(c.Workers),
+		"QueueSize": int64(c.QueueSize), "Workers": int64(c.Workers), "EndpointQueueSize": int64(c.EndpointQueueSize),
 		"MaxResponseBytes": c.MaxResponseBytes, "MaxIdleConnsPerHost": int64(c.MaxIdleConnsPerHost),
 		"MaxResponseHeaderBytes": c.MaxResponseHeaderBytes,
 	} {
@@ -288,6 +301,18 @@ func parseURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("%w: URL has a fragment", ErrInvalidConfig)
 	}
 	return u, nil
+}
+
+// endpointQueueSize returns the share of the memory queue of one
+// endpoint: see Config.EndpointQueueSize.
+func (s *settings) endpointQueueSize() int {
+	switch {
+	case s.EndpointQueueSize > 0:
+		return min(s.EndpointQueueSize, s.QueueSize)
+	case s.Resolver == nil:
+		return s.QueueSize
+	}
+	return max(1, s.QueueSize/defaultEndpointShare)
 }
 
 // checkRules rejects an empty command name and a negative timeout.

@@ -21,22 +21,58 @@ const (
 	getPauseMax = 5 * time.Second
 )
 
-// deliverOnce makes one attempt at an event of a Config.Queue and settles
-// its Delivery as the Queue's contract says.
+// deliverOnce makes one attempt at a handed-out event and settles its
+// Delivery as the Queue's contract says. The memory queue hands out an
+// event with its endpoint's permit already taken; for a Config.Queue the
+// permit is taken here, without waiting: an event whose endpoint cannot
+// take it now is handed back with a delay (postpone), so a dead App
+// backend's events never hold the workers.
 func (d *Dispatcher) deliverOnce(dl Delivery) {
 	ev := dl.Event()
-	ev.Attempts++ // this hand-out
+	if ev.ID == "" {
+		ev.ID = d.eventID(ev.seq) // the memory queue's: formatted here, not in After
+	}
 	stats := d.obs.command(ev.Command)
-	retry, err := d.attempt(ev, stats)
+	var p permit
+	if pd, ok := dl.(interface{ permit() permit }); ok {
+		p = pd.permit()
+		if ev.Attempts == 0 {
+			stats.taken(ev.Queued)
+		}
+	}
+	r, err := d.routeOfEvent(&ev)
+	if err == nil && !p.valid() && d.mem == nil && d.life.Err() == nil {
+		e := d.endpoints.forRoute(r)
+		now := time.Now()
+		var wake time.Time
+		var ok bool
+		if p, wake, ok = e.take(now); !ok {
+			d.postpone(dl, ev, e.later(now, wake))
+			return
+		}
+	}
+	ev.Attempts++ // this hand-out
+	var retry, sent bool
+	var res *http.Response
+	if err != nil {
+		// A store that is down may be back later; an app that is unknown
+		// or invalid will not be.
+		retry = !errors.Is(err, ErrUnknownApp) && !errors.Is(err, ErrInvalidConfig)
+	} else {
+		retry, sent, res, err = d.attempt(&ev, r, stats, p)
+	}
 	if err == nil {
 		d.deliveryDone(stats, nil)
 		d.settle(ev, "ack", func(ctx context.Context) error { return dl.Ack(ctx) })
 		return
 	}
-	if d.life.Err() != nil || d.stopping.Err() != nil && errors.Is(err, context.Canceled) {
-		// Close's deadline cut the attempt short, or Close ended its wait
-		// for the endpoint: the event is not lost, the Queue hands it out
-		// again, here after a restart or elsewhere.
+	if d.mem != nil {
+		d.memoryFailed(dl, ev, sent, retry, res, stats, err)
+		return
+	}
+	if d.life.Err() != nil {
+		// Close's deadline cut the attempt short: the event is not lost,
+		// the Queue hands it out again, here after a restart or elsewhere.
 		d.settle(ev, "retry", func(ctx context.Context) error { return dl.Retry(ctx, 0) })
 		return
 	}
@@ -59,41 +95,74 @@ func (d *Dispatcher) deliverOnce(dl Delivery) {
 	d.deadLetter(ev, err)
 }
 
-// attempt sends ev once. It reports whether a failure may succeed later:
-// a transport error, 408, 429 or 5xx but 501.
-func (d *Dispatcher) attempt(ev Event, stats *commandStats) (retry bool, err error) {
+// memoryFailed settles a failed attempt at a memory event: a retry after
+// go-retryablehttp's backoff (Config.Retries, RetryWaitMin and
+// RetryWaitMax; a Retry-After honoured, capped at RetryWaitMax), waited
+// for in the queue, or a dead letter. Once Close's deadline has passed,
+// every event is dead-lettered with an error wrapping ErrClosed.
+func (d *Dispatcher) memoryFailed(dl Delivery, ev Event, sent, retry bool, res *http.Response, stats *commandStats, err error) {
+	closed := d.life.Err() != nil
+	if !closed && retry && ev.Attempts <= d.s.Retries {
+		wait := backoff(d.s.RetryWaitMin, d.s.RetryWaitMax, d.s.RetryWaitMax, ev.Attempts-1, res)
+		_ = dl.Retry(d.life, wait) // the memory queue's never fails
+		return
+	}
+	if closed {
+		err = fmt.Errorf("%w before delivery: %w", ErrClosed, err)
+	}
+	if !sent {
+		ev.Attempts-- // this hand-out made no request
+	}
+	_ = dl.DeadLetter(d.life, err) // the memory queue's never fails
+	d.deliveryDone(stats, err)
+	d.deadLetter(ev, err)
+}
+
+// postpone hands back an event whose endpoint cannot take it now, to be
+// handed out again after delay: with Postponer.Postpone when the Queue
+// has it, so that the hand-out is not counted as an attempt, and with
+// Retry otherwise.
+func (d *Dispatcher) postpone(dl Delivery, ev Event, delay time.Duration) {
+	if pp, ok := dl.(Postponer); ok {
+		d.settle(ev, "postpone", func(ctx context.Context) error { return pp.Postpone(ctx, delay) })
+		return
+	}
+	d.settle(ev, "retry", func(ctx context.Context) error { return dl.Retry(ctx, delay) })
+}
+
+// attempt sends ev once under permit p, which it ends. It reports whether
+// a failure may succeed later (a transport error, 408, 429 or 5xx but
+// 501), whether the request went out, and the answer, whose body is
+// closed.
+func (d *Dispatcher) attempt(ev *Event, r *route, stats *commandStats, p permit) (retry, sent bool, res *http.Response, err error) {
+	a := d.attemptOf(ev, r, stats, p)
+	defer func() {
+		if a.permit.valid() {
+			a.permit.abandon() // no request was made
+		}
+	}()
 	if err := d.life.Err(); err != nil {
-		return false, err
+		return false, false, nil, err
 	}
-	r, err := d.routeOfEvent(&ev)
-	if err != nil {
-		// A store that is down may be back later; an app that is unknown
-		// or invalid will not be.
-		return !errors.Is(err, ErrUnknownApp) && !errors.Is(err, ErrInvalidConfig), err
-	}
-	a := d.attemptsOf(&ev, r, stats)
-	a.n = ev.Attempts - 1 // earlier hand-outs: this attempt counts as a retry after the first
-	// The event is safe in the Queue: once Close starts, it stops waiting
-	// for an open breaker or the After limits and is handed back.
-	a.wait = d.stopping
 	ctx := context.WithValue(d.life, attemptKey{}, a)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, eventURL(&ev, r), bytes.NewReader(ev.Body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, eventURL(ev, r), bytes.NewReader(ev.Body))
 	if err != nil {
-		return false, err
+		return false, false, nil, err
 	}
 	d.setHeaders(req.Header, ev.ID)
-	res, err := d.client.Do(req)
+	res, err = d.client.Do(req)
+	sent = a.sent
 	if err != nil {
 		retry, _ = retryPolicy(d.life, nil, err)
-		return retry, r.redact(err)
+		return retry, sent, nil, r.redact(err)
 	}
 	defer res.Body.Close()
 	defer drain(res.Body)
 	if err := checkStatus(res); err != nil {
 		retry, _ = retryPolicy(d.life, res, nil)
-		return retry, err
+		return retry, sent, res, err
 	}
-	return false, nil
+	return false, sent, res, nil
 }
 
 // settle runs one settling call of a Delivery, bounded by settleTimeout,

@@ -2,6 +2,8 @@ package callback
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,8 +71,10 @@ type Breaker struct {
 }
 
 // AfterLimit bounds the After deliveries to each endpoint. The limits count
-// requests, so retries count too. A delivery waits for its turn; the queue
-// absorbs the excess. Zero values mean the documented defaults.
+// requests, so retries count too. An event whose endpoint is at a limit (or
+// whose breaker is open) waits in the queue, parked with its endpoint,
+// while the workers deliver other endpoints' events; no worker waits for
+// it. Zero values mean the documented defaults.
 type AfterLimit struct {
 	// Rate is how many After requests per second may start. 0 means 1,000
 	// (Tencent Cloud IM's default for its push callbacks); a negative value
@@ -84,7 +88,10 @@ type AfterLimit struct {
 
 	// Concurrency is how many After requests may be in flight at once. 0
 	// means Config.Workers, so with one endpoint only the worker pool bounds
-	// it; lower it to spare a slow App backend.
+	// it; lower it to spare a slow App backend. Whatever it is, while n
+	// endpoints have had After work in the last second, each gets at most
+	// Workers/n (rounded up) of the workers: a slow App backend cannot
+	// take them all from the others.
 	Concurrency int
 }
 
@@ -127,40 +134,145 @@ func (s *settings) validateEndpoints() error {
 	return s.AfterLimit.validate(s.Workers)
 }
 
-// endpointKey names an endpoint: the callback URL without its query and
-// user information. A struct, not a string, so a lookup allocates nothing.
-type endpointKey struct{ scheme, host, path string }
+// endpointKey names an endpoint: the callback URL as resolved, query
+// included (two apps whose URLs differ only in the query are two
+// endpoints), without user information. A struct, not a string, so a
+// lookup allocates nothing.
+type endpointKey struct{ scheme, host, path, query string }
+
+func keyOf(u *url.URL) endpointKey {
+	return endpointKey{u.Scheme, u.Host, u.Path, u.RawQuery}
+}
+
+// Fair share and registry upkeep.
+const (
+	// activeWindow is how recently an endpoint must have had work to count
+	// as active in the fair share of the workers.
+	activeWindow = time.Second
+	// activeRefresh is how often the count of active endpoints is redone.
+	activeRefresh = 100 * time.Millisecond
+	// defaultEndpointIdle is how long an endpoint that no current route
+	// uses stays in the registry after its last call.
+	defaultEndpointIdle = 10 * time.Minute
+)
 
 // endpoints holds the state of each endpoint the Dispatcher calls, created
-// on first use.
+// on first use and dropped once idle (see sweep).
 type endpoints struct {
 	s   *settings
 	log *slog.Logger
 
 	mu sync.RWMutex // guards m
 	m  map[endpointKey]*endpoint
+
+	// inUse reports the keys that a current route uses; nil means none
+	// beyond those being called. Set by New before any call.
+	inUse func() map[endpointKey]bool
+	idle  time.Duration // how long an unused endpoint is kept; a test seam
+	swept atomic.Int64  // UnixNano of the last sweep
+
+	active    atomic.Int32 // endpoints with work lately: see fairCap
+	counted   atomic.Int64 // UnixNano when active was counted
+	countLock sync.Mutex   // one counter at a time
 }
 
 func newEndpoints(s *settings) *endpoints {
-	return &endpoints{s: s, log: s.Logger, m: make(map[endpointKey]*endpoint)}
+	return &endpoints{s: s, log: s.Logger, m: make(map[endpointKey]*endpoint), idle: defaultEndpointIdle}
 }
 
 // of returns the endpoint that u calls.
 func (es *endpoints) of(u *url.URL) *endpoint {
-	k := endpointKey{u.Scheme, u.Host, u.Path}
+	k := keyOf(u)
 	es.mu.RLock()
 	e := es.m[k]
 	es.mu.RUnlock()
 	if e != nil {
 		return e
 	}
+	es.sweep(time.Now())
 	es.mu.Lock()
 	defer es.mu.Unlock()
 	if e = es.m[k]; e == nil {
-		e = newEndpoint(es.s, es.log, (&url.URL{Scheme: k.scheme, Host: k.host, Path: k.path}).String())
+		e = newEndpoint(es, logURLOf(u))
 		es.m[k] = e
 	}
 	return e
+}
+
+// forRoute returns the endpoint of r, cached in r until it is dropped.
+func (es *endpoints) forRoute(r *route) *endpoint {
+	if e := r.ep.Load(); e != nil && !e.dropped.Load() {
+		return e
+	}
+	e := es.of(r.url)
+	r.ep.Store(e)
+	return e
+}
+
+// logURLOf names an endpoint in logs, metrics and Stats: its URL without
+// query and user information, and, when it has a query, a short hash of
+// the query so that endpoints that differ only there stay apart without
+// showing it (a query may carry a token).
+func logURLOf(u *url.URL) string {
+	s := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	if u.RawQuery != "" {
+		h := sha256.Sum256([]byte(u.RawQuery))
+		s += "?#" + hex.EncodeToString(h[:4])
+	}
+	return s
+}
+
+// sweep drops the endpoints that no current route uses, with nothing in
+// flight or queued, idle for es.idle. It runs when an endpoint is
+// created, at most once per tenth of es.idle, so the registry does not
+// grow with every change of an app's URL.
+func (es *endpoints) sweep(now time.Time) {
+	last := es.swept.Load()
+	if now.UnixNano()-last < int64(es.idle/10) || !es.swept.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	var used map[endpointKey]bool
+	if es.inUse != nil {
+		used = es.inUse()
+	}
+	cut := now.Add(-es.idle).UnixNano()
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	for k, e := range es.m {
+		if used[k] || e.inflight.Load() > 0 || e.held.Load() > 0 || e.used.Load() > cut {
+			continue
+		}
+		e.dropped.Store(true)
+		delete(es.m, k)
+	}
+}
+
+// fairCap returns how many After attempts one endpoint may have in flight
+// now: AfterLimit.Concurrency, and, while several endpoints have had work
+// in the last activeWindow, no more than an equal share of the workers,
+// so a slow App backend cannot take them all. The count of active
+// endpoints is redone at most every activeRefresh.
+func (es *endpoints) fairCap(now time.Time) int32 {
+	c := int32(es.s.AfterLimit.Concurrency)
+	if now.UnixNano()-es.counted.Load() > int64(activeRefresh) && es.countLock.TryLock() {
+		es.counted.Store(now.UnixNano())
+		recent := now.Add(-activeWindow).UnixNano()
+		n := int32(0)
+		es.mu.RLock()
+		for _, e := range es.m {
+			if e.inflight.Load() > 0 || e.held.Load() > 0 || e.demand.Load() > recent {
+				n++
+			}
+		}
+		es.mu.RUnlock()
+		es.active.Store(n)
+		es.countLock.Unlock()
+	}
+	if n := es.active.Load(); n > 1 {
+		w := int32(es.s.Workers)
+		c = min(c, (w+n-1)/n)
+	}
+	return max(c, 1)
 }
 
 // states calls f with the breaker state of each endpoint, in no order; none
@@ -178,27 +290,31 @@ func (es *endpoints) states(f func(url string, state gobreaker.State)) {
 // An endpoint is the resilience state of one callback URL: its circuit
 // breaker and the limits of its After deliveries.
 type endpoint struct {
+	es      *endpoints
 	logURL  string
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}] // nil: disabled
 	limiter *rate.Limiter                              // nil: no rate limit
-	slots   chan struct{}                              // one per After request in flight; nil: no cap beyond Workers
 
 	cooldown time.Duration
 	halfOpen atomic.Int64 // UnixNano when the open breaker lets a probe through
 
-	mu      sync.Mutex    // guards changed
-	changed chan struct{} // closed and replaced at every state change
+	inflight atomic.Int32 // After attempts in flight
+	held     atomic.Int32 // events the memory queue holds for it
+	demand   atomic.Int64 // UnixNano of the last After event for it
+	used     atomic.Int64 // UnixNano of its last call
+	latency  atomic.Int64 // moving average of its After attempts, in ns
+	next     atomic.Int64 // UnixNano of the last postponed event's turn: see later
+	dropped  atomic.Bool  // removed from the registry: look it up again
 }
 
-func newEndpoint(s *settings, log *slog.Logger, logURL string) *endpoint {
+func newEndpoint(es *endpoints, logURL string) *endpoint {
+	s := es.s
 	e := &endpoint{
+		es:       es,
 		logURL:   logURL,
 		cooldown: s.Breaker.Cooldown,
-		changed:  make(chan struct{}),
 	}
-	if s.AfterLimit.Concurrency < s.Workers {
-		e.slots = make(chan struct{}, s.AfterLimit.Concurrency)
-	}
+	e.used.Store(time.Now().UnixNano())
 	if s.AfterLimit.Rate > 0 {
 		e.limiter = rate.NewLimiter(rate.Limit(s.AfterLimit.Rate), s.AfterLimit.Burst)
 	}
@@ -206,6 +322,7 @@ func newEndpoint(s *settings, log *slog.Logger, logURL string) *endpoint {
 		return e
 	}
 	b := s.Breaker
+	log := es.log
 	e.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:         logURL,
 		MaxRequests:  1,
@@ -225,8 +342,8 @@ func newEndpoint(s *settings, log *slog.Logger, logURL string) *endpoint {
 	return e
 }
 
-// stateChanged logs a transition and wakes the After attempts waiting for
-// it. It runs with the breaker's lock held, so it never calls the breaker.
+// stateChanged logs a transition. It runs with the breaker's lock held, so
+// it never calls the breaker.
 func (e *endpoint) stateChanged(log *slog.Logger, from, to gobreaker.State) {
 	msg, attrs := "callback: circuit breaker "+to.String(), []any{
 		slog.String("url", e.logURL),
@@ -238,10 +355,6 @@ func (e *endpoint) stateChanged(log *slog.Logger, from, to gobreaker.State) {
 	} else {
 		log.Info(msg, attrs...)
 	}
-	e.mu.Lock()
-	close(e.changed)
-	e.changed = make(chan struct{})
-	e.mu.Unlock()
 }
 
 // errAbandoned marks a call its caller gave up on: not the endpoint's fault.
@@ -273,6 +386,7 @@ func reportNothing(error) {}
 // the function that reports the call's outcome, which must be called once.
 // It never waits: an open breaker is an error wrapping ErrBreakerOpen.
 func (e *endpoint) allow() (done func(error), err error) {
+	e.used.Store(time.Now().UnixNano())
 	if e.breaker == nil {
 		return reportNothing, nil
 	}
@@ -294,73 +408,119 @@ var (
 	errProbing = fmt.Errorf("%w: half-open, probe in flight: %w", ErrBreakerOpen, gobreaker.ErrTooManyRequests)
 )
 
-// halfOpenPoll bounds how long an After attempt waits for a half-open
-// breaker's probe before it asks again, in case the probe was abandoned.
+// wanted notes that an After event for e came at now. An endpoint that
+// was quiet for activeWindow becomes active at once: the count of active
+// endpoints is redone at the next fairCap, so its share is kept from the
+// start.
+func (e *endpoint) wanted(now time.Time) {
+	if prev := e.demand.Swap(now.UnixNano()); now.UnixNano()-prev > int64(activeWindow) {
+		e.es.counted.Store(0)
+	}
+}
+
+// halfOpenPoll is how soon an After event refused by a half-open breaker,
+// whose probe is in flight, is offered to the endpoint again.
 const halfOpenPoll = 100 * time.Millisecond
 
-// acquire waits until one After attempt may go to the endpoint: the breaker
-// lets it through, one of the Concurrency slots is free and the rate allows
-// it. It returns the function that reports the attempt's outcome and frees
-// its slot, which must be called once; or ctx's error, when ctx ends first.
-// An attempt waiting here is not made, so an open breaker burns no attempts.
-func (e *endpoint) acquire(ctx context.Context) (end func(res *http.Response, err error), err error) {
-	done, err := e.admit(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if e.slots != nil {
-		select {
-		case e.slots <- struct{}{}:
-		case <-ctx.Done():
-			done(errAbandoned)
-			return nil, ctx.Err()
-		}
-	}
-	if e.limiter != nil {
-		if err := e.limiter.Wait(ctx); err != nil {
-			e.release()
-			done(errAbandoned)
-			return nil, err
-		}
-	}
-	return func(res *http.Response, err error) {
-		e.release()
-		done(breakerOutcome(ctx, res, err))
-	}, nil
+// A permit lets one After attempt go to its endpoint: it holds a slot of
+// the endpoint's concurrency and the breaker's admission. Exactly one of
+// end and abandon must be called.
+type permit struct {
+	e     *endpoint
+	done  func(error) // reports the outcome to the breaker
+	start time.Time
 }
 
-// release frees the concurrency slot that acquire took.
-func (e *endpoint) release() {
-	if e.slots != nil {
-		<-e.slots
+// take reserves one After attempt if the endpoint can take it now: a slot
+// is free (see fairCap), the breaker lets it through and the rate allows
+// it. It never waits. When it cannot, it returns when to offer the
+// endpoint an event again: the zero time means when one of its attempts
+// in flight ends. An event refused here makes no attempt, so an open
+// breaker burns none.
+func (e *endpoint) take(now time.Time) (p permit, wake time.Time, ok bool) {
+	e.used.Store(now.UnixNano())
+	e.wanted(now)
+	if e.inflight.Add(1) > e.es.fairCap(now) {
+		e.inflight.Add(-1)
+		return p, time.Time{}, false
 	}
+	if e.breaker != nil && e.breaker.State() == gobreaker.StateOpen {
+		if at := time.Unix(0, e.halfOpen.Load()); at.After(now) {
+			e.inflight.Add(-1)
+			return p, at, false
+		}
+	}
+	if e.limiter != nil && !e.limiter.AllowN(now, 1) {
+		e.inflight.Add(-1)
+		r := e.limiter.ReserveN(now, 1)
+		wait := r.DelayFrom(now)
+		r.CancelAt(now)
+		return p, now.Add(max(wait, time.Millisecond)), false
+	}
+	done := reportNothing
+	if e.breaker != nil {
+		var err error
+		if done, err = e.breaker.Allow(); err != nil {
+			e.inflight.Add(-1)
+			if errors.Is(err, gobreaker.ErrOpenState) {
+				return p, time.Unix(0, max(e.halfOpen.Load(), now.Add(time.Millisecond).UnixNano())), false
+			}
+			return p, now.Add(halfOpenPoll), false
+		}
+	}
+	return permit{e: e, done: done, start: now}, time.Time{}, true
 }
 
-// admit waits until the breaker lets an After attempt through.
-func (e *endpoint) admit(ctx context.Context) (done func(error), err error) {
-	if e.breaker == nil {
-		return reportNothing, nil
-	}
+// end reports the outcome of the attempt made under p, whose caller's
+// context is ctx, and frees its slot.
+func (p permit) end(ctx context.Context, res *http.Response, err error) {
+	took := int64(time.Since(p.start))
 	for {
-		e.mu.Lock()
-		changed := e.changed
-		e.mu.Unlock()
-		done, err := e.breaker.Allow()
-		if err == nil {
-			return done, nil
+		old := p.e.latency.Load()
+		avg := took
+		if old > 0 {
+			avg = old + (took-old)/8
 		}
-		wait := halfOpenPoll // half-open: a probe is in flight
-		if errors.Is(err, gobreaker.ErrOpenState) {
-			wait = max(time.Until(time.Unix(0, e.halfOpen.Load())), time.Millisecond)
+		if p.e.latency.CompareAndSwap(old, avg) {
+			break
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-changed:
-		case <-t.C:
+	}
+	p.e.inflight.Add(-1)
+	p.done(breakerOutcome(ctx, res, err))
+}
+
+// abandon frees p's slot without an attempt made.
+func (p permit) abandon() {
+	p.e.inflight.Add(-1)
+	p.done(errAbandoned)
+}
+
+// valid reports whether p was given by take.
+func (p permit) valid() bool { return p.e != nil }
+
+// maxPostpone bounds how far ahead later puts an event's turn.
+const maxPostpone = 30 * time.Second
+
+// later returns how long to postpone an event of a Config.Queue that the
+// endpoint refused at now, to be offered again at wake (zero: when a slot
+// frees). The postponed events of an endpoint are given turns spaced by
+// the time the endpoint takes per event (its rate limit, or its attempts'
+// average time over its share of the workers), from wake on, so that
+// they come back about as fast as the endpoint can take them rather than
+// all at once; at most maxPostpone ahead.
+func (e *endpoint) later(now, wake time.Time) time.Duration {
+	spacing := time.Millisecond
+	if e.limiter != nil {
+		spacing = max(spacing, time.Duration(float64(time.Second)/float64(e.limiter.Limit())))
+	}
+	spacing = max(spacing, time.Duration(e.latency.Load())/time.Duration(e.es.fairCap(now)))
+	limit := now.Add(maxPostpone).UnixNano()
+	for {
+		old := e.next.Load()
+		at := max(old, now.UnixNano(), wake.UnixNano()) + int64(spacing)
+		at = min(at, limit)
+		if e.next.CompareAndSwap(old, at) {
+			return time.Duration(at - now.UnixNano())
 		}
-		t.Stop()
 	}
 }

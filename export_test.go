@@ -32,3 +32,7 @@ func DrainTimeoutOf(cfg Config) time.Duration {
 	}
 	return s.DrainTimeout
 }
+
+// SetEndpointIdle sets how long d keeps an endpoint that no current route
+// uses after its last call. Call it before the first Before or After.
+func SetEndpointIdle(d *Dispatcher, idle time.Duration) { d.endpoints.idle = idle }

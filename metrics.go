@@ -517,8 +517,8 @@ func (d *Dispatcher) Stats() Stats {
 // queueLen returns the number of events in the memory queue. A Config.Queue
 // reports 0: its depth is the queue's own to report (natsqueue's Pending).
 func (d *Dispatcher) queueLen() int {
-	if q, ok := d.queue.(*memQueue); ok {
-		return len(q.ch)
+	if d.mem != nil {
+		return d.mem.len()
 	}
 	return 0
 }

@@ -2,8 +2,6 @@ package callback
 
 import (
 	"context"
-	"errors"
-	"sync"
 	"time"
 )
 
@@ -20,6 +18,10 @@ import (
 // settles the Delivery with exactly one call:
 //
 //   - Ack when the App backend answered 2xx;
+//   - Postpone (if the Delivery is a Postponer) or else Retry, with a
+//     delay and no attempt made, when the event's endpoint cannot take an
+//     attempt now: its circuit breaker is open or its After limits or its
+//     share of the workers are used up;
 //   - Retry with the next wait of Config.RetrySchedule when the attempt
 //     failed and may succeed later (a transport error, 408, 429 or 5xx but
 //     501), or with a wait of 0 when Close's deadline cut the attempt short:
@@ -44,7 +46,7 @@ type Queue interface {
 
 	// Get blocks until an event is handed out to the calling worker and
 	// returns it, with Event.Attempts set to the number of earlier
-	// hand-outs. After Stop it hands out only the events that the Queue
+	// hand-outs (those postponed with Postponer.Postpone left out). After Stop it hands out only the events that the Queue
 	// would otherwise lose, then returns an error wrapping ErrClosed. It
 	// returns ctx's error when ctx ends first; other errors are taken as
 	// passing (the worker logs them, waits and calls Get again).
@@ -63,8 +65,8 @@ type Queue interface {
 }
 
 // A Delivery is one hand-out of a queued event to a worker. Its methods
-// are called by that worker only, and exactly one of Ack, Retry and
-// DeadLetter is called, once.
+// are called by that worker only, and exactly one of Ack, Retry,
+// DeadLetter and (for a Postponer) Postpone is called, once.
 type Delivery interface {
 	// Event returns the event. Attempts is the number of earlier
 	// hand-outs of it.
@@ -93,68 +95,15 @@ func DefaultRetrySchedule() []time.Duration {
 	return append([]time.Duration(nil), defaultRetrySchedule...)
 }
 
-// memQueue is the queue used when Config.Queue is nil: a bounded channel.
-// Its events are retried inside the worker (Config.Retries), because a
-// wait outside it would hold the event in memory just the same. After
-// Stop, Get still hands out every queued event: nobody else would.
-type memQueue struct {
-	// mu guards closed against Put's send racing Stop's close(ch).
-	mu     sync.RWMutex
-	closed bool
-	ch     chan *memDelivery
+// A Postponer is a Delivery that can hand its event back without the
+// hand-out counting as an attempt: the next Get's Event.Attempts does not
+// include it. The Dispatcher postpones an event of a Config.Queue, instead
+// of waiting for its endpoint, when the endpoint cannot take an attempt
+// now (circuit breaker open, AfterLimit reached, its share of the workers
+// in use); a Delivery without Postpone is handed back with Retry, and the
+// hand-out then counts against Config.RetrySchedule.
+type Postponer interface {
+	// Postpone hands the event out again after delay, as Retry does, and
+	// settles the Delivery.
+	Postpone(ctx context.Context, delay time.Duration) error
 }
-
-func newMemQueue(size int) *memQueue {
-	return &memQueue{ch: make(chan *memDelivery, size)}
-}
-
-// retriesInWorker marks the queue whose events the worker retries itself.
-func (*memQueue) retriesInWorker() {}
-
-func (q *memQueue) Put(_ context.Context, ev Event) error {
-	q.mu.RLock()
-	defer q.mu.RUnlock()
-	if q.closed {
-		return ErrClosed
-	}
-	select {
-	case q.ch <- &memDelivery{ev: ev}:
-		return nil
-	default:
-		return ErrQueueFull
-	}
-}
-
-// Get ignores ctx: after Stop it must still hand out every queued event,
-// which it does without blocking since the channel is closed.
-func (q *memQueue) Get(context.Context) (Delivery, error) {
-	dl, ok := <-q.ch
-	if !ok {
-		return nil, ErrClosed
-	}
-	return dl, nil
-}
-
-func (q *memQueue) Stop() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if !q.closed {
-		q.closed = true
-		close(q.ch)
-	}
-}
-
-func (q *memQueue) Close() error { return nil }
-
-// memDelivery is an event taken from a memQueue. The event left the queue
-// when it was handed out, so settling it has nothing to remove.
-type memDelivery struct{ ev Event }
-
-func (m *memDelivery) Event() Event                            { return m.ev }
-func (m *memDelivery) Ack(context.Context) error               { return nil }
-func (m *memDelivery) DeadLetter(context.Context, error) error { return nil }
-
-// Retry is never called: the worker retries memory events itself.
-func (m *memDelivery) Retry(context.Context, time.Duration) error { return errRetryInWorker }
-
-var errRetryInWorker = errors.New("callback: the memory queue retries in the worker")

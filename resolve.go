@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -102,10 +103,11 @@ type route struct {
 	wire     wire
 	protocol Protocol // the Endpoint's, which wire speaks
 	target   target
-	url      *url.URL        // the parsed callback URL, which keys per-endpoint state
-	timeout  time.Duration   // of a command without a rule
-	rules    map[string]Rule // Config.Commands overridden by the Endpoint's, timeouts resolved
-	answers  answerMemo      // the last plain allow answer of this endpoint, decoded by wire
+	url      *url.URL                 // the parsed callback URL, which keys per-endpoint state
+	timeout  time.Duration            // of a command without a rule
+	rules    map[string]Rule          // Config.Commands overridden by the Endpoint's, timeouts resolved
+	answers  answerMemo               // the last plain allow answer of this endpoint, decoded by wire
+	ep       atomic.Pointer[endpoint] // its breaker and limits, cached: see endpoints.forRoute
 }
 
 // newRoute prepares e, whose defaults are s's.
@@ -287,4 +289,23 @@ func (d *Dispatcher) endpointName() string {
 		return d.static.target.logURL
 	}
 	return perApp
+}
+
+// endpointsInUse returns the keys of the endpoints that a current route
+// calls: Config.URL's, or those of the apps' last resolved endpoints.
+// The registry keeps them however idle (see endpoints.sweep).
+func (d *Dispatcher) endpointsInUse() map[endpointKey]bool {
+	if d.routes == nil {
+		return map[endpointKey]bool{keyOf(d.static.url): true}
+	}
+	rs := d.routes
+	rs.mu.RLock()
+	defer rs.mu.RUnlock()
+	used := make(map[endpointKey]bool, len(rs.m))
+	for _, p := range rs.m {
+		if p.route != nil {
+			used[keyOf(p.route.url)] = true
+		}
+	}
+	return used
 }

@@ -44,33 +44,15 @@ func newTransport(s *settings) *http.Transport {
 }
 
 // newClient returns the HTTP client shared by Before and After. It never
-// follows a redirect: a 3xx is a failed callback. Its transport is wrapped
-// so that retryablehttp's CloseIdleConnections on a failed call cannot drop
-// the whole pool (go-retryablehttp issue #237); Close closes it instead.
-func newClient(t *http.Transport, eps *endpoints) *http.Client {
+// follows a redirect: a 3xx is a failed callback. After retries are the
+// Dispatcher's own (see deliverOnce), one request per hand-out, so the
+// client makes one attempt per call.
+func newClient(t *http.Transport) *http.Client {
 	return &http.Client{
-		Transport: attemptTransport{base: t, eps: eps},
+		Transport: attemptTransport{base: t},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
-	}
-}
-
-// newRetryClient returns the retrying client of After deliveries. Its logger
-// is off: the Dispatcher logs outcomes itself through slog, once per event.
-func newRetryClient(s *settings, c *http.Client) *retryablehttp.Client {
-	waitCap := s.RetryWaitMax
-	return &retryablehttp.Client{
-		HTTPClient:   c,
-		Logger:       nil,
-		RetryWaitMin: s.RetryWaitMin,
-		RetryWaitMax: s.RetryWaitMax,
-		RetryMax:     s.Retries,
-		CheckRetry:   retryPolicy,
-		Backoff: func(lo, hi time.Duration, n int, res *http.Response) time.Duration {
-			return backoff(lo, hi, waitCap, n, res)
-		},
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
 }
 
@@ -101,51 +83,38 @@ func backoff(lo, hi, waitCap time.Duration, n int, res *http.Response) time.Dura
 	return w
 }
 
-// attemptKey marks a request context that carries an *attempts.
+// attemptKey marks a request context that carries an *attempt.
 type attemptKey struct{}
 
-// attempts is the state of one After delivery, across its attempts.
-// Attempts run one after another on the delivering worker, so it needs no
-// lock.
-type attempts struct {
-	timeout time.Duration       // bound of one attempt
-	n       int                 // attempts made
-	sign    func(*http.Request) // signs one attempt's copy of the request; nil: unsigned
-	stats   *commandStats       // counts retries and times attempts; may be nil
-	// wait bounds the wait for the endpoint's breaker and limits; nil
-	// means the request's context does.
-	wait context.Context
+// attempt is the state of one After attempt.
+type attempt struct {
+	timeout time.Duration       // bound of the attempt
+	n       int                 // its number: 1 for the first attempt of the event
+	sign    func(*http.Request) // signs the request; nil: unsigned
+	stats   *commandStats       // counts retries and times attempts
+	permit  permit              // the endpoint's admission, taken before
+	sent    bool                // the request went out
 }
 
-// attemptTransport bounds each attempt of an After delivery by its own
-// timeout (retryablehttp's request context bounds the whole delivery),
-// counts attempts and signs each one afresh. Before each attempt it waits
-// for the endpoint's breaker and After limits (see endpoint.acquire), so an
-// attempt is made, and counted against Retries, only when it can go to the
-// network; its outcome is reported to the breaker and the metrics. Requests without attempts (Before) pass
-// through untouched. It does not implement CloseIdleConnections, on purpose:
-// see newClient.
+// attemptTransport bounds an After attempt by its own timeout, signs it
+// afresh (a Standard Webhooks timestamp or a Tencent RequestTime must be
+// new) and reports its outcome to the endpoint's breaker (through the
+// permit the queue or deliverOnce took, without waiting, before the
+// attempt) and to the metrics. Requests without an attempt (Before) pass
+// through untouched.
 type attemptTransport struct {
 	base http.RoundTripper
-	eps  *endpoints
 }
 
 func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	a, _ := req.Context().Value(attemptKey{}).(*attempts)
+	a, _ := req.Context().Value(attemptKey{}).(*attempt)
 	if a == nil {
 		return t.base.RoundTrip(req)
 	}
-	wait := a.wait
-	if wait == nil {
-		wait = req.Context()
-	}
-	end, err := t.eps.of(req.URL).acquire(wait)
-	if err != nil {
-		return nil, err
-	}
-	a.n++
+	caller := req.Context() // Close's deadline, not the attempt's timeout
+	a.sent = true
 	start := a.stats.attemptStart(a.n)
-	ctx, cancel := context.WithTimeout(req.Context(), a.timeout)
+	ctx, cancel := context.WithTimeout(caller, a.timeout)
 	if a.sign != nil {
 		req = req.Clone(ctx) // a RoundTripper must not change the caller's request
 		a.sign(req)
@@ -153,7 +122,8 @@ func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = req.WithContext(ctx)
 	}
 	res, err := t.base.RoundTrip(req)
-	end(res, err)
+	a.permit.end(caller, res, err)
+	a.permit = permit{}
 	a.stats.attemptEnd(ctx, start, res, err)
 	if err != nil {
 		cancel()

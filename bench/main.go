@@ -48,7 +48,7 @@ func main() {
 	calls := flag.Int("calls", 20000, "Before calls per round and concurrency")
 	rounds := flag.Int("rounds", 3, "alternating rounds of library and raw client")
 	events := flag.Int("events", 50000, "After events per delivery round")
-	only := flag.String("only", "before,after,delivery,memory,hung", "comma-separated cases to run")
+	only := flag.String("only", "before,after,delivery,memory,hung,tenant", "comma-separated cases to run")
 	concs := flag.String("c", "1,64", "comma-separated Before concurrencies")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
@@ -88,7 +88,7 @@ func main() {
 	}
 	if run("delivery") {
 		lib, raw := deliveryRounds(be, *events, *rounds)
-		t.row("After delivery throughput (16 workers)", perSec(lib), perSec(raw), ratio(lib/raw), "≥ 0.90x")
+		t.row("After delivery throughput (16 workers)", perSec(lib), perSec(raw), ratio(lib/raw), "≥ 0.95x")
 	}
 	if run("memory") {
 		per := queueMemory(100_000, 200)
@@ -100,6 +100,20 @@ func main() {
 		t.row(fmt.Sprintf("Hung backend: %d Before at concurrency %d, 2 s timeout", hungCalls, hungConc),
 			fmt.Sprintf("%s (%d requests sent)", hung.Round(10*time.Millisecond), sent),
 			fmt.Sprintf("~%s without breaker (computed)", noBreaker), ratio(hung.Seconds()/noBreaker.Seconds()), "a few seconds")
+	}
+
+	if run("tenant") {
+		for _, durable := range []bool{false, true} {
+			name := tern(durable, "natsqueue.Embedded", "memory queue")
+			alone, hung, slow, p99, failed := tenantRows(durable)
+			bound := func(d time.Duration) string {
+				return tern(d < 2*alone+time.Second, "met", "NOT met")
+			}
+			t.row(fmt.Sprintf("Tenant, %s: app 2's %d events alone", name, tenantEvents), secs(alone), "", "", "")
+			t.row(fmt.Sprintf("Tenant, %s: beside a hung app 1", name), secs(hung), "", ratio(hung.Seconds()/alone.Seconds()), "≤ 2x + 1 s: "+bound(hung))
+			t.row(fmt.Sprintf("Tenant, %s: beside a slow app 1 (1.5 s)", name), secs(slow), "", ratio(slow.Seconds()/alone.Seconds()), "≤ 2x + 1 s: "+bound(slow))
+			t.row(fmt.Sprintf("Tenant, %s: app 2's Before beside the hung app", name), "p99 "+dur(p99)+fmt.Sprintf(", %d failed", failed), "", "", "p99 < 500 ms, none fails")
+		}
 	}
 
 	fmt.Printf("GOOS=%s GOARCH=%s CPUs=%d GOMAXPROCS=%d %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
@@ -446,6 +460,8 @@ func (t *table) print(w io.Writer) {
 func perSec(v float64) string { return fmt.Sprintf("%.0f/s", v) }
 
 func dur(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/1e3) }
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
 func ratio(v float64) string { return fmt.Sprintf("%.2fx", v) }
 

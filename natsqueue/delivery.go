@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/imcallback/callback"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,6 +28,7 @@ type delivery struct {
 }
 
 func (q *Queue) deliver(msg jetstream.Msg, ev callback.Event, seq uint64) *delivery {
+	ev.Attempts = max(0, ev.Attempts-postponed.count(q, seq))
 	d := &delivery{q: q, msg: msg, ev: ev, seq: seq}
 	d.mu.Lock()
 	d.alive = time.AfterFunc(q.o.AckWait/3, d.keepalive)
@@ -62,6 +64,7 @@ func (d *delivery) Event() callback.Event { return d.ev }
 // deduplicates by webhook-id.
 func (d *delivery) Ack(context.Context) error {
 	d.settle()
+	postponed.forget(d.q, d.seq)
 	return d.msg.Ack()
 }
 
@@ -73,6 +76,14 @@ func (d *delivery) Retry(_ context.Context, delay time.Duration) error {
 		return d.msg.Nak()
 	}
 	return d.msg.NakWithDelay(delay)
+}
+
+// Postpone hands the event back like Retry, for an endpoint that could
+// not take it: the hand-out is not counted in the Attempts of the event's
+// next hand-outs on this node (see postponements).
+func (d *delivery) Postpone(ctx context.Context, delay time.Duration) error {
+	postponed.add(d.q, d.seq)
+	return d.Retry(ctx, delay)
 }
 
 // DeadLetter stores the event in the dead-letter stream, waiting for
@@ -95,6 +106,7 @@ func (d *delivery) DeadLetter(ctx context.Context, reason error) error {
 	if err != nil {
 		return fmt.Errorf("%w: dead letter: %w", ErrPublish, err)
 	}
+	postponed.forget(d.q, d.seq)
 	return d.msg.TermWithReason("dead letter")
 }
 
@@ -161,3 +173,53 @@ func (q *Queue) Pending(ctx context.Context) (uint64, error) {
 	}
 	return info.State.Msgs, nil
 }
+
+// maxPostponed bounds how many events a process keeps postponement counts
+// for; beyond it a postponement counts as an attempt.
+const maxPostponed = 1 << 17
+
+// postponements counts, per event of a Queue, the hand-outs that the
+// Dispatcher postponed (Delivery.Postpone: its endpoint could not take the
+// event then), so that they are taken out of Event.Attempts, which
+// JetStream counts as hand-outs (NumDelivered): a dead App backend's
+// events then do not burn their RetrySchedule while its breaker is open.
+//
+// The counts live in this process: a postponed event handed out next by
+// another node, or after a restart, counts its earlier postponements as
+// attempts. An event's count is dropped when it is acked or dead-lettered
+// here; the count of one settled elsewhere stays until the process ends
+// (a few bytes each, at most maxPostponed).
+type postponements struct {
+	mu sync.Mutex
+	m  map[postponeKey]int
+}
+
+type postponeKey struct {
+	q   weak.Pointer[Queue] // does not keep a closed Queue alive
+	seq uint64              // in the work stream
+}
+
+var postponed = postponements{m: make(map[postponeKey]int)}
+
+func (p *postponements) add(q *Queue, seq uint64) {
+	k := postponeKey{weak.Make(q), seq}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.m[k]; ok || len(p.m) < maxPostponed {
+		p.m[k]++
+	}
+}
+
+func (p *postponements) count(q *Queue, seq uint64) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[postponeKey{weak.Make(q), seq}]
+}
+
+func (p *postponements) forget(q *Queue, seq uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.m, postponeKey{weak.Make(q), seq})
+}
+
+var _ callback.Postponer = (*delivery)(nil)

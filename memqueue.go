@@ -1,0 +1,368 @@
+package callback
+
+import (
+	"container/heap"
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// memQueue is the queue used when Config.Queue is nil: events in memory,
+// in a lane per endpoint. Get serves the lanes round robin and hands out
+// an event only when its endpoint can take an attempt now (endpoint.take):
+// a lane whose endpoint cannot (breaker open, rate limit, its share of
+// the workers in use) is skipped or parked until a timer, and its events
+// hold no worker. A retry waits on a timer in the queue too (Retry), not
+// in a worker.
+//
+// Space is bounded twice: size events in all and share per endpoint, so
+// one stuck App backend fills only its own share. Both count the events
+// waiting for a worker and those waiting for a retry; a retry is always
+// taken back, whatever the counts, so no event is lost.
+//
+// After Stop, Get goes on handing out every event, retries included, and
+// returns ErrClosed once none is left and none is out. Once Get's ctx has
+// ended (Close's deadline), it hands out every event at once, whatever
+// its endpoint's state or its retry's time, so that the worker can
+// dead-letter it.
+//
+// The queue starts no goroutine: the workers waiting in Get wait for the
+// next timer themselves.
+type memQueue struct {
+	size, share int
+	eps         *endpoints
+
+	mu     sync.Mutex
+	lanes  map[*endpoint]*lane
+	ready  []*lane  // lanes with events and not parked, in turn order
+	waits  waitHeap // retries and parked lanes, soonest first
+	held   int      // events in lanes and waits
+	out    int      // handed out, not settled
+	closed bool     // Stop was called
+	done   chan struct{}
+
+	n    atomic.Int64  // held, for metrics without the lock
+	kick chan struct{} // wakes a waiting worker: something changed
+}
+
+// lane is the events of one endpoint.
+type lane struct {
+	e      *endpoint
+	evs    fifo
+	held   int  // events in evs and in waits
+	out    int  // handed out, not settled
+	queued bool // in ready
+	parked bool // in waits, until its endpoint may take an event
+}
+
+func (l *lane) len() int        { return l.evs.n }
+func (l *lane) push(ev Event)   { l.evs.push(ev) }
+func (l *lane) pop() (ev Event) { return l.evs.pop() }
+
+// chunkSize is how many events one chunk of a fifo holds.
+const chunkSize = 64
+
+// fifo is a queue of events in chunks, so that a long queue neither
+// copies its events as it grows nor allocates per event.
+type fifo struct {
+	head, tail *chunk
+	hi, ti     int // next to pop in head, next free in tail
+	n          int
+	spare      *chunk // the last emptied chunk, for reuse
+}
+
+type chunk struct {
+	evs  [chunkSize]Event
+	next *chunk
+}
+
+func (f *fifo) push(ev Event) {
+	if f.tail == nil || f.ti == chunkSize {
+		c := f.spare
+		if c == nil {
+			c = new(chunk)
+		}
+		f.spare = nil
+		if f.tail == nil {
+			f.head, f.hi = c, 0
+		} else {
+			f.tail.next = c
+		}
+		f.tail, f.ti = c, 0
+	}
+	f.tail.evs[f.ti] = ev
+	f.ti++
+	f.n++
+}
+
+func (f *fifo) pop() Event {
+	ev := f.head.evs[f.hi]
+	f.head.evs[f.hi] = Event{} // let the body go
+	f.hi++
+	f.n--
+	switch {
+	case f.n == 0:
+		f.hi, f.ti = 0, 0 // head == tail: reuse it from the start
+	case f.hi == chunkSize:
+		old := f.head
+		f.head, f.hi = old.next, 0
+		old.next = nil
+		f.spare = old
+	}
+	return ev
+}
+
+// wait is a retry (ev set) or a parked lane (ev nil) due at a time.
+type wait struct {
+	at   time.Time
+	lane *lane
+	ev   *Event
+}
+
+type waitHeap []wait
+
+func (h waitHeap) Len() int           { return len(h) }
+func (h waitHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h waitHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *waitHeap) Push(x any)        { *h = append(*h, x.(wait)) }
+func (h *waitHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = wait{}
+	*h = old[:len(old)-1]
+	return w
+}
+
+func newMemQueue(size, share, workers int, eps *endpoints) *memQueue {
+	return &memQueue{
+		size: size, share: share, eps: eps,
+		lanes: make(map[*endpoint]*lane),
+		done:  make(chan struct{}),
+		kick:  make(chan struct{}, workers),
+	}
+}
+
+// Put queues ev in its endpoint's lane. ev.route is set: After resolved it.
+func (q *memQueue) Put(_ context.Context, ev Event) error {
+	e := q.eps.forRoute(ev.route)
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	l := q.lanes[e]
+	if q.held >= q.size || l != nil && l.held >= q.share {
+		q.mu.Unlock()
+		return ErrQueueFull
+	}
+	if l == nil {
+		l = &lane{e: e}
+		q.lanes[e] = l
+	}
+	l.push(ev)
+	q.add(l)
+	q.enqueue(l)
+	q.mu.Unlock()
+	e.wanted(ev.Queued)
+	q.wake()
+	return nil
+}
+
+// add counts one more event held for l.
+func (q *memQueue) add(l *lane) {
+	l.held++
+	q.held++
+	q.n.Add(1)
+	l.e.held.Add(1)
+}
+
+// enqueue puts l in turn if it has events and is not parked.
+func (q *memQueue) enqueue(l *lane) {
+	if !l.queued && !l.parked && l.len() > 0 {
+		l.queued = true
+		q.ready = append(q.ready, l)
+	}
+}
+
+// wake lets one waiting worker look again.
+func (q *memQueue) wake() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Get hands out the next event whose endpoint can take it, waiting for
+// one; see memQueue.
+func (q *memQueue) Get(ctx context.Context) (Delivery, error) {
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	for {
+		q.mu.Lock()
+		now := time.Now()
+		flush := ctx.Err() != nil
+		q.fire(now, flush)
+		if dl := q.pick(now, flush); dl != nil {
+			q.mu.Unlock()
+			return dl, nil
+		}
+		if q.closed && q.held == 0 && q.out == 0 {
+			q.finish()
+			q.mu.Unlock()
+			return nil, ErrClosed
+		}
+		var timer <-chan time.Time
+		if len(q.waits) > 0 && !flush {
+			d := q.waits[0].at.Sub(now)
+			if t == nil {
+				t = time.NewTimer(d)
+			} else {
+				t.Reset(d)
+			}
+			timer = t.C
+		}
+		q.mu.Unlock()
+		var ended <-chan struct{}
+		if !flush {
+			ended = ctx.Done()
+		}
+		select {
+		case <-q.kick:
+		case <-timer:
+		case <-ended:
+		case <-q.done:
+		}
+	}
+}
+
+// fire moves the retries that are due into their lanes and puts the
+// parked lanes whose time has come back in turn; with flush, all of them.
+func (q *memQueue) fire(now time.Time, flush bool) {
+	for len(q.waits) > 0 && (flush || !q.waits[0].at.After(now)) {
+		w := heap.Pop(&q.waits).(wait)
+		l := w.lane
+		if w.ev != nil {
+			l.push(*w.ev)
+		} else {
+			l.parked = false
+		}
+		q.enqueue(l)
+	}
+}
+
+// pick takes the first event, in turn, whose endpoint can take it now.
+// A lane that cannot is parked until its endpoint's time, or, when only
+// its share of the workers is in use, left in turn until an attempt ends.
+func (q *memQueue) pick(now time.Time, flush bool) *memDelivery {
+	for range len(q.ready) {
+		l := q.ready[0]
+		q.ready = q.ready[1:]
+		var p permit
+		if !flush {
+			var wake time.Time
+			var ok bool
+			if p, wake, ok = l.e.take(now); !ok {
+				if wake.IsZero() {
+					q.ready = append(q.ready, l)
+				} else {
+					l.queued, l.parked = false, true
+					heap.Push(&q.waits, wait{at: wake, lane: l})
+				}
+				continue
+			}
+		}
+		ev := l.pop()
+		l.queued = false
+		q.enqueue(l)
+		l.held--
+		q.held--
+		q.n.Add(-1)
+		l.e.held.Add(-1)
+		l.out++
+		q.out++
+		return &memDelivery{q: q, l: l, ev: ev, p: p}
+	}
+	return nil
+}
+
+// settled ends one hand-out of l; with retry, its event waits until at.
+func (q *memQueue) settled(l *lane, retry *Event, at time.Time) {
+	q.mu.Lock()
+	l.out--
+	q.out--
+	if retry != nil {
+		q.add(l)
+		heap.Push(&q.waits, wait{at: at, lane: l, ev: retry})
+	} else if l.held == 0 && l.out == 0 && !l.parked {
+		delete(q.lanes, l.e)
+	}
+	if q.closed && q.held == 0 && q.out == 0 {
+		q.finish()
+	}
+	q.mu.Unlock()
+	q.wake() // a slot is free, or the next timer may be sooner
+}
+
+// finish wakes every waiting worker once nothing is left after Stop.
+func (q *memQueue) finish() {
+	select {
+	case <-q.done:
+	default:
+		close(q.done)
+	}
+}
+
+func (q *memQueue) Stop() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	if q.held == 0 && q.out == 0 {
+		q.finish()
+	}
+}
+
+func (q *memQueue) Close() error { return nil }
+
+// len returns how many events the queue holds, waiting for a worker or a
+// retry.
+func (q *memQueue) len() int { return int(q.n.Load()) }
+
+// memDelivery is an event handed out by a memQueue, with the permit its
+// endpoint gave for the attempt (none when handed out to be dead-lettered
+// at Close's deadline).
+type memDelivery struct {
+	q  *memQueue
+	l  *lane
+	ev Event
+	p  permit
+}
+
+func (m *memDelivery) Event() Event { return m.ev }
+
+func (m *memDelivery) Ack(context.Context) error {
+	m.q.settled(m.l, nil, time.Time{})
+	return nil
+}
+
+func (m *memDelivery) DeadLetter(context.Context, error) error {
+	m.q.settled(m.l, nil, time.Time{})
+	return nil
+}
+
+// Retry queues the event again in its lane once delay has passed, with
+// this hand-out counted in its Attempts. It never fails: the event stays
+// in memory whatever the queue's counts.
+func (m *memDelivery) Retry(_ context.Context, delay time.Duration) error {
+	ev := m.ev
+	ev.Attempts++
+	m.q.settled(m.l, &ev, time.Now().Add(delay))
+	return nil
+}
+
+// permit returns the permit of the attempt, taken when it was handed out.
+func (m *memDelivery) permit() permit { return m.p }
