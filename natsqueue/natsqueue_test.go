@@ -379,10 +379,16 @@ func TestClose(t *testing.T) {
 // waitFor polls cond for up to 10 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitWithin(t, what, 10*time.Second, cond)
+}
+
+// waitWithin polls cond for up to within.
+func waitWithin(t testing.TB, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			require.FailNow(t, "timed out waiting for "+what)
+			require.FailNow(t, "timed out waiting for "+what, "after %v", within)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

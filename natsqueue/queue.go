@@ -393,18 +393,24 @@ func (q *Queue) Put(ctx context.Context, ev callback.Event) error {
 	}
 }
 
+// errCodeInProcess is JetStream's answer to a publish whose Nats-Msg-Id is
+// that of an earlier publish not yet stored (the server's
+// JSStreamDuplicateMessageConflict): the earlier one may still be stored
+// or fail.
+const errCodeInProcess jetstream.ErrorCode = 10158
+
 // publishAgain reports whether a publish that failed with err may succeed
-// if sent again: no answer in time, no stream leader to answer, or
-// JetStream's own "unavailable" (5xx) answers. Anything else (a closed
-// connection, a message over max_payload, a stream that does not take the
-// subject) fails the same way every time.
+// if sent again: no answer in time, no stream leader to answer, the same
+// event still in process, or JetStream's own "unavailable" (5xx) answers.
+// Anything else (a closed connection, a message over max_payload, a stream
+// that does not take the subject) fails the same way every time.
 func publishAgain(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
 		return true
 	}
 	var api *jetstream.APIError
-	return errors.As(err, &api) && api.Code >= 500
+	return errors.As(err, &api) && (api.Code >= 500 || api.ErrorCode == errCodeInProcess)
 }
 
 // eventMsg returns the message of ev on subject prefix.appID.
