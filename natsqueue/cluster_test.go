@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -34,7 +36,7 @@ type cluster struct {
 // of the test.
 func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
-	ports := freePorts(t, 2*n)
+	ports := stablePorts(t, 2*n)
 	var routes []string
 	for _, p := range ports[n:] {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
@@ -62,6 +64,23 @@ func startCluster(t *testing.T, n int) *cluster {
 		c.ready(i)
 	}
 	return c
+}
+
+// stablePorts returns n loopback ports free at the time of the call, below
+// Linux's range of ephemeral ports (32768 and up), so that no outgoing
+// connection takes one while its server is down for a restart.
+func stablePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for p := 10000 + rand.IntN(20000); len(ports) < n; p++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // taken
+		}
+		defer l.Close()
+		ports = append(ports, p)
+	}
+	return ports
 }
 
 // launch starts server i on its options and store.
@@ -336,7 +355,20 @@ func failover(t *testing.T, disrupt func(*testing.T, *cluster, jetstream.JetStre
 	// Events go on after it; then every accepted one must be delivered.
 	last := outs[len(outs)-1].to
 	after := a.delivered()
-	waitFor(t, "deliveries after the disruption", func() bool { return a.delivered() >= after+200 })
+	// Each node must take part again, not one alone: each delivers events
+	// accepted after the outage, which it cannot have pulled before.
+	waitFor(t, "deliveries by both nodes after the disruption", func() bool {
+		byNode := map[string]int{}
+		hits := a.snapshot()
+		mu.Lock()
+		for _, h := range hits {
+			if e := events[number(t, h.body)]; e.err == nil && e.at.After(last) {
+				byNode[h.node]++
+			}
+		}
+		mu.Unlock()
+		return a.delivered() >= after+200 && byNode["a"] > 0 && byNode["b"] > 0
+	})
 	close(stop)
 	wg.Wait()
 
