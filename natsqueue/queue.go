@@ -161,9 +161,10 @@ type Options struct {
 	// Put's ctx: a publish JetStream does not acknowledge (no stream
 	// leader during a fail-over, a lost reply) is sent again, with the
 	// same Nats-Msg-Id, until one is acknowledged or the time is up. A
-	// fail-over takes a few seconds (the servers' election timeout, 4 to
-	// 9 s by default): a PublishTimeout over 10 s rides it out, a shorter
-	// one makes Put fail meanwhile. 0 means 5 s.
+	// fail-over took up to 9 s in the tests, 12 s with two servers of
+	// three down for 3 s (README, Durable delivery): a PublishTimeout of
+	// 20 s rode them all out; a shorter one makes Put fail in a longer
+	// one. 0 means 5 s.
 	PublishTimeout time.Duration
 
 	// Logger receives messages the queue skips (malformed ones) at Error
