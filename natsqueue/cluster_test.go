@@ -201,9 +201,9 @@ type outage struct{ from, to time.Time }
 // TestFailover runs the cluster's fail-over scenarios: three servers, R3
 // streams, two nodes on connections to different servers, events sent all
 // along. In each one every event for which After returned nil is
-// delivered, any event delivered twice under the same webhook-id, and
-// delivery resumes within 10 s of the stream and the consumer having
-// leaders again.
+// delivered, a webhook-id is never sent with another event's body, both
+// nodes deliver again, and no event waits more than 10 s for delivery
+// outside the time the stream or the consumer had no leader.
 func TestFailover(t *testing.T) {
 	tests := []struct {
 		name    string
