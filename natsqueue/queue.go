@@ -225,10 +225,11 @@ func or[T comparable](v, def T) T {
 // Embedded and give it to callback.Config.Queue; the Dispatcher's Close
 // closes it. A Queue is safe for concurrent use.
 //
-// One goroutine per Queue reads the consumer, with blocking waits that
-// watch the server's heartbeats, and hands events to the Dispatcher's
-// workers: when a leader change of the consumer loses the node's pull
-// request, the missed heartbeats make it pull again.
+// The Queue reads the consumer with nats.go's Consume, which watches the
+// server's heartbeats even while every worker is busy: when a leader
+// change of the consumer loses the node's pull request, the missed
+// heartbeats make it pull again. Its handler hands each event to a
+// worker, waiting for one.
 type Queue struct {
 	o    Options
 	nc   *nats.Conn
@@ -239,16 +240,21 @@ type Queue struct {
 	stopped atomic.Bool
 	stop    chan struct{} // closed by Stop
 
-	// mu guards it, which the reader replaces when it ended while the
+	// mu guards cc, which the watcher replaces when it ended while the
 	// queue runs (a deleted consumer), and Stop drains.
 	mu sync.Mutex
-	it jetstream.MessagesContext
+	cc jetstream.ConsumeContext
 
-	msgs    chan jetstream.Msg // from the reader to Get
-	life    context.Context    // ends the reader's waits; cancelled by Close
+	msgs    chan jetstream.Msg // from the consumer's handler to Get
+	life    context.Context    // ends the watcher's waits; cancelled by Close
 	cancel  context.CancelFunc
-	readEnd chan struct{} // closed when the reader returns
+	readEnd chan struct{} // closed when the watcher returns
 	readErr error         // why it returned, set before readEnd is closed
+
+	// lostMu guards lost: since when the node has had no contact with the
+	// consumer (zero while it has), for logging once per outage.
+	lostMu sync.Mutex
+	lost   time.Time
 
 	release   func() // Embedded: closes the connection and the server
 	closeOnce sync.Once
@@ -295,13 +301,13 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	if q.it, err = q.consume(ctx); err != nil {
+	if q.cc, err = q.consume(ctx); err != nil {
 		return nil, err
 	}
-	// The reader's life is the Queue's, not New's ctx: ctx bounds the
+	// The watcher's life is the Queue's, not New's ctx: ctx bounds the
 	// set-up only.
 	q.life, q.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	go q.read(q.it)
+	go q.watch(q.cc)
 	return q, nil
 }
 
@@ -331,7 +337,7 @@ func (q *Queue) stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstre
 
 // consume creates or updates the shared durable consumer and starts
 // pulling from it.
-func (q *Queue) consume(ctx context.Context) (jetstream.MessagesContext, error) {
+func (q *Queue) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
 	c, err := q.work.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       q.o.Consumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -343,15 +349,20 @@ func (q *Queue) consume(ctx context.Context) (jetstream.MessagesContext, error) 
 	if err != nil {
 		return nil, fmt.Errorf("natsqueue: consumer %s: %w", q.o.Consumer, err)
 	}
-	it, err := c.Messages(
+	// Consume, not Messages: its subscription queues what comes while the
+	// handler waits for a worker, where the iterator's channel of
+	// Prefetch messages fills with heartbeats and then drops events,
+	// which wait for AckWait.
+	cc, err := c.Consume(q.handle,
 		jetstream.PullMaxMessages(q.o.Prefetch),
 		jetstream.PullHeartbeat(q.o.Heartbeat),
 		jetstream.PullExpiry(max(pullExpiry, 2*q.o.Heartbeat)),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { q.lostContact(err) }),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("natsqueue: consumer %s: %w", q.o.Consumer, err)
 	}
-	return it, nil
+	return cc, nil
 }
 
 // Put publishes ev and returns nil once JetStream has stored it. A
@@ -451,60 +462,67 @@ func decodeEvent(h nats.Header, data []byte) (callback.Event, error) {
 	return ev, nil
 }
 
-// read hands the events of it to Get until Close, pulling again when the
-// server's heartbeats stop and replacing the iterator if it ends while the
-// queue runs. After Stop it hands back what the node pulled ahead.
-func (q *Queue) read(it jetstream.MessagesContext) {
-	var lost time.Time // when contact with the consumer was lost; zero if not
+// handle hands msg to a worker's Get, waiting for one, or back to the
+// server after Stop. nats.go calls it for one message at a time.
+func (q *Queue) handle(msg jetstream.Msg) {
+	q.lostMu.Lock()
+	if !q.lost.IsZero() {
+		q.o.Logger.Info("natsqueue: consumer reached again",
+			slog.String("consumer", q.o.Consumer), slog.Duration("after", time.Since(q.lost)))
+		q.lost = time.Time{}
+	}
+	q.lostMu.Unlock()
+	if q.stopped.Load() {
+		handBack(msg)
+		return
+	}
+	select {
+	case q.msgs <- msg:
+	case <-q.stop:
+		handBack(msg)
+	}
+}
+
+// lostContact logs, once per outage, an error of the consumer: missed
+// heartbeats (nats.go then pulls again), a leader change, a lost
+// connection.
+func (q *Queue) lostContact(err error) {
+	if q.stopped.Load() {
+		return
+	}
+	q.lostMu.Lock()
+	defer q.lostMu.Unlock()
+	if q.lost.IsZero() {
+		q.lost = time.Now()
+		q.o.Logger.Warn("natsqueue: lost contact with the consumer, pulling again",
+			slog.String("consumer", q.o.Consumer), slog.String("error", err.Error()))
+	}
+}
+
+// watch waits for the consumption cc to end: after Stop, once it has
+// handed back what was pulled ahead; on a closed connection; or, when it
+// ended on its own (a deleted consumer), it starts it again.
+func (q *Queue) watch(cc jetstream.ConsumeContext) {
 	defer close(q.readEnd)
 	for {
-		msg, err := it.Next(jetstream.NextContext(q.life))
-		if err != nil {
-			if q.life.Err() != nil {
-				q.readErr = callback.ErrClosed
-				return
-			}
-			closedIt := errors.Is(err, jetstream.ErrMsgIteratorClosed)
-			switch {
-			case closedIt && q.stopped.Load():
-				// Drained after Stop: everything pulled ahead went back.
-				q.readErr = callback.ErrClosed
-				return
-			case closedIt && q.nc.IsClosed():
-				q.readErr = fmt.Errorf("natsqueue: %w", err)
-				return
-			}
-			if lost.IsZero() {
-				lost = time.Now()
-				q.o.Logger.Warn("natsqueue: lost contact with the consumer, pulling again",
-					slog.String("consumer", q.o.Consumer), slog.String("error", err.Error()))
-			}
-			// After a missed heartbeat the next Next pulls anew; after an
-			// error that ended the iterator (the consumer deleted, say),
-			// the next Next says so.
-			if closedIt {
-				if it = q.restart(); it == nil {
-					q.readErr = callback.ErrClosed
-					return
-				}
-			}
-			continue
-		}
-		if !lost.IsZero() {
-			q.o.Logger.Info("natsqueue: consumer reached again",
-				slog.String("consumer", q.o.Consumer), slog.Duration("after", time.Since(lost)))
-			lost = time.Time{}
-		}
-		if q.stopped.Load() {
-			handBack(msg)
-			continue
-		}
 		select {
-		case q.msgs <- msg:
-		case <-q.stop:
-			handBack(msg)
+		case <-cc.Closed():
 		case <-q.life.Done():
-			handBack(msg)
+			q.readErr = callback.ErrClosed
+			return
+		}
+		switch {
+		case q.stopped.Load():
+			q.readErr = callback.ErrClosed
+			return
+		case q.nc.IsClosed():
+			q.readErr = fmt.Errorf("natsqueue: consumer %s: %w", q.o.Consumer, nats.ErrConnectionClosed)
+			return
+		}
+		q.lostContact(errors.New("consumption ended"))
+		if cc = q.restart(); cc == nil {
+			q.readErr = callback.ErrClosed
+			return
 		}
 	}
 }
@@ -516,29 +534,29 @@ func handBack(msg jetstream.Msg) {
 }
 
 // restart creates the consumer again (it may have been deleted) and
-// returns a new iterator on it, retrying until that works. Once Stop was
-// called it returns the current iterator, drained; nil once Close was.
-func (q *Queue) restart() jetstream.MessagesContext {
+// starts consuming it, retrying until that works. Once Stop was called it
+// returns the current consumption, drained; nil once Close was.
+func (q *Queue) restart() jetstream.ConsumeContext {
 	pause := publishPauseMin
 	for {
 		q.mu.Lock()
 		if q.stopped.Load() {
-			it := q.it
+			cc := q.cc
 			q.mu.Unlock()
-			return it
+			return cc
 		}
 		q.mu.Unlock()
 		ctx, cancel := context.WithTimeout(q.life, q.o.PublishTimeout)
-		it, err := q.consume(ctx)
+		cc, err := q.consume(ctx)
 		cancel()
 		if err == nil {
 			q.mu.Lock()
 			defer q.mu.Unlock()
-			q.it = it
+			q.cc = cc
 			if q.stopped.Load() {
-				it.Drain() // Stop drained the old one meanwhile
+				cc.Drain() // Stop drained the old one meanwhile
 			}
-			return it
+			return cc
 		}
 		t := time.NewTimer(pause)
 		select {
@@ -598,7 +616,7 @@ func (q *Queue) Stop() {
 	defer q.mu.Unlock()
 	if q.stopped.CompareAndSwap(false, true) {
 		close(q.stop)
-		q.it.Drain()
+		q.cc.Drain()
 	}
 }
 
@@ -609,8 +627,8 @@ func (q *Queue) Stop() {
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.Stop()
-		// The reader hands back what was pulled ahead until the drained
-		// iterator is empty; without the server it may never be.
+		// The handler hands back what was pulled ahead until the drained
+		// consumption ends; without the server it may never.
 		t := time.NewTimer(handBackWait)
 		select {
 		case <-q.readEnd:
@@ -620,7 +638,7 @@ func (q *Queue) Close() error {
 		q.cancel()
 		<-q.readEnd
 		q.mu.Lock()
-		q.it.Stop()
+		q.cc.Stop()
 		q.mu.Unlock()
 		if !q.nc.IsClosed() {
 			if err := q.nc.FlushTimeout(q.o.PublishTimeout); err != nil {
