@@ -51,6 +51,9 @@ func BenchmarkAfter(b *testing.B) {
 				d, err := callback.New(callback.Config{
 					URL: app.URL, Queue: qq.make(b), Logger: quiet,
 					QueueSize: b.N + 1, // the memory queue must not refuse: After alone is measured
+					// The endpoint's default limit (1,000/s) would be
+					// the delivery rate measured.
+					AfterLimit: callback.AfterLimit{Rate: 1e9},
 				})
 				require.NoError(b, err)
 				defer func() {

@@ -3,8 +3,13 @@ package natsqueue_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,120 +22,422 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// startCluster starts a JetStream cluster of n servers in the test
-// process, with routes on loopback, and shuts it down at the end of the
-// test.
-func startCluster(t *testing.T, n int) []*server.Server {
+// cluster is a JetStream cluster of servers in the test process, with
+// routes on loopback and fixed ports, so that a server shut down can be
+// started again on its store and its clients find it.
+type cluster struct {
+	t    *testing.T
+	opts []*server.Options
+	mu   sync.Mutex
+	srvs []*server.Server // nil while down
+}
+
+// startCluster starts a cluster of n servers and shuts it down at the end
+// of the test.
+func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
-	ports := freePorts(t, n)
+	ports := stablePorts(t, 2*n)
 	var routes []string
-	for _, p := range ports {
+	for _, p := range ports[n:] {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 	}
-	srvs := make([]*server.Server, n)
-	for i := range srvs {
-		srv, err := server.NewServer(&server.Options{
+	c := &cluster{t: t, srvs: make([]*server.Server, n)}
+	for i := range n {
+		c.opts = append(c.opts, &server.Options{
 			ServerName: fmt.Sprintf("s%d", i),
-			Host:       "127.0.0.1", Port: -1,
+			Host:       "127.0.0.1", Port: ports[i],
 			JetStream: true, StoreDir: t.TempDir(),
-			Cluster: server.ClusterOpts{Name: "callback", Host: "127.0.0.1", Port: ports[i]},
+			Cluster: server.ClusterOpts{Name: "callback", Host: "127.0.0.1", Port: ports[n+i]},
 			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
 			NoSigs:  true, NoLog: true,
 		})
-		require.NoError(t, err)
-		srv.Start()
-		t.Cleanup(func() { shutdown(srv) })
-		srvs[i] = srv
 	}
-	for _, srv := range srvs {
-		require.True(t, srv.ReadyForConnections(10*time.Second), "server %s not ready", srv.Name())
+	t.Cleanup(func() {
+		for i := range n {
+			c.stop(i)
+		}
+	})
+	for i := range n {
+		c.launch(i)
 	}
-	return srvs
+	for i := range n {
+		c.ready(i)
+	}
+	return c
 }
 
-// TestCluster: a three-server cluster, streams with three replicas; one
-// server is shut down while events are sent and delivered, and every
-// event is delivered.
-func TestCluster(t *testing.T) {
-	const events = 2000
-	srvs := startCluster(t, 3)
-	var urls []string
-	for _, srv := range srvs {
-		urls = append(urls, srv.ClientURL())
+// stablePorts returns n loopback ports free at the time of the call, below
+// Linux's range of ephemeral ports (32768 and up), so that no outgoing
+// connection takes one while its server is down for a restart.
+func stablePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for p := 10000 + rand.IntN(20000); len(ports) < n; p++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // taken
+		}
+		defer l.Close()
+		ports = append(ports, p)
 	}
-	a := newApp(t, func(hit, int) int {
-		time.Sleep(200 * time.Microsecond)
-		return http.StatusOK
-	})
-	nc := connect(t, strings.Join(urls, ","), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	return ports
+}
 
-	// Wait for the cluster to elect its JetStream leader: until then the
-	// streams cannot be made.
-	var q *natsqueue.Queue
-	waitFor(t, "the JetStream cluster", func() bool {
+// launch starts server i on its options and store.
+func (c *cluster) launch(i int) {
+	c.t.Helper()
+	o := *c.opts[i] // NewServer keeps and changes what it is given
+	o.Routes = slices.Clone(o.Routes)
+	srv, err := server.NewServer(&o)
+	require.NoError(c.t, err)
+	srv.Start()
+	c.mu.Lock()
+	c.srvs[i] = srv
+	c.mu.Unlock()
+}
+
+// ready waits for server i to take clients.
+func (c *cluster) ready(i int) {
+	c.t.Helper()
+	require.True(c.t, c.server(i).ReadyForConnections(10*time.Second), "server s%d not ready", i)
+}
+
+// start starts server i again and waits until it is ready.
+func (c *cluster) start(i int) {
+	c.t.Helper()
+	c.launch(i)
+	c.ready(i)
+}
+
+// stop shuts server i down, if it runs.
+func (c *cluster) stop(i int) {
+	c.mu.Lock()
+	srv := c.srvs[i]
+	c.srvs[i] = nil
+	c.mu.Unlock()
+	if srv != nil {
+		shutdown(srv)
+	}
+}
+
+func (c *cluster) server(i int) *server.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.srvs[i]
+}
+
+// index returns the index of the running server called name, or -1.
+func (c *cluster) index(name string) int {
+	for i, o := range c.opts {
+		if o.ServerName == name && c.server(i) != nil {
+			return i
+		}
+	}
+	return -1
+}
+
+// urls returns the client URLs of the servers, starting from server
+// first.
+func (c *cluster) urls(first int) string {
+	var urls []string
+	for k := range c.opts {
+		o := c.opts[(first+k)%len(c.opts)]
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", o.Port))
+	}
+	return strings.Join(urls, ",")
+}
+
+// leaders returns the servers leading the queue's stream and its consumer
+// as the JetStream API reports them, -1 for one that has no leader or
+// none running.
+func (c *cluster) leaders(js jetstream.JetStream) (stream, consumer int) {
+	stream, consumer = -1, -1
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "CALLBACK_AFTER")
+	if err != nil || s.CachedInfo().Cluster == nil {
+		return
+	}
+	stream = c.index(s.CachedInfo().Cluster.Leader)
+	cons, err := s.Consumer(ctx, "callback")
+	if err != nil || cons.CachedInfo().Cluster == nil {
+		return
+	}
+	return stream, c.index(cons.CachedInfo().Cluster.Leader)
+}
+
+// led waits until the stream and the consumer both have a running leader
+// and returns when that was seen.
+func (c *cluster) led(js jetstream.JetStream) time.Time {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if s, cons := c.leaders(js); s >= 0 && cons >= 0 {
+			return time.Now()
+		}
+		require.False(c.t, time.Now().After(deadline), "no stream and consumer leaders within 60 s")
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// healthy waits until every running server is caught up with the
+// cluster's JetStream state.
+func (c *cluster) healthy() {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for i := range c.opts {
+		for srv := c.server(i); srv != nil && srv.Healthz(nil).Status != "ok"; {
+			require.False(c.t, time.Now().After(deadline), "server s%d not healthy within 60 s: %v", i, srv.Healthz(nil).Error)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// outage is a time during which the cluster could not store or hand out
+// events: from a server's loss to the queue's stream and consumer having
+// leaders again.
+type outage struct{ from, to time.Time }
+
+// TestFailover runs the cluster's fail-over scenarios: three servers, R3
+// streams, two nodes on connections to different servers, events sent all
+// along. In each one every event for which After returned nil is
+// delivered, a webhook-id is never sent with another event's body, both
+// nodes deliver again, and no event waits more than 10 s for delivery
+// outside the time the stream or the consumer had no leader.
+func TestFailover(t *testing.T) {
+	tests := []struct {
+		name    string
+		disrupt func(t *testing.T, c *cluster, js jetstream.JetStream) []outage
+	}{
+		{"stream leader", func(t *testing.T, c *cluster, js jetstream.JetStream) []outage {
+			s, _ := c.leaders(js)
+			require.GreaterOrEqual(t, s, 0, "no stream leader")
+			t.Logf("shutting down s%d, the stream's leader", s)
+			down := time.Now()
+			c.stop(s)
+			return []outage{{down, c.led(js)}}
+		}},
+		{"consumer leader", func(t *testing.T, c *cluster, js jetstream.JetStream) []outage {
+			s, cons := c.leaders(js)
+			require.GreaterOrEqual(t, cons, 0, "no consumer leader")
+			t.Logf("shutting down s%d, the consumer's leader (the stream's: s%d)", cons, s)
+			down := time.Now()
+			c.stop(cons)
+			return []outage{{down, c.led(js)}}
+		}},
+		{"rolling restart", func(t *testing.T, c *cluster, js jetstream.JetStream) []outage {
+			var outs []outage
+			for i := range c.opts {
+				t.Logf("restarting s%d", i)
+				down := time.Now()
+				c.stop(i)
+				c.start(i)
+				outs = append(outs, outage{down, c.led(js)})
+				c.healthy() // as an operator would before the next one
+			}
+			return outs
+		}},
+		{"quorum lost", func(t *testing.T, c *cluster, js jetstream.JetStream) []outage {
+			s, _ := c.leaders(js)
+			require.GreaterOrEqual(t, s, 0, "no stream leader")
+			other := (s + 1) % len(c.opts)
+			t.Logf("shutting down s%d (the stream's leader) and s%d", s, other)
+			down := time.Now()
+			c.stop(s)
+			c.stop(other)
+			time.Sleep(3 * time.Second) // the outage itself, not a wait for a condition
+			c.start(s)
+			c.start(other)
+			t.Logf("quorum back after %v", time.Since(down).Round(time.Millisecond))
+			return []outage{{down, c.led(js)}}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			failover(t, tt.disrupt)
+		})
+	}
+}
+
+// testWriter writes the queue's log lines to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// sent is what After returned for an event: when, and its error.
+type sent struct {
+	at  time.Time
+	err error
+}
+
+func failover(t *testing.T, disrupt func(*testing.T, *cluster, jetstream.JetStream) []outage) {
+	c := startCluster(t, 3)
+	a := newApp(t, func(hit, int) int { return http.StatusOK })
+	// A node rides out a fail-over in After (PublishTimeout over the
+	// servers' election timeout) and gets lost acks' events back soon
+	// (AckWait).
+	opts := natsqueue.Options{Replicas: 3, AckWait: 2 * time.Second, PublishTimeout: 20 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}
+	conn := func(first int) *nats.Conn {
+		return connect(t, c.urls(first), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	}
+	ncA, ncB := conn(0), conn(1)
+	// The streams can be made once the cluster has its JetStream leader,
+	// which a loaded machine may take a while to elect.
+	waitWithin(t, "the JetStream cluster", 30*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		var err error
-		q, err = natsqueue.New(ctx, nc, natsqueue.Options{Replicas: 3, AckWait: 2 * time.Second})
+		q, err := natsqueue.New(ctx, ncA, opts)
+		if err == nil {
+			require.NoError(t, q.Close())
+		}
 		return err == nil
 	})
-	d, err := callback.New(callback.Config{URL: a.URL, Queue: q, Logger: quiet, RetrySchedule: short})
+	cfg := func(name string) callback.Config {
+		return callback.Config{URL: a.URL + "?node=" + name, Workers: 4, RetrySchedule: short}
+	}
+	nodes := []*node{newNode(t, ncA, opts, cfg("a")), newNode(t, ncB, opts, cfg("b"))}
+	js, err := jetstream.New(connect(t, c.urls(2), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond)))
 	require.NoError(t, err)
+
+	// Senders: four per node, each an event every 10 ms at most, until
+	// stop is closed.
+	var (
+		mu     sync.Mutex
+		events []sent
+		wg     sync.WaitGroup
+		stop   = make(chan struct{})
+	)
+	next := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, sent{})
+		return len(events) - 1
+	}
+	for _, n := range nodes {
+		for range 4 {
+			wg.Go(func() {
+				tick := time.NewTicker(10 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+					i := next()
+					err := n.d.After(context.Background(), 1, "message.send.after", body(i))
+					mu.Lock()
+					events[i] = sent{time.Now(), err}
+					mu.Unlock()
+				}
+			})
+		}
+	}
 	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		assert.NoError(t, d.Close(ctx))
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
 	}()
 
-	// Take down the stream's leader midway, while events are sent and
-	// delivered.
-	// An After that fails during the fail-over is retried by the caller,
-	// as an IM server would: what After accepted must not be lost.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	retried := 0
-	for i := range events {
-		if i == events/2 {
-			leader := streamLeader(t, nc, srvs)
-			t.Logf("shutting down %s, the stream's leader, after %d delivered", leader.Name(), a.delivered())
-			shutdown(leader)
+	waitFor(t, "deliveries before the disruption", func() bool { return a.delivered() >= 200 })
+	outs := disrupt(t, c, js)
+	for _, o := range outs {
+		t.Logf("outage of %v", o.to.Sub(o.from).Round(time.Millisecond))
+	}
+	// Events go on after it; then every accepted one must be delivered.
+	last := outs[len(outs)-1].to
+	after := a.delivered()
+	// Each node must take part again, not one alone: each delivers events
+	// accepted after the outage, which it cannot have pulled before.
+	waitFor(t, "deliveries by both nodes after the disruption", func() bool {
+		byNode := map[string]int{}
+		hits := a.snapshot()
+		mu.Lock()
+		for _, h := range hits {
+			if e := events[number(t, h.body)]; e.err == nil && e.at.After(last) {
+				byNode[h.node]++
+			}
 		}
+		mu.Unlock()
+		return a.delivered() >= after+200 && byNode["a"] > 0 && byNode["b"] > 0
+	})
+	close(stop)
+	wg.Wait()
+
+	var accepted []int
+	failed := 0
+	whys := map[string]int{}
+	for i, e := range events {
+		if e.err == nil {
+			accepted = append(accepted, i)
+		} else {
+			failed++
+			whys[e.err.Error()]++
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, i := range accepted {
 		for {
-			err := d.After(ctx, 1, "message.send.after", body(i))
-			if err == nil {
+			if _, ok := a.deliveredAt(string(body(i))); ok {
 				break
 			}
-			require.NoError(t, ctx.Err(), "After(%d) kept failing: %v", i, err)
-			retried++
+			if time.Now().After(deadline) {
+				require.FailNowf(t, "lost", "event %d, accepted %v after the last outage ended, not delivered 30 s later",
+					i, events[i].at.Sub(last).Round(time.Millisecond))
+			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	a.waitDelivered(t, events, 60*time.Second)
-	t.Logf("leader now %s", streamLeader(t, nc, srvs).Name())
-	t.Logf("After calls retried during the fail-over: %d", retried)
-}
 
-// streamLeader returns the server leading the queue's stream.
-func streamLeader(t *testing.T, nc *nats.Conn, srvs []*server.Server) *server.Server {
-	t.Helper()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	var name string
-	waitFor(t, "a stream leader", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, "CALLBACK_AFTER")
-		if err != nil || s.CachedInfo().Cluster == nil {
-			return false
+	// Each event's wait for delivery, outside the outages.
+	var worst, worstRaw time.Duration
+	worstAt := 0
+	for _, i := range accepted {
+		got, _ := a.deliveredAt(string(body(i)))
+		wait := got.Sub(events[i].at)
+		worstRaw = max(worstRaw, wait)
+		for _, o := range outs {
+			from, to := o.from, o.to
+			if events[i].at.After(from) {
+				from = events[i].at
+			}
+			if got.Before(to) {
+				to = got
+			}
+			if to.After(from) {
+				wait -= to.Sub(from)
+			}
 		}
-		name = s.CachedInfo().Cluster.Leader
-		return name != ""
-	})
-	for _, srv := range srvs {
-		if srv.Name() == name {
-			return srv
+		if wait > worst {
+			worst, worstAt = wait, i
 		}
 	}
-	require.FailNow(t, "no server named "+name)
-	return nil
+	if len(accepted) > 0 {
+		got, _ := a.deliveredAt(string(body(worstAt)))
+		t.Logf("the longest wait outside the outages: event %d, accepted %v and delivered %v after the last outage ended",
+			worstAt, events[worstAt].at.Sub(last).Round(time.Millisecond), got.Sub(last).Round(time.Millisecond))
+	}
+	// A webhook-id belongs to one event; an event has more than one only
+	// if After failed for it once and it was sent again.
+	bodyOf := map[string]string{}
+	dups := 0
+	for _, h := range a.snapshot() {
+		if b, ok := bodyOf[h.id]; ok {
+			assert.Equal(t, b, h.body, "webhook-id %s sent with two bodies", h.id)
+			dups++
+		}
+		bodyOf[h.id] = h.body
+	}
+	t.Logf("events: %d accepted, %d After errors; %d requests repeated a webhook-id; longest wait for delivery: %v, %v of it outside the outages",
+		len(accepted), failed, dups, worstRaw.Round(time.Millisecond), worst.Round(time.Millisecond))
+	assert.Zero(t, failed, "After failed although PublishTimeout covers the fail-over: %v", whys)
+	assert.LessOrEqual(t, worst, 10*time.Second, "delivery did not resume within 10 s of the outage's end")
 }

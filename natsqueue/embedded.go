@@ -16,7 +16,8 @@ const startTimeout = 10 * time.Second
 // in dir (created if missing), and returns a Queue on it: durable After
 // delivery for a single node with no other service. The server listens on
 // no port; only this process reaches it. Events stored by an earlier run
-// on the same dir are delivered after the restart. Closing the Queue
+// on the same dir are delivered after the restart, those that its Close
+// handed back at once. Closing the Queue
 // (Dispatcher.Close does) closes the connection and shuts the server down.
 //
 // Only one process may use dir at a time. For several nodes, run a NATS

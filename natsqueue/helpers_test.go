@@ -91,6 +91,7 @@ type hit struct {
 	id   string // webhook-id
 	node string // the node query parameter, if any
 	body string
+	at   time.Time // when it arrived
 }
 
 // app is an App backend that records every request and answers with the
@@ -101,14 +102,15 @@ type app struct {
 	hits   []hit
 	answer func(h hit, seen int) int // seen: earlier requests with this id
 	byID   map[string]int
-	ok     map[string]bool // bodies answered 2xx
+	ok     map[string]bool      // bodies answered 2xx
+	okAt   map[string]time.Time // when each was first answered 2xx
 }
 
 func newApp(t testing.TB, answer func(h hit, seen int) int) *app {
-	a := &app{answer: answer, byID: map[string]int{}, ok: map[string]bool{}}
+	a := &app{answer: answer, byID: map[string]int{}, ok: map[string]bool{}, okAt: map[string]time.Time{}}
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		h := hit{id: r.Header.Get("Webhook-Id"), node: r.URL.Query().Get("node"), body: string(body)}
+		h := hit{id: r.Header.Get("Webhook-Id"), node: r.URL.Query().Get("node"), body: string(body), at: time.Now()}
 		a.mu.Lock()
 		seen := a.byID[h.id]
 		a.byID[h.id]++
@@ -120,7 +122,10 @@ func newApp(t testing.TB, answer func(h hit, seen int) int) *app {
 		}
 		if status/100 == 2 {
 			a.mu.Lock()
-			a.ok[h.body] = true
+			if !a.ok[h.body] {
+				a.ok[h.body] = true
+				a.okAt[h.body] = time.Now()
+			}
 			a.mu.Unlock()
 		}
 		w.WriteHeader(status)
@@ -135,6 +140,14 @@ func (a *app) delivered() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return len(a.ok)
+}
+
+// deliveredAt returns when body was first answered 2xx, if it was.
+func (a *app) deliveredAt(body string) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.okAt[body]
+	return at, ok
 }
 
 // snapshot returns a copy of the requests so far.

@@ -173,7 +173,14 @@ func TestBackendDownBreaker(t *testing.T) {
 	}
 	n := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg)
 	sendAll(t, n.d, 0, events, 8)
-	time.Sleep(time.Second) // the breaker opens; probes fail
+	waitFor(t, "the breaker to open", func() bool {
+		for _, state := range n.d.Stats().Breakers {
+			if state == "open" {
+				return true
+			}
+		}
+		return false
+	})
 	failedWhileDown := len(a.snapshot())
 	assert.Less(t, failedWhileDown, events, "the open breaker must hold events back, not send each one")
 
@@ -313,6 +320,40 @@ func TestRestart(t *testing.T) {
 	require.NoError(t, d.Close(ctx))
 }
 
+// TestRestartHandsBack: with the embedded server, the events a node pulled
+// ahead and handed back at Close are delivered at once after a restart,
+// not after AckWait.
+func TestRestartHandsBack(t *testing.T) {
+	const events = 300
+	dir := t.TempDir()
+	a := newApp(t, func(hit, int) int {
+		time.Sleep(5 * time.Millisecond)
+		return http.StatusOK
+	})
+	start := func() *callback.Dispatcher {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// A handed-back event that the restart forgot would come back
+		// after 30 s.
+		q, err := natsqueue.Embedded(ctx, dir, natsqueue.Options{AckWait: 30 * time.Second})
+		require.NoError(t, err)
+		d, err := callback.New(callback.Config{URL: a.URL, Queue: q, Logger: quiet, Workers: 1, RetrySchedule: short})
+		require.NoError(t, err)
+		return d
+	}
+	d := start()
+	sendAll(t, d, 0, events, 4)
+	waitFor(t, "a few deliveries", func() bool { return a.delivered() >= 10 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, d.Close(ctx))
+	require.Less(t, a.delivered(), events-64, "the node's prefetch was delivered before Close; the test proves nothing")
+
+	d = start()
+	a.waitDelivered(t, events, 15*time.Second) // well within AckWait
+	require.NoError(t, d.Close(ctx))
+}
+
 // TestClose: Close finishes the attempts in flight and hands back the rest;
 // After then fails with ErrClosed; a second node delivers what is left.
 func TestClose(t *testing.T) {
@@ -338,10 +379,16 @@ func TestClose(t *testing.T) {
 // waitFor polls cond for up to 10 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitWithin(t, what, 10*time.Second, cond)
+}
+
+// waitWithin polls cond for up to within.
+func waitWithin(t testing.TB, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			require.FailNow(t, "timed out waiting for "+what)
+			require.FailNow(t, "timed out waiting for "+what, "after %v", within)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -32,6 +32,8 @@ func TestNewRejects(t *testing.T) {
 	}{
 		{"negative AckWait", natsqueue.Options{AckWait: -time.Second}, natsqueue.ErrInvalidOptions},
 		{"negative Replicas", natsqueue.Options{Replicas: -1}, natsqueue.ErrInvalidOptions},
+		{"Heartbeat under 500 ms", natsqueue.Options{Heartbeat: 100 * time.Millisecond}, natsqueue.ErrInvalidOptions},
+		{"Heartbeat over 30 s", natsqueue.Options{Heartbeat: time.Minute}, natsqueue.ErrInvalidOptions},
 		{"dead letters on the queue's stream", natsqueue.Options{DeadLetterStream: "CALLBACK_AFTER"}, natsqueue.ErrInvalidOptions},
 		{"stream with limits retention", natsqueue.Options{Stream: "LIMITS", Subject: "limits"}, natsqueue.ErrStreamMismatch},
 		{"stream on other subjects", natsqueue.Options{Stream: "ELSEWHERE", Subject: "here"}, natsqueue.ErrStreamMismatch},

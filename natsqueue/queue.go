@@ -61,10 +61,38 @@ const (
 	defaultAckWait           = 30 * time.Second
 	defaultPrefetch          = 64
 	defaultPublishTimeout    = 5 * time.Second
+	defaultHeartbeat         = time.Second
 )
 
-// pollWait bounds one wait of Get for the next event.
-const pollWait = 500 * time.Millisecond
+// Bounds of Options.Heartbeat, nats.go's for a pull's idle heartbeat.
+const (
+	minHeartbeat = 500 * time.Millisecond
+	maxHeartbeat = 30 * time.Second
+)
+
+// pullExpiry is how long one pull request waits on the server at most
+// before the node sends a new one (longer if the heartbeat needs it).
+const pullExpiry = 30 * time.Second
+
+// Waits between two publishes of an event that JetStream did not
+// acknowledge, doubling from the first to the last; publishAttempt bounds
+// one publish. All within Options.PublishTimeout.
+const (
+	publishPauseMin = 50 * time.Millisecond
+	publishPauseMax = time.Second
+	publishAttempt  = time.Second
+)
+
+// handBackWait bounds how long Close waits for the events pulled ahead to
+// be handed back; without the server they cannot be, and they come back
+// after AckWait.
+const handBackWait = 2 * time.Second
+
+// handBackDelay is the delay of a hand-back (a Nak with a delay). A plain
+// Nak only queues the event for redelivery in the consumer leader's memory:
+// a leader change or a restart forgets it and the event waits for AckWait.
+// A Nak with a delay is stored and replicated with the consumer's state.
+const handBackDelay = time.Millisecond
 
 // Headers of an event message; its data is the event's body.
 const (
@@ -122,19 +150,34 @@ type Options struct {
 	// 0 means 64.
 	Prefetch int
 
-	// PublishTimeout bounds how long Put waits for JetStream to
-	// acknowledge an event, within Put's ctx. 0 means 5 s.
+	// Heartbeat is how often the server signals a node's waiting pull
+	// request. A node that misses two heartbeats, as after a leader change
+	// of the consumer that lost its pull request, pulls again: it bounds
+	// how long a node stays idle once the consumer has a leader again.
+	// 0 means 1 s; otherwise from 500 ms to 30 s.
+	Heartbeat time.Duration
+
+	// PublishTimeout bounds how long Put tries to store an event, within
+	// Put's ctx: a publish JetStream does not acknowledge (no stream
+	// leader during a fail-over, a lost reply) is sent again, with the
+	// same Nats-Msg-Id, until one is acknowledged or the time is up. A
+	// fail-over took up to 9 s in the tests, 12 s with two servers of
+	// three down for 3 s (README, Durable delivery): a PublishTimeout of
+	// 20 s rode them all out; a shorter one makes Put fail in a longer
+	// one. 0 means 5 s.
 	PublishTimeout time.Duration
 
 	// Logger receives messages the queue skips (malformed ones) at Error
-	// level. nil means slog.Default().
+	// level, a node's lost contact with the consumer (missed heartbeats, a
+	// failed pull) at Warn level and its recovery at Info level, once per
+	// outage. nil means slog.Default().
 	Logger *slog.Logger
 }
 
 func (o Options) withDefaults() (Options, error) {
 	for name, d := range map[string]time.Duration{
 		"MaxAge": o.MaxAge, "DeadLetterMaxAge": o.DeadLetterMaxAge,
-		"AckWait": o.AckWait, "PublishTimeout": o.PublishTimeout,
+		"AckWait": o.AckWait, "PublishTimeout": o.PublishTimeout, "Heartbeat": o.Heartbeat,
 	} {
 		if d < 0 {
 			return o, fmt.Errorf("%w: %s is negative", ErrInvalidOptions, name)
@@ -154,6 +197,10 @@ func (o Options) withDefaults() (Options, error) {
 	o.AckWait = or(o.AckWait, defaultAckWait)
 	o.Prefetch = or(o.Prefetch, defaultPrefetch)
 	o.PublishTimeout = or(o.PublishTimeout, defaultPublishTimeout)
+	o.Heartbeat = or(o.Heartbeat, defaultHeartbeat)
+	if o.Heartbeat < minHeartbeat || o.Heartbeat > maxHeartbeat {
+		return o, fmt.Errorf("%w: Heartbeat %v is not within %v to %v", ErrInvalidOptions, o.Heartbeat, minHeartbeat, maxHeartbeat)
+	}
 	if o.MaxAckPending == 0 {
 		o.MaxAckPending = -1 // JetStream's "no limit"
 	}
@@ -177,6 +224,12 @@ func or[T comparable](v, def T) T {
 // Queue is a callback.Queue on a JetStream stream. Create it with New or
 // Embedded and give it to callback.Config.Queue; the Dispatcher's Close
 // closes it. A Queue is safe for concurrent use.
+//
+// The Queue reads the consumer with nats.go's Consume, which watches the
+// server's heartbeats even while every worker is busy: when a leader
+// change of the consumer loses the node's pull request, the missed
+// heartbeats make it pull again. Its handler hands each event to a
+// worker, waiting for one.
 type Queue struct {
 	o    Options
 	nc   *nats.Conn
@@ -185,11 +238,23 @@ type Queue struct {
 	dead jetstream.Stream
 
 	stopped atomic.Bool
+	stop    chan struct{} // closed by Stop
 
-	// mu guards it, which Get replaces when the iterator ended while the
-	// queue runs (a deleted consumer, a closed subscription).
+	// mu guards cc, which the watcher replaces when it ended while the
+	// queue runs (a deleted consumer), and Stop drains.
 	mu sync.Mutex
-	it jetstream.MessagesContext
+	cc jetstream.ConsumeContext
+
+	msgs    chan jetstream.Msg // from the consumer's handler to Get
+	life    context.Context    // ends the watcher's waits; cancelled by Close
+	cancel  context.CancelFunc
+	readEnd chan struct{} // closed when the watcher returns
+	readErr error         // why it returned, set before readEnd is closed
+
+	// lostMu guards lost: since when the node has had no contact with the
+	// consumer (zero while it has), for logging once per outage.
+	lostMu sync.Mutex
+	lost   time.Time
 
 	release   func() // Embedded: closes the connection and the server
 	closeOnce sync.Once
@@ -199,8 +264,8 @@ type Queue struct {
 var _ callback.Queue = (*Queue)(nil)
 
 // New returns a Queue on the JetStream of nc, creating or checking its
-// streams and its durable consumer. The caller keeps owning nc: Close does
-// not close it. ctx bounds the set-up.
+// streams and its durable consumer, and starts pulling events. The caller
+// keeps owning nc: Close does not close it. ctx bounds the set-up.
 func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: no connection", ErrInvalidOptions)
@@ -213,7 +278,7 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsqueue: %w", err)
 	}
-	q := &Queue{o: o, nc: nc, js: js}
+	q := &Queue{o: o, nc: nc, js: js, stop: make(chan struct{}), msgs: make(chan jetstream.Msg), readEnd: make(chan struct{})}
 	q.work, err = q.stream(ctx, jetstream.StreamConfig{
 		Name:      o.Stream,
 		Subjects:  []string{o.Subject + ".>"},
@@ -236,9 +301,13 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	if q.it, err = q.consume(ctx); err != nil {
+	if q.cc, err = q.consume(ctx); err != nil {
 		return nil, err
 	}
+	// The watcher's life is the Queue's, not New's ctx: ctx bounds the
+	// set-up only.
+	q.life, q.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	go q.watch(q.cc)
 	return q, nil
 }
 
@@ -268,7 +337,7 @@ func (q *Queue) stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstre
 
 // consume creates or updates the shared durable consumer and starts
 // pulling from it.
-func (q *Queue) consume(ctx context.Context) (jetstream.MessagesContext, error) {
+func (q *Queue) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
 	c, err := q.work.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       q.o.Consumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -280,16 +349,33 @@ func (q *Queue) consume(ctx context.Context) (jetstream.MessagesContext, error) 
 	if err != nil {
 		return nil, fmt.Errorf("natsqueue: consumer %s: %w", q.o.Consumer, err)
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(q.o.Prefetch))
+	// Consume, not Messages: its subscription queues what comes while the
+	// handler waits for a worker, where the iterator's channel of
+	// Prefetch messages fills with heartbeats and then drops events,
+	// which wait for AckWait.
+	cc, err := c.Consume(q.handle,
+		jetstream.PullMaxMessages(q.o.Prefetch),
+		jetstream.PullHeartbeat(q.o.Heartbeat),
+		jetstream.PullExpiry(max(pullExpiry, 2*q.o.Heartbeat)),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { q.lostContact(err) }),
+	)
 	if err != nil {
 		return nil, fmt.Errorf("natsqueue: consumer %s: %w", q.o.Consumer, err)
 	}
-	return it, nil
+	return cc, nil
 }
 
-// Put publishes ev and returns nil once JetStream has stored it. The
-// webhook-id is the message's Nats-Msg-Id, so a publish retried within the
-// stream's duplicate window (2 min by default) is stored once.
+// Put publishes ev and returns nil once JetStream has stored it. A
+// publish that JetStream does not acknowledge is sent again until one is,
+// within Options.PublishTimeout and ctx. The webhook-id is the message's
+// Nats-Msg-Id, so an event published twice within the stream's duplicate
+// window (2 min by default) is stored once.
+//
+// An error wraps ErrPublish: JetStream did not acknowledge the event in
+// time. It may still be stored (its last publish reached a leader whose
+// answer was lost or came too late) and then is delivered, under its
+// webhook-id; calling After again for it makes a second event with
+// another webhook-id.
 func (q *Queue) Put(ctx context.Context, ev callback.Event) error {
 	if q.stopped.Load() {
 		return callback.ErrClosed
@@ -297,10 +383,46 @@ func (q *Queue) Put(ctx context.Context, ev callback.Event) error {
 	m := eventMsg(q.o.Subject, ev)
 	ctx, cancel := context.WithTimeout(ctx, q.o.PublishTimeout)
 	defer cancel()
-	if _, err := q.js.PublishMsg(ctx, m, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(q.o.Stream)); err != nil {
-		return fmt.Errorf("%w: %w", ErrPublish, err)
+	pause := publishPauseMin
+	for {
+		one, cancelOne := context.WithTimeout(ctx, publishAttempt)
+		_, err := q.js.PublishMsg(one, m, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(q.o.Stream))
+		cancelOne()
+		if err == nil {
+			return nil
+		}
+		if !publishAgain(err) || ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ErrPublish, err)
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w: %w", ErrPublish, err)
+		}
+		pause = min(2*pause, publishPauseMax)
 	}
-	return nil
+}
+
+// errCodeInProcess is JetStream's answer to a publish whose Nats-Msg-Id is
+// that of an earlier publish not yet stored (the server's
+// JSStreamDuplicateMessageConflict): the earlier one may still be stored
+// or fail.
+const errCodeInProcess jetstream.ErrorCode = 10158
+
+// publishAgain reports whether a publish that failed with err may succeed
+// if sent again: no answer in time, no stream leader to answer, the same
+// event still in process, or JetStream's own "unavailable" (5xx) answers.
+// Anything else (a closed connection, a message over max_payload, a stream
+// that does not take the subject) fails the same way every time.
+func publishAgain(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.Code >= 500 || api.ErrorCode == errCodeInProcess)
 }
 
 // eventMsg returns the message of ev on subject prefix.appID.
@@ -340,37 +462,131 @@ func decodeEvent(h nats.Header, data []byte) (callback.Event, error) {
 	return ev, nil
 }
 
-// Get hands out the next event; ctx bounds the wait. After Stop it hands
-// back (naks) what the node had pulled ahead, so that other nodes get it
-// at once, and returns callback.ErrClosed.
-func (q *Queue) Get(ctx context.Context) (callback.Delivery, error) {
+// handle hands msg to a worker's Get, waiting for one, or back to the
+// server after Stop. nats.go calls it for one message at a time.
+func (q *Queue) handle(msg jetstream.Msg) {
+	q.lostMu.Lock()
+	if !q.lost.IsZero() {
+		q.o.Logger.Info("natsqueue: consumer reached again",
+			slog.String("consumer", q.o.Consumer), slog.Duration("after", time.Since(q.lost)))
+		q.lost = time.Time{}
+	}
+	q.lostMu.Unlock()
+	if q.stopped.Load() {
+		handBack(msg)
+		return
+	}
+	select {
+	case q.msgs <- msg:
+	case <-q.stop:
+		handBack(msg)
+	}
+}
+
+// lostContact logs, once per outage, an error of the consumer: missed
+// heartbeats (nats.go then pulls again), a leader change, a lost
+// connection.
+func (q *Queue) lostContact(err error) {
+	if q.stopped.Load() {
+		return
+	}
+	q.lostMu.Lock()
+	defer q.lostMu.Unlock()
+	if q.lost.IsZero() {
+		q.lost = time.Now()
+		q.o.Logger.Warn("natsqueue: lost contact with the consumer, pulling again",
+			slog.String("consumer", q.o.Consumer), slog.String("error", err.Error()))
+	}
+}
+
+// watch waits for the consumption cc to end: after Stop, once it has
+// handed back what was pulled ahead; on a closed connection; or, when it
+// ended on its own (a deleted consumer), it starts it again.
+func (q *Queue) watch(cc jetstream.ConsumeContext) {
+	defer close(q.readEnd)
+	for {
+		select {
+		case <-cc.Closed():
+		case <-q.life.Done():
+			q.readErr = callback.ErrClosed
+			return
+		}
+		switch {
+		case q.stopped.Load():
+			q.readErr = callback.ErrClosed
+			return
+		case q.nc.IsClosed():
+			q.readErr = fmt.Errorf("natsqueue: consumer %s: %w", q.o.Consumer, nats.ErrConnectionClosed)
+			return
+		}
+		q.lostContact(errors.New("consumption ended"))
+		if cc = q.restart(); cc == nil {
+			q.readErr = callback.ErrClosed
+			return
+		}
+	}
+}
+
+// handBack returns an event to the server for redelivery at once, in a way
+// that survives a leader change or a restart (handBackDelay).
+func handBack(msg jetstream.Msg) {
+	_ = msg.NakWithDelay(handBackDelay) // a lost one costs a redelivery after AckWait
+}
+
+// restart creates the consumer again (it may have been deleted) and
+// starts consuming it, retrying until that works. Once Stop was called it
+// returns the current consumption, drained; nil once Close was.
+func (q *Queue) restart() jetstream.ConsumeContext {
+	pause := publishPauseMin
 	for {
 		q.mu.Lock()
-		it := q.it
+		if q.stopped.Load() {
+			cc := q.cc
+			q.mu.Unlock()
+			return cc
+		}
 		q.mu.Unlock()
-		// Wait in short rounds so that Stop ends Get soon even when the
-		// server is unreachable and the iterator cannot close.
-		wait, cancel := context.WithTimeout(ctx, pollWait)
-		msg, err := it.Next(jetstream.NextContext(wait))
+		ctx, cancel := context.WithTimeout(q.life, q.o.PublishTimeout)
+		cc, err := q.consume(ctx)
 		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
+		if err == nil {
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			q.cc = cc
 			if q.stopped.Load() {
-				return nil, callback.ErrClosed
+				cc.Drain() // Stop drained the old one meanwhile
 			}
-			if errors.Is(err, context.DeadlineExceeded) {
-				continue
-			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && !q.nc.IsClosed() {
-				q.restart(ctx, it)
-			}
-			return nil, fmt.Errorf("natsqueue: %w", err)
+			return cc
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-q.life.Done():
+			t.Stop()
+			return nil
+		}
+		pause = min(2*pause, 2*q.o.Heartbeat)
+	}
+}
+
+// Get hands out the next event; ctx bounds the wait. After Stop it returns
+// callback.ErrClosed: the events the node pulled ahead are handed back to
+// the server, so that other nodes get them at once.
+func (q *Queue) Get(ctx context.Context) (callback.Delivery, error) {
+	for {
+		var msg jetstream.Msg
+		select {
+		case msg = <-q.msgs:
+		case <-q.stop:
+			return nil, callback.ErrClosed
+		case <-q.readEnd:
+			return nil, q.readErr
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 		if q.stopped.Load() {
-			_ = msg.Nak()
-			continue
+			handBack(msg)
+			return nil, callback.ErrClosed
 		}
 		meta, err := msg.Metadata()
 		if err != nil {
@@ -393,50 +609,37 @@ func (q *Queue) skip(msg jetstream.Msg, err error) {
 	_ = msg.TermWithReason(ErrMalformed.Error())
 }
 
-// restart replaces an iterator that ended while the queue runs.
-func (q *Queue) restart(ctx context.Context, old jetstream.MessagesContext) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.it != old || q.stopped.Load() {
-		return
-	}
-	if it, err := q.consume(ctx); err == nil {
-		q.it = it
-	}
-}
-
 // Stop makes Put return callback.ErrClosed and stops pulling events;
-// those pulled ahead are handed back by Get.
+// those pulled ahead are handed back to the server.
 func (q *Queue) Stop() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.stopped.CompareAndSwap(false, true) {
-		q.it.Drain()
+		close(q.stop)
+		q.cc.Drain()
 	}
 }
 
-// Close stops the queue if Stop was not called, hands back the events
-// pulled ahead and not handed out, flushes the acks of settled events to
-// the server and, for an Embedded queue, closes the
-// connection and shuts the server down. It does not close a connection
-// given to New.
+// Close stops the queue if Stop was not called, waits a little for the
+// events pulled ahead to be handed back, flushes the acks of settled
+// events to the server and, for an Embedded queue, closes the connection
+// and shuts the server down. It does not close a connection given to New.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.Stop()
-		q.mu.Lock()
-		it := q.it
-		q.mu.Unlock()
-		// Hand back what was pulled ahead and never handed out: workers
-		// that Close's deadline stopped did not drain it through Get.
-		// Without the server, the first wait ends it.
-		for {
-			msg, err := it.Next(jetstream.NextMaxWait(pollWait / 5))
-			if err != nil {
-				break
-			}
-			_ = msg.Nak()
+		// The handler hands back what was pulled ahead until the drained
+		// consumption ends; without the server it may never.
+		t := time.NewTimer(handBackWait)
+		select {
+		case <-q.readEnd:
+		case <-t.C:
 		}
-		it.Stop()
+		t.Stop()
+		q.cancel()
+		<-q.readEnd
+		q.mu.Lock()
+		q.cc.Stop()
+		q.mu.Unlock()
 		if !q.nc.IsClosed() {
 			if err := q.nc.FlushTimeout(q.o.PublishTimeout); err != nil {
 				q.closeErr = fmt.Errorf("natsqueue: flushing acks: %w", err)
