@@ -374,8 +374,10 @@ func (q *Queue) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
 // An error wraps ErrPublish: JetStream did not acknowledge the event in
 // time. It may still be stored (its last publish reached a leader whose
 // answer was lost or came too late) and then is delivered, under its
-// webhook-id; calling After again for it makes a second event with
-// another webhook-id.
+// webhook-id. Calling After again for it makes a second event with
+// another webhook-id, unless the caller gave the event its ID with
+// callback.WithEventID: then the retry is stored once within the
+// duplicate window.
 func (q *Queue) Put(ctx context.Context, ev callback.Event) error {
 	if q.stopped.Load() {
 		return callback.ErrClosed
