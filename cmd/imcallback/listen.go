@@ -182,7 +182,13 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprintf(&b, "%s  %s  app %s  id %s\n", at.Format("15:04:05.000"), safe(command), safe(app), safe(id))
 	status := "rejected"
-	if rw.status == http.StatusUnauthorized {
+	switch {
+	case command == callback.CheckCommand && rw.status < 300:
+		// The receiver verified and allowed the probe by itself.
+		b.WriteString("  probe of Dispatcher.Check (imcallback doctor): answered allow\n\n")
+		l.printf("%s", b.String())
+		return
+	case rw.status == http.StatusUnauthorized:
 		status = "signature INVALID"
 	}
 	fmt.Fprintf(&b, "  %s: answered %d %s\n", status, rw.status, printable(strings.TrimSpace(rw.reason.String())))
