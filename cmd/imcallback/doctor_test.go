@@ -100,3 +100,24 @@ func waitFor(t *testing.T, cond func() bool, format string, args ...any) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestVersionAndSecret(t *testing.T) {
+	for _, arg := range []string{"--version", "version"} {
+		r := cli(t, "", arg)
+		assert.Equal(t, exitAllow, r.code)
+		assert.Regexp(t, `^imcallback \S.* \(go1\.\d+.*, \w+/\w+\)\n$`, r.stdout)
+	}
+	a, b := cli(t, "", "secret"), cli(t, "", "secret")
+	require.Equal(t, exitAllow, a.code, a.stderr)
+	assert.NotEqual(t, a.stdout, b.stdout, "random")
+	s := strings.TrimSpace(a.stdout)
+	assert.Len(t, s, len("whsec_")+44, "32 bytes, base64")
+	d, err := callback.New(callback.Config{URL: "http://127.0.0.1:1/", Secret: s})
+	require.NoError(t, err, "the library accepts it")
+	require.NoError(t, d.Close(t.Context()))
+	srv := callbacktest.NewServer(t, callbacktest.Config{Secret: s})
+	assert.Equal(t, exitAllow, cli(t, "", "doctor", "--url", srv.URL, "--secret", s).code, "and so does the receiver")
+	r := cli(t, "", "secret", "--bytes", "64")
+	assert.Len(t, strings.TrimSpace(r.stdout), len("whsec_")+88)
+	assert.Equal(t, exitUsage, cli(t, "", "secret", "--bytes", "8").code)
+}

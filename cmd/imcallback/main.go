@@ -42,6 +42,8 @@ Usage:
   imcallback apps list|set|delete [flags]
                               manage per-app callback endpoints in a database (sqlapps)
   imcallback doctor [flags]   check that an App backend is reachable and accepts the signature
+  imcallback secret           print a new random whsec_ secret
+  imcallback --version        print the version
 
 Run "imcallback COMMAND --help" for the flags of each.
 `
@@ -69,11 +71,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runApps(ctx, args[1:], stdout, stderr)
 	case "doctor":
 		return runDoctor(ctx, args[1:], stdout, stderr)
+	case "secret":
+		return runSecret(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, version())
+		return exitAllow
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitAllow
 	}
-	fmt.Fprintf(stderr, "imcallback: unknown command %q (want listen, send, apps or doctor; see imcallback --help)\n", args[0])
+	fmt.Fprintf(stderr, "imcallback: unknown command %q (want listen, send, apps, doctor or secret; see imcallback --help)\n", args[0])
 	return exitUsage
 }
 
