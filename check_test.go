@@ -194,3 +194,19 @@ func TestCheckContextAndClose(t *testing.T) {
 	require.NoError(t, d.Close(context.Background()))
 	require.ErrorIs(t, d.Check(context.Background(), 1), callback.ErrClosed)
 }
+
+func TestWithStatusBody(t *testing.T) {
+	srv := callbacktest.NewServer(t, callbacktest.Config{Secret: callbacktest.NewSecret()})
+	d := newChecked(t, callback.Config{URL: srv.URL})
+	var body []byte
+	r := d.Before(callback.WithStatusBody(context.Background(), &body), 1, callback.MessageSendBefore, []byte(`{}`))
+	require.ErrorIs(t, r.Err, callback.ErrStatus)
+	assert.Contains(t, string(body), "webhook-signature", "the receiver's reason for the 401")
+	assert.NotContains(t, r.Err.Error(), "webhook-signature", "never in the error")
+
+	ok := callbacktest.NewServer(t, callbacktest.Config{})
+	d = newChecked(t, callback.Config{URL: ok.URL})
+	body = nil
+	require.NoError(t, d.Before(callback.WithStatusBody(context.Background(), &body), 1, callback.MessageSendBefore, []byte(`{}`)).Err)
+	assert.Nil(t, body, "a 2xx answer leaves it")
+}
