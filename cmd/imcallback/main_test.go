@@ -62,7 +62,7 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{"bad secret", []string{"send", "--body", "{}", "--secret", "not-whsec"}, "invalid config"},
 		{"bad URL", []string{"send", "--body", "{}", "--url", "ftp://x"}, "scheme"},
 		{"bad count", []string{"send", "--body", "{}", "--count", "0"}, "at least 1"},
-		{"load after", []string{"send", "--body", "{}", "--count", "5", "--after"}, "before-callbacks only"},
+		{"bad rate", []string{"send", "--body", "{}", "--rate", "-1"}, "must not be negative"},
 		{"bad rewrite", []string{"listen", "--rewrite", "nothing"}, "PATTERN=REPLACEMENT"},
 		{"bad pattern", []string{"listen", "--deny-pattern", "("}, "missing closing )"},
 		{"bad listen secret", []string{"listen", "--secret", "whsec_!!"}, "invalid config"},
@@ -219,6 +219,8 @@ func TestSendLoad(t *testing.T) {
 	assert.Equal(t, exitFailure, r.code)
 	assert.Contains(t, r.stdout, "outcomes: allow 0  deny 2  drop 0  failed 18")
 	assert.Contains(t, r.stdout, "first failure:")
+	// 5 failures in a row open the breaker: the rest are refused at once, and the breakdown says so.
+	assert.Regexp(t, `failures: breaker open 13  status 503 5\n`, r.stdout)
 }
 
 func TestPercentile(t *testing.T) {
