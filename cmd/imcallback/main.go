@@ -3,6 +3,7 @@
 //
 //	imcallback listen   # be an App backend: print each callback, answer by rules
 //	imcallback send     # be the IM server: fire callbacks at an App backend
+//	imcallback replay   # resend callbacks that listen --record saved
 //	imcallback apps     # manage per-app endpoints in a database
 //	imcallback doctor   # check that an App backend answers, before trusting fail-open
 //
@@ -39,6 +40,8 @@ const usage = `imcallback: a tool for IM callbacks, on both sides of the wire.
 Usage:
   imcallback listen [flags]   run an App backend that prints every callback and answers by rules
   imcallback send [flags]     fire a callback (or many) at an App backend through the library
+  imcallback replay [flags] FILE
+                              resend callbacks that listen --record saved, re-signed
   imcallback apps list|set|delete [flags]
                               manage per-app callback endpoints in a database (sqlapps)
   imcallback doctor [flags]   check that an App backend is reachable and accepts the signature
@@ -71,6 +74,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runApps(ctx, args[1:], stdout, stderr)
 	case "doctor":
 		return runDoctor(ctx, args[1:], stdout, stderr)
+	case "replay":
+		return runReplay(ctx, args[1:], stdin, stdout, stderr)
 	case "secret":
 		return runSecret(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
@@ -80,7 +85,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stdout, usage)
 		return exitAllow
 	}
-	fmt.Fprintf(stderr, "imcallback: unknown command %q (want listen, send, apps, doctor or secret; see imcallback --help)\n", args[0])
+	fmt.Fprintf(stderr, "imcallback: unknown command %q (want listen, send, replay, apps, doctor or secret; see imcallback --help)\n", args[0])
 	return exitUsage
 }
 

@@ -273,7 +273,7 @@ func listening(t *testing.T, args ...string) (string, *syncBuffer) {
 	addr := regexp.MustCompile(`on (http://\S+/callback)`)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if m := addr.FindStringSubmatch(out.String()); m != nil {
+		if m := addr.FindStringSubmatch(out.String() + errOut.String()); m != nil {
 			return m[1], out
 		}
 		select {
