@@ -210,3 +210,21 @@ func TestWithStatusBody(t *testing.T) {
 	require.NoError(t, d.Before(callback.WithStatusBody(context.Background(), &body), 1, callback.MessageSendBefore, []byte(`{}`)).Err)
 	assert.Nil(t, body, "a 2xx answer leaves it")
 }
+
+// readmeCheck is the README's start-up check, quoted verbatim.
+func readmeCheck(ctx context.Context, d *callback.Dispatcher, appID int) error {
+	if err := d.Check(ctx, appID); err != nil {
+		var ce *callback.CheckError
+		if errors.As(err, &ce) && errors.Is(err, callback.ErrSignatureRefused) {
+			slog.Error("the App backend refuses our secret", "url", ce.URL, "status", ce.Status)
+		}
+		return err // or log it and carry on, failing open
+	}
+	return nil
+}
+
+func TestREADMECheck(t *testing.T) {
+	srv := callbacktest.NewServer(t, callbacktest.Config{Secret: callbacktest.NewSecret()})
+	d := newChecked(t, callback.Config{URL: srv.URL, Secret: callbacktest.NewSecret()})
+	require.ErrorIs(t, readmeCheck(context.Background(), d, 1), callback.ErrSignatureRefused)
+}
