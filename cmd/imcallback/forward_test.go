@@ -134,3 +134,32 @@ func TestReplayRejectsBadInput(t *testing.T) {
 		assert.Contains(t, r.stderr, tt.want)
 	}
 }
+
+func TestReplayAfter(t *testing.T) {
+	record := filepath.Join(t.TempDir(), "calls.jsonl")
+	lines := `{"protocol":"tencent","app":7,"command":"State.StateChange","id":"evt-1","body":{"Info":{"Action":"Login"}}}
+{"protocol":"tencent","app":7,"command":"imcallback.check","body":{}}
+{"protocol":"tencent","app":7,"command":"x","rejected":"no signature","status":401}
+`
+	require.NoError(t, os.WriteFile(record, []byte(lines), 0o600))
+	srv := callbacktest.NewServer(t, callbacktest.Config{Protocol: callback.Tencent, Secret: "tok"})
+	srv.On("State.StateChange", callbacktest.Status(503), callbacktest.Allow())
+	r := cli(t, "", "replay", "--url", srv.URL, "--secret", "tok", "--after", "--retries", "1", record)
+	assert.Equal(t, exitAllow, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "replayed 1 after-callbacks: delivered 1, failed 0", "the probe and the rejected line are skipped")
+	calls := srv.Calls()
+	require.Len(t, calls, 2, "one failed attempt, one retry")
+	assert.Equal(t, 7, calls[1].AppID)
+	assert.Equal(t, "evt-1", calls[1].ID)
+	assert.True(t, calls[1].Verified, "the recorded protocol is used, signed with --secret")
+}
+
+func TestColour(t *testing.T) {
+	var b strings.Builder
+	assert.False(t, colourOn(&b), "not a file")
+	t.Setenv("NO_COLOR", "1")
+	assert.False(t, colourOn(os.Stdout), "NO_COLOR")
+	on := painter{on: true}
+	assert.Equal(t, "\x1b[31mFAIL\x1b[0m", on.paint(red, "FAIL"))
+	assert.Equal(t, "FAIL", painter{}.paint(red, "FAIL"))
+}

@@ -29,6 +29,11 @@ func TestURLCredentialsNeverPrinted(t *testing.T) {
 		assert.NotContains(t, r.stdout+r.stderr, "hunter2", "send --after")
 		r = cli(t, "", "send", "--url", u, "--body", `{}`, "--count", "2", "--timeout", "200ms")
 		assert.NotContains(t, r.stdout+r.stderr, "hunter2", "send --count")
+		r = cli(t, "", "send", "--url", u, "--body", `{}`, "--json", "--timeout", "200ms")
+		assert.NotContains(t, r.stdout+r.stderr, "hunter2", "send --json")
+		r = cli(t, "", "doctor", "--url", u+"?sig=hunter2", "--timeout", "200ms")
+		assert.Equal(t, exitFailure, r.code)
+		assert.NotContains(t, r.stdout+r.stderr, "hunter2", "doctor")
 	}
 }
 

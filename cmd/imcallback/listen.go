@@ -119,7 +119,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return fail(stderr, exitUsage, "imcallback listen: give --json or --quiet, not both")
 	}
 
-	l := &listener{proto: f.protocol, rules: rs, signed: f.secret != "", verbose: f.verbose, json: f.json, quiet: f.quiet, out: stdout}
+	l := &listener{proto: f.protocol, rules: rs, signed: f.secret != "", verbose: f.verbose, json: f.json, quiet: f.quiet, out: stdout, paint: newPainter(stdout)}
 	if f.forwardTo != "" {
 		secret := f.forwardSecret
 		if secret == "" {
@@ -218,8 +218,9 @@ type listener struct {
 	rec           *recorder  // with --record
 	n             counters
 
-	mu  sync.Mutex // serialises writes to out
-	out io.Writer
+	mu    sync.Mutex // serialises writes to out
+	out   io.Writer
+	paint painter // colours for a terminal
 }
 
 func (l *listener) printf(format string, args ...any) {
@@ -351,11 +352,11 @@ func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.
 	}
 	switch {
 	case fwdErr != nil:
-		fmt.Fprintf(&b, "  forward:   FAILED after %v: %v\n  answer:    500 (your App backend did not answer)", round(fwdTook), fwdErr)
+		fmt.Fprintf(&b, "  forward:   %s after %v: %v\n  answer:    500 (your App backend did not answer)", l.paint.paint(red, "FAILED"), round(fwdTook), fwdErr)
 	case l.fwd != nil:
-		fmt.Fprintf(&b, "  forward:   answered in %v\n  answer:    %s", round(fwdTook), describeDecision(l.proto, dec))
+		fmt.Fprintf(&b, "  forward:   answered in %v\n  answer:    %s", round(fwdTook), l.decision(dec))
 	default:
-		fmt.Fprintf(&b, "  answer:    %s", describeDecision(l.proto, dec))
+		fmt.Fprintf(&b, "  answer:    %s", l.decision(dec))
 	}
 	if why != "" {
 		fmt.Fprintf(&b, "  (%s)", why)
@@ -371,6 +372,18 @@ func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.
 	fmt.Fprintf(&b, "  body:      %s\n\n", graphicJSON(indent(req.Body, "             ")))
 	l.printf("%s", b.String())
 	return dec, fwdErr
+}
+
+// decision describes dec, coloured on a terminal.
+func (l *listener) decision(dec receiver.Decision) string {
+	c := green
+	switch dec.Action {
+	case callback.Deny:
+		c = red
+	case callback.Drop:
+		c = yellow
+	}
+	return l.paint.paint(c, describeDecision(l.proto, dec))
 }
 
 // describeDecision says what dec is answered as.

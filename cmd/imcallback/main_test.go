@@ -84,7 +84,14 @@ func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"help"}} {
 		r := cli(t, "", args...)
 		assert.Equal(t, exitAllow, r.code)
-		assert.Contains(t, r.stdout, "imcallback listen")
+		for _, cmd := range []string{"listen", "send", "replay", "apps", "doctor", "secret", "--version"} {
+			assert.Contains(t, r.stdout, "imcallback "+cmd)
+		}
+	}
+	for _, cmd := range []string{"doctor", "replay", "secret"} {
+		r := cli(t, "", cmd, "--help")
+		assert.Equal(t, exitAllow, r.code, cmd)
+		assert.Contains(t, r.stdout, "Usage: imcallback "+cmd)
 	}
 	send := cli(t, "", "send", "--help")
 	assert.Equal(t, exitAllow, send.code)
