@@ -23,7 +23,6 @@ const (
 	green  = "32"
 	red    = "31"
 	yellow = "33"
-	bold   = "1"
 )
 
 // painter writes to a terminal in colour, and to anything else plain.
@@ -49,4 +48,9 @@ func (p painter) finding(ok bool, format string, args ...any) {
 		mark = p.paint(red, "FAIL")
 	}
 	fmt.Fprintf(p.w, "  %s  %s\n", mark, fmt.Sprintf(format, args...))
+}
+
+// note prints one line of a report that is neither a pass nor a failure.
+func (p painter) note(format string, args ...any) {
+	fmt.Fprintf(p.w, "  %s  %s\n", p.paint(yellow, "note"), fmt.Sprintf(format, args...))
 }
