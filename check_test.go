@@ -228,3 +228,17 @@ func TestREADMECheck(t *testing.T) {
 	d := newChecked(t, callback.Config{URL: srv.URL, Secret: callbacktest.NewSecret()})
 	require.ErrorIs(t, readmeCheck(context.Background(), d, 1), callback.ErrSignatureRefused)
 }
+
+// An App backend that denies commands it does not know passes: the probe
+// checks the way there, not the App's rules.
+func TestCheckPassesADeny(t *testing.T) {
+	b := newBackend(t, func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"code":404,"msg":"unknown command"}`))
+	})
+	d := newChecked(t, callback.Config{URL: b.URL})
+	require.NoError(t, d.Check(context.Background(), 1))
+	require.Len(t, b.requests(), 1)
+	assert.Equal(t, callback.CheckCommand, b.requests()[0].Query["command"][0])
+	assert.JSONEq(t, `{"imcallback":"check"}`, string(b.requests()[0].Body))
+	assert.Zero(t, d.Stats().Total)
+}
