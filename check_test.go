@@ -164,6 +164,7 @@ func TestCheckBypassesBreaker(t *testing.T) {
 	for range 5 {
 		require.ErrorIs(t, d.Check(context.Background(), 1), callback.ErrStatus)
 	}
+	assert.Zero(t, d.Stats().Total, "failed probes are not counted either")
 	r := d.Before(context.Background(), 1, callback.MessageSendBefore, []byte(`{}`))
 	require.NoError(t, r.Err, "failed probes must not open the breaker")
 
