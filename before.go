@@ -137,6 +137,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	}
 	defer res.Body.Close()
 	if err := checkStatus(res); err != nil {
+		keepStatusBody(ctx, res.Body)
 		drain(res.Body)
 		return Response{}, err
 	}

@@ -1,6 +1,9 @@
 package callback
 
-import "context"
+import (
+	"context"
+	"io"
+)
 
 // client is the end user's device behind an event, sent by formats that
 // carry it (Tencent's ClientIP and OptPlatform).
@@ -47,5 +50,28 @@ func WithAnswer(ctx context.Context, dst *[]byte) context.Context {
 func keepAnswer(ctx context.Context, answer []byte) {
 	if dst, ok := ctx.Value(answerKey{}).(*[]byte); ok && dst != nil {
 		*dst = append((*dst)[:0], answer...)
+	}
+}
+
+// statusBodyKey marks a context that asks Before for the start of a
+// non-2xx answer's body.
+type statusBodyKey struct{}
+
+// WithStatusBody returns a copy of ctx that makes Before store the start
+// of the body of a non-2xx answer (at most 1 KiB, the same bound as
+// CheckError.Body) in *dst, for tools such as `imcallback send` that show
+// why an App backend refused a callback. *dst is left as it was when the
+// answer was 2xx or there was none. The body is untrusted text: quote it
+// before printing it.
+func WithStatusBody(ctx context.Context, dst *[]byte) context.Context {
+	return context.WithValue(ctx, statusBodyKey{}, dst)
+}
+
+// keepStatusBody reads the start of a non-2xx answer's body into the
+// destination WithStatusBody put in ctx, if any; the rest stays unread.
+func keepStatusBody(ctx context.Context, body io.Reader) {
+	if dst, ok := ctx.Value(statusBodyKey{}).(*[]byte); ok && dst != nil {
+		head, _ := io.ReadAll(io.LimitReader(body, checkBodyMax))
+		*dst = head
 	}
 }

@@ -92,6 +92,12 @@ type Call struct {
 // Server is a fake App backend listening on a loopback port. Create it
 // with NewServer; it closes when the test ends. A Server is safe for
 // concurrent use.
+//
+// The probe of callback.Dispatcher.Check (callback.CheckCommand) is
+// answered with an allow, whatever Config.Default says, and recorded. A
+// script for it (Server.On(callback.CheckCommand, ...)) applies its faults
+// and delays, Status(500) or Hang() for example, but not its decision: the
+// probe is allowed, as package receiver allows it.
 type Server struct {
 	// URL is the callback URL to configure the IM server with:
 	// http://127.0.0.1:PORT/callback.
@@ -185,6 +191,21 @@ func (s *Server) next(command string) Answer {
 	}
 	a := sc.answers[min(sc.used, len(sc.answers)-1)]
 	sc.used++
+	return a
+}
+
+// probeAnswer returns the answer to the next probe of
+// callback.Dispatcher.Check: the next one scripted for
+// callback.CheckCommand, with its decision made an allow, or Allow.
+func (s *Server) probeAnswer() Answer {
+	s.mu.Lock()
+	_, scripted := s.scripts[callback.CheckCommand]
+	s.mu.Unlock()
+	if !scripted {
+		return Allow()
+	}
+	a := s.next(callback.CheckCommand)
+	a.Decision = receiver.Allow()
 	return a
 }
 
@@ -324,6 +345,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	out := &buffered{header: http.Header{}}
 	s.recv.ServeHTTP(out, inner)
 
+	if !ch.reached && c.Command == callback.CheckCommand && out.status < 300 {
+		// The receiver verified and allowed the probe by itself; a script
+		// for it may still make it misbehave.
+		c.Verified = s.secret
+		a := s.probeAnswer()
+		c.Answer = a
+		s.record(c)
+		s.answer(w, r, a, out)
+		return
+	}
 	if !ch.reached {
 		c.Rejected = strings.TrimSpace(out.body.String())
 		s.record(c)

@@ -316,3 +316,31 @@ func TestEndToEndReplay(t *testing.T) {
 		})
 	}
 }
+
+func TestEndToEndCheckProbe(t *testing.T) {
+	for _, p := range []struct {
+		proto  callback.Protocol
+		secret string
+	}{{callback.Seed, "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, {callback.Tencent, "token"}} {
+		t.Run(p.proto.String(), func(t *testing.T) {
+			var seen events
+			h, err := receiver.New(receiver.Config{
+				Protocol: p.proto,
+				Secret:   p.secret,
+				Default:  seen.decide(receiver.Deny(40001, "no")),
+				Logger:   slog.New(slog.DiscardHandler),
+			})
+			require.NoError(t, err)
+			h.Handle(callback.CheckCommand, seen.decide(receiver.Deny(40002, "no")))
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+
+			d := newDispatcher(t, callback.Config{URL: srv.URL, Protocol: p.proto, Secret: p.secret})
+			require.NoError(t, d.Check(context.Background(), 1), "the probe is allowed")
+			assert.Empty(t, seen.all(), "no handler sees the probe")
+
+			wrong := newDispatcher(t, callback.Config{URL: srv.URL, Protocol: p.proto})
+			require.ErrorIs(t, wrong.Check(context.Background(), 1), callback.ErrSignatureRefused, "the probe is verified")
+		})
+	}
+}

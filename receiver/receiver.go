@@ -40,6 +40,10 @@
 // the sender counts the callback as failed (Before applies its failure
 // policy, After retries).
 //
+// The probe of callback.Dispatcher.Check (command callback.CheckCommand)
+// is verified like any callback and, once verified, answered with an allow
+// by the Handler itself: no handler, Config.Default included, sees it.
+//
 // Svix's header names (svix-id, svix-timestamp, svix-signature) are
 // accepted as well as Standard Webhooks' (webhook-id, webhook-timestamp,
 // webhook-signature), so App backends moving from Svix-signed webhooks
@@ -248,7 +252,9 @@ func New(cfg Config) (*Handler, error) {
 }
 
 // Handle registers fn for command, replacing any earlier handler of it; a
-// nil fn removes it, so the command goes to Config.Default.
+// nil fn removes it, so the command goes to Config.Default. The probe
+// command callback.CheckCommand is answered by the Handler itself: a
+// handler registered for it is never called.
 func (h *Handler) Handle(command string, fn HandlerFunc) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -319,11 +325,14 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rej *rejection)
 // handle calls req's handler and returns the answer to write. When the
 // handler fails, handle answers 500 itself and returns false.
 func (h *Handler) handle(w http.ResponseWriter, r *http.Request, req *Request) ([]byte, bool) {
-	h.mu.RLock()
-	fn := h.routes[req.Command]
-	h.mu.RUnlock()
-	if fn == nil {
-		fn = h.fallback
+	var fn HandlerFunc
+	if req.Command != callback.CheckCommand { // the probe is allowed here, unseen by handlers
+		h.mu.RLock()
+		fn = h.routes[req.Command]
+		h.mu.RUnlock()
+		if fn == nil {
+			fn = h.fallback
+		}
 	}
 	dec := Allow()
 	if fn != nil {

@@ -31,12 +31,13 @@ resolver reads: each app's URL, protocol, secret, timeout and per-command
 rules, in a SQLite file or a MySQL / MariaDB or PostgreSQL database (the
 sqlapps schema, created or migrated if needed).
 
+  imcallback apps set    --db apps.db --create --app 10000 --url ...   # a new file
   imcallback apps list   --db apps.db [--json]
   imcallback apps set    --db apps.db --app 10000 --url https://app.example/cb [flags]
   imcallback apps delete --db apps.db --app 10000
 
 The database, for every subcommand:
-  --db FILE                   a SQLite file (created if missing)
+  --db FILE [--create]        a SQLite file, which must exist unless --create is given
   --driver mysql --dsn DSN    MySQL 8 or MariaDB 10.5+: user:password@tcp(host:3306)/dbname
   --driver postgres --dsn DSN PostgreSQL: postgres://user:password@host:5432/dbname
 For mysql and postgres, --dsn defaults to $IMCALLBACK_DSN, which keeps a
@@ -50,7 +51,8 @@ database has not answered within a minute fails.
 const appsSetHead = `Usage: imcallback apps set --db FILE|--driver NAME --dsn DSN --app ID --url URL [flags]
 
 Creates or replaces app ID: its endpoint and all its command rules (rules
-not given again are removed). The endpoint is checked as the Dispatcher
+not given again are removed). The secret is only the one given, with
+--secret or --secret-from-env NAME; with neither the app is unsigned. The endpoint is checked as the Dispatcher
 would check it (URL, protocol, secret) before anything is written.
 
 Rules are given with --rule, repeatable, as COMMAND=SETTING[,SETTING...]:
@@ -60,7 +62,7 @@ Rules are given with --rule, repeatable, as COMMAND=SETTING[,SETTING...]:
 
 Example:
   imcallback apps set --db apps.db --app 10000 --url https://app.example/callback \
-    --protocol tencent --secret "$TOKEN" --rule C2C.CallbackBeforeSendMsg=fail-closed,timeout=500ms \
+    --protocol tencent --secret-from-env TOKEN --rule C2C.CallbackBeforeSendMsg=fail-closed,timeout=500ms \
     --rule State.StateChange=disabled
 `
 
@@ -95,6 +97,7 @@ type storeFlags struct {
 	driver appsDriver
 	dsn    string
 	db     string
+	create bool
 }
 
 // register adds --driver, --dsn and --db to fs.
@@ -102,7 +105,24 @@ func (f *storeFlags) register(fs *flag.FlagSet) {
 	f.driver = "sqlite"
 	fs.Var(&f.driver, "driver", "the `database`: sqlite, mysql (MySQL 8, MariaDB 10.5+) or postgres")
 	fs.StringVar(&f.dsn, "dsn", "", "the database's `DSN` for --driver mysql or postgres, default $IMCALLBACK_DSN (for sqlite, the file, as --db)")
-	fs.StringVar(&f.db, "db", "", "the SQLite `file` of the apps (created if missing)")
+	fs.StringVar(&f.db, "db", "", "the SQLite `file` of the apps; it must exist unless --create is given")
+	fs.BoolVar(&f.create, "create", false, "create the SQLite file if it does not exist (a server database's schema is always created)")
+}
+
+// usageError is an error in the command line rather than in running it:
+// exit status 2.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// failApps reports err of command name with exit status 2 for a usage
+// error and 1 otherwise.
+func failApps(stderr io.Writer, name string, err error) int {
+	code := exitFailure
+	if errors.As(err, new(usageError)) {
+		code = exitUsage
+	}
+	return fail(stderr, code, "imcallback apps %s: %v", name, err)
 }
 
 // appsDriver is --driver's value.
@@ -134,7 +154,10 @@ func (f *storeFlags) open(ctx context.Context) (*sqlapps.Store, io.Closer, error
 			path = f.dsn
 		}
 		if path == "" {
-			return nil, nil, errors.New("--db is required (the SQLite file; or --driver mysql|postgres with --dsn)")
+			return nil, nil, usageError{errors.New("--db is required (the SQLite file; or --driver mysql|postgres with --dsn)")}
+		}
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && !f.create {
+			return nil, nil, usageError{fmt.Errorf("%s does not exist (give --create to create it)", path)}
 		}
 		db, err = sqlite.Open(path)
 	} else {
@@ -157,16 +180,16 @@ func (f *storeFlags) open(ctx context.Context) (*sqlapps.Store, io.Closer, error
 // openServer opens the MySQL or PostgreSQL database of --dsn.
 func (f *storeFlags) openServer() (*sql.DB, sqlapps.Dialect, error) {
 	if f.db != "" {
-		return nil, 0, fmt.Errorf("--db names a SQLite file: with --driver %s, give --dsn", f.driver)
+		return nil, 0, usageError{fmt.Errorf("--db names a SQLite file: with --driver %s, give --dsn", f.driver)}
 	}
 	if f.dsn == "" {
 		f.dsn = os.Getenv("IMCALLBACK_DSN")
 	}
 	if f.dsn == "" {
-		return nil, 0, fmt.Errorf("--dsn (or $IMCALLBACK_DSN) is required with --driver %s", f.driver)
+		return nil, 0, usageError{fmt.Errorf("--dsn (or $IMCALLBACK_DSN) is required with --driver %s", f.driver)}
 	}
 	// The drivers' messages for a bad DSN may quote it, password included.
-	bad := fmt.Errorf("--dsn is not a valid %s DSN", f.driver)
+	bad := usageError{fmt.Errorf("--dsn is not a valid %s DSN", f.driver)}
 	if f.driver == "postgres" {
 		cfg, err := pgx.ParseConfig(f.dsn)
 		if err != nil {
@@ -196,7 +219,7 @@ func runAppsList(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	store, closer, err := db.open(ctx)
 	if err != nil {
-		return fail(stderr, exitFailure, "imcallback apps list: %v", err)
+		return failApps(stderr, "list", err)
 	}
 	defer closer.Close()
 	apps, err := store.List(ctx)
@@ -342,7 +365,8 @@ func runAppsSet(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	rules := ruleFlags{}
 	fs.StringVar(&ep.URL, "url", "", "the app's callback `URL`")
 	fs.TextVar(&ep.Protocol, "protocol", callback.Seed, "the app's wire `protocol`: seed or tencent")
-	fs.StringVar(&ep.Secret, "secret", os.Getenv("CALLBACK_SECRET"), "the app's `secret`: whsec_... for seed, the token for tencent; default $CALLBACK_SECRET, empty for unsigned")
+	fs.StringVar(&ep.Secret, "secret", "", "the app's `secret`: whsec_... for seed, the token for tencent; none: unsigned")
+	secretEnv := fs.String("secret-from-env", "", "read the app's secret from the environment `variable` NAME")
 	fs.DurationVar(&ep.Timeout, "timeout", 0, "the app's request timeout; 0 means the Dispatcher's")
 	fs.Var(rules, "rule", "a command's rule, `COMMAND=SETTING[,SETTING...]` (repeatable; see above)")
 	fs.Usage = usageFunc(fs, appsSetHead, "")
@@ -352,12 +376,22 @@ func runAppsSet(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if *app == 0 {
 		return fail(stderr, exitUsage, "imcallback apps set: --app is required (see imcallback apps set --help)")
 	}
+	if ep.URL == "" {
+		return fail(stderr, exitUsage, "imcallback apps set: --url is required (see imcallback apps set --help)")
+	}
+	var err error
+	if ep.Secret, err = secretFlag(ep.Secret, *secretEnv); err != nil {
+		return fail(stderr, exitUsage, "imcallback apps set: %v", err)
+	}
 	if len(rules) > 0 {
 		ep.Commands = rules
 	}
+	if err := ep.Validate(); err != nil { // before the database is touched
+		return fail(stderr, exitUsage, "imcallback apps set: %v", err)
+	}
 	store, closer, err := db.open(ctx)
 	if err != nil {
-		return fail(stderr, exitFailure, "imcallback apps set: %v", err)
+		return failApps(stderr, "set", err)
 	}
 	defer closer.Close()
 	if err := store.Set(ctx, sqlapps.App{ID: *app, Endpoint: ep}); err != nil {
@@ -381,7 +415,7 @@ func runAppsDelete(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	store, closer, err := db.open(ctx)
 	if err != nil {
-		return fail(stderr, exitFailure, "imcallback apps delete: %v", err)
+		return failApps(stderr, "delete", err)
 	}
 	defer closer.Close()
 	if err := store.Delete(ctx, *app); err != nil {

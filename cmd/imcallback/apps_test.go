@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -26,7 +27,7 @@ func storeArgs(t *testing.T, b dbtest.Backend) (args []string, dsn string) {
 	t.Helper()
 	dsn = b.DSN(t)
 	if b.Dialect == sqlapps.SQLite {
-		return []string{"--db", dsn}, dsn
+		return []string{"--db", dsn, "--create"}, dsn
 	}
 	return []string{"--driver", b.Driver, "--dsn", dsn}, dsn
 }
@@ -111,18 +112,21 @@ func TestAppsRejectsBadInput(t *testing.T) {
 	}{
 		{"no subcommand", []string{"apps"}, exitUsage, "Usage: imcallback apps"},
 		{"unknown subcommand", []string{"apps", "purge"}, exitUsage, `unknown command "purge"`},
-		{"no db", []string{"apps", "list"}, exitFailure, "--db is required"},
+		{"no db", []string{"apps", "list"}, exitUsage, "--db is required"},
+		{"db does not exist", []string{"apps", "list", "--db", db + ".typo"}, exitUsage, "does not exist (give --create to create it)"},
+		{"no url", []string{"apps", "set", "--db", db, "--app", "1"}, exitUsage, "--url is required"},
+		{"secret twice", []string{"apps", "set", "--db", db, "--app", "1", "--url", "http://h/", "--secret", "a", "--secret-from-env", "HOME"}, exitUsage, "not both"},
 		{"no app", []string{"apps", "set", "--db", db, "--url", "http://h/"}, exitUsage, "--app is required"},
-		{"bad URL", []string{"apps", "set", "--db", db, "--app", "1", "--url", "ftp://h/"}, exitFailure, "scheme"},
-		{"bad secret", []string{"apps", "set", "--db", db, "--app", "1", "--url", "http://h/", "--secret", "whsec_!!"}, exitFailure, "invalid config"},
+		{"bad URL", []string{"apps", "set", "--db", db, "--app", "1", "--url", "ftp://h/"}, exitUsage, "scheme"},
+		{"bad secret", []string{"apps", "set", "--db", db, "--app", "1", "--url", "http://h/", "--secret", "whsec_!!"}, exitUsage, "invalid config"},
 		{"bad rule", []string{"apps", "set", "--db", db, "--app", "1", "--url", "http://h/", "--rule", "x=sometimes"}, exitUsage, "unknown setting"},
 		{"rule twice", []string{"apps", "set", "--db", db, "--app", "1", "--url", "http://h/", "--rule", "x=disabled", "--rule", "x=fail-closed"}, exitUsage, "given twice"},
 		{"bad rule timeout", []string{"apps", "set", "--db", db, "--app", "1", "--url", "http://h/", "--rule", "x=timeout=soon"}, exitUsage, "not a positive duration"},
 		{"unknown driver", []string{"apps", "list", "--driver", "oracle"}, exitUsage, `unknown driver "oracle"`},
-		{"server without DSN", []string{"apps", "list", "--driver", "mysql"}, exitFailure, "--dsn (or $IMCALLBACK_DSN) is required"},
-		{"server with a file", []string{"apps", "list", "--driver", "postgres", "--db", db}, exitFailure, "--db names a SQLite file"},
-		{"bad mysql DSN", []string{"apps", "list", "--driver", "mysql", "--dsn", "u:hunter2@tcp(h"}, exitFailure, "not a valid mysql DSN"},
-		{"bad postgres DSN", []string{"apps", "list", "--driver", "postgres", "--dsn", "postgres://u:hunter2@h:notaport/x"}, exitFailure, "not a valid postgres DSN"},
+		{"server without DSN", []string{"apps", "list", "--driver", "mysql"}, exitUsage, "--dsn (or $IMCALLBACK_DSN) is required"},
+		{"server with a file", []string{"apps", "list", "--driver", "postgres", "--db", db}, exitUsage, "--db names a SQLite file"},
+		{"bad mysql DSN", []string{"apps", "list", "--driver", "mysql", "--dsn", "u:hunter2@tcp(h"}, exitUsage, "not a valid mysql DSN"},
+		{"bad postgres DSN", []string{"apps", "list", "--driver", "postgres", "--dsn", "postgres://u:hunter2@h:notaport/x"}, exitUsage, "not a valid postgres DSN"},
 		{"mysql down", []string{"apps", "list", "--driver", "mysql", "--dsn", "u:hunter2@tcp(127.0.0.1:1)/x"}, exitFailure, "connection refused"},
 		{"postgres down", []string{"apps", "list", "--driver", "postgres", "--dsn", "postgres://u:hunter2@127.0.0.1:1/x"}, exitFailure, "connection refused"},
 	}
@@ -134,7 +138,11 @@ func TestAppsRejectsBadInput(t *testing.T) {
 			assert.NotContains(t, r.stdout+r.stderr, "hunter2", "a DSN's password")
 		})
 	}
-	r := cli(t, "", "apps", "list", "--db", db, "--json")
+	_, err := os.Stat(db)
+	require.ErrorIs(t, err, os.ErrNotExist, "nothing is created without --create")
+	_, err = os.Stat(db + ".typo")
+	require.ErrorIs(t, err, os.ErrNotExist)
+	r := cli(t, "", "apps", "list", "--db", db, "--json", "--create")
 	require.Equal(t, exitAllow, r.code, r.stderr)
 	assert.JSONEq(t, `[]`, r.stdout, "a rejected set must write nothing")
 }
@@ -224,3 +232,22 @@ func TestAppsDatabaseHangs(t *testing.T) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// The secret is only the one given: $CALLBACK_SECRET is not read unless
+// named with --secret-from-env.
+func TestAppsSetSecretOnlyWhenGiven(t *testing.T) {
+	db := []string{"--db", filepath.Join(t.TempDir(), "apps.db"), "--create"}
+	t.Setenv("CALLBACK_SECRET", "tok-from-env")
+	t.Setenv("IMCALLBACK_TEST_TOKEN", "tok-named")
+	require.Equal(t, exitAllow, apps(t, db, "set", "--app", "1", "--url", "http://h/", "--protocol", "tencent").code)
+	require.Equal(t, exitAllow, apps(t, db, "set", "--app", "2", "--url", "http://h/", "--protocol", "tencent", "--secret-from-env", "IMCALLBACK_TEST_TOKEN").code)
+	r := apps(t, db, "list", "--json")
+	require.Equal(t, exitAllow, r.code, r.stderr)
+	var list []appJSON
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &list))
+	require.Len(t, list, 2)
+	assert.Equal(t, "none", list[0].Secret, "$CALLBACK_SECRET is not picked up silently")
+	assert.Equal(t, "set", list[1].Secret)
+	r = apps(t, db, "set", "--app", "3", "--url", "http://h/", "--secret-from-env", "IMCALLBACK_TEST_UNSET")
+	assert.Equal(t, exitUsage, r.code)
+}

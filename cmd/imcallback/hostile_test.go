@@ -18,7 +18,7 @@ import (
 func TestURLCredentialsNeverPrinted(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "apps.db")
 	t.Setenv("IMCALLBACK_TEST_KEY", "")
-	r := cli(t, "", "apps", "set", "--db", db, "--app", "1", "--url", "https://ops:hunter2@app.example/cb?x=1", "--secret", "")
+	r := cli(t, "", "apps", "set", "--db", db, "--create", "--app", "1", "--url", "https://ops:hunter2@app.example/cb?x=1", "--secret", "")
 	// sqlapps refuses credentials it cannot encrypt: either way, never printed.
 	assert.NotContains(t, r.stdout+r.stderr, "hunter2")
 	for _, u := range []string{"https://ops:hunter2@127.0.0.1:1/cb", "https://tokhunter2@127.0.0.1:1/cb"} {
@@ -29,6 +29,11 @@ func TestURLCredentialsNeverPrinted(t *testing.T) {
 		assert.NotContains(t, r.stdout+r.stderr, "hunter2", "send --after")
 		r = cli(t, "", "send", "--url", u, "--body", `{}`, "--count", "2", "--timeout", "200ms")
 		assert.NotContains(t, r.stdout+r.stderr, "hunter2", "send --count")
+		r = cli(t, "", "send", "--url", u, "--body", `{}`, "--json", "--timeout", "200ms")
+		assert.NotContains(t, r.stdout+r.stderr, "hunter2", "send --json")
+		r = cli(t, "", "doctor", "--url", u+"?sig=hunter2", "--timeout", "200ms")
+		assert.Equal(t, exitFailure, r.code)
+		assert.NotContains(t, r.stdout+r.stderr, "hunter2", "doctor")
 	}
 }
 

@@ -34,8 +34,22 @@ prints. Ctrl-C stops it.
 With --secret it verifies signatures as the receiver package does and
 answers 401 to a request that fails; without, it checks nothing.
 
+With --forward-to URL it verifies and prints each callback, then forwards
+it through the library (re-signed with --forward-secret, by default the
+--secret, keeping its webhook-id) to your own App backend under
+development and answers with that backend's decision: the Stripe CLI's
+"listen --forward-to" workflow. If that backend fails, the callback is
+answered 500, as a failed App backend's would be.
+
+--json prints one JSON object per callback instead (for jq); --quiet
+prints only a line a second counting the callbacks, for load; --record
+FILE appends every verified callback to FILE as such JSON lines, for
+imcallback replay.
+
 Examples:
   imcallback listen
+  imcallback listen --forward-to http://localhost:3000/im/callback --record calls.jsonl
+  imcallback listen --json | jq 'select(.answer.action != "allow")'
   imcallback listen --secret whsec_... --deny-pattern '(?i)spam' --rewrite '(?i)darn=****'
   imcallback listen --protocol tencent --secret TOKEN --drop-pattern casino --rules rules.json
 `
@@ -50,9 +64,12 @@ Exit status: 0 when stopped by Ctrl-C; 1 if it cannot listen or serve; 2 for bad
 
 // listenFlags are listen's settings.
 type listenFlags struct {
-	addr, secret, rulesFile string
-	protocol                callback.Protocol
-	verbose                 bool
+	addr, secret, rulesFile  string
+	forwardTo, forwardSecret string
+	record                   string
+	forwardTimeout           time.Duration
+	protocol                 callback.Protocol
+	verbose, json, quiet     bool
 	flagRules
 }
 
@@ -69,6 +86,12 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.Func("drop-pattern", "drop callbacks whose body matches this Go regular `expression` (repeatable)", appendTo(&f.drop))
 	fs.Func("rewrite", "rewrite `PATTERN=REPLACEMENT` in the body's strings and answer the result (repeatable)", appendTo(&f.rewrite))
 	fs.StringVar(&f.rulesFile, "rules", "", "read rules from this JSON `file` (see below)")
+	fs.StringVar(&f.forwardTo, "forward-to", "", "forward each verified callback to this App backend `URL` and answer with its decision")
+	fs.StringVar(&f.forwardSecret, "forward-secret", "", "sign forwarded callbacks with this `secret`; empty means --secret's")
+	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 10*time.Second, "bound of one forwarded callback")
+	fs.BoolVar(&f.json, "json", false, "print one JSON object per callback")
+	fs.BoolVar(&f.quiet, "quiet", false, "print only a summary line a second")
+	fs.StringVar(&f.record, "record", "", "append every verified callback to this `file`, one JSON object a line")
 	fs.Usage = usageFunc(fs, listenHead, listenTail)
 	if code := parse(fs, args, stdout, stderr); code >= 0 {
 		return code
@@ -89,8 +112,33 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := rs.compile(f.protocol); err != nil {
 		return fail(stderr, exitUsage, "imcallback listen: %v", err)
 	}
+	switch {
+	case f.forwardTo != "" && len(rs) > 0:
+		return fail(stderr, exitUsage, "imcallback listen: --forward-to answers with your App backend's decisions: drop the rules")
+	case f.json && f.quiet:
+		return fail(stderr, exitUsage, "imcallback listen: give --json or --quiet, not both")
+	}
 
-	l := &listener{proto: f.protocol, rules: rs, signed: f.secret != "", verbose: f.verbose, out: stdout}
+	l := &listener{proto: f.protocol, rules: rs, signed: f.secret != "", verbose: f.verbose, json: f.json, quiet: f.quiet, out: stdout, paint: newPainter(stdout)}
+	if f.forwardTo != "" {
+		secret := f.forwardSecret
+		if secret == "" {
+			secret = f.secret
+		}
+		fwd, err := newForwarder(f.forwardTo, f.protocol, secret, f.forwardTimeout)
+		if err != nil {
+			return fail(stderr, exitUsage, "imcallback listen: %v", err)
+		}
+		defer fwd.close()
+		l.fwd = fwd
+	}
+	if f.record != "" {
+		rec, err := newRecorder(f.record)
+		if err != nil {
+			return fail(stderr, exitFailure, "imcallback listen: %v", err)
+		}
+		l.rec = rec
+	}
 	l.recv, err = receiver.New(receiver.Config{
 		Protocol: f.protocol,
 		Secret:   f.secret,
@@ -102,6 +150,9 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
+		if l.rec != nil {
+			_ = l.rec.close()
+		}
 		return fail(stderr, exitFailure, "imcallback listen: %v", err)
 	}
 	srv := &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
@@ -112,8 +163,22 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if l.signed {
 		check = "signatures checked"
 	}
-	l.printf("imcallback listen: %s App backend on http://%s/callback, %s, %d rules; Ctrl-C stops\n\n",
-		f.protocol, ln.Addr(), check, len(rs))
+	answers := fmt.Sprintf("%d rules", len(rs))
+	if l.fwd != nil {
+		answers = "forwarding to " + strings.SplitN(redactURL(f.forwardTo), "?", 2)[0]
+	}
+	banner := fmt.Sprintf("imcallback listen: %s App backend on http://%s/callback, %s, %s; Ctrl-C stops\n", f.protocol, ln.Addr(), check, answers)
+	if f.json {
+		fmt.Fprint(stderr, banner) // stdout is for the JSON lines
+	} else {
+		l.printf("%s\n", banner)
+	}
+	var summary sync.WaitGroup
+	sumCtx, stopSummary := context.WithCancel(ctx)
+	if f.quiet {
+		summary.Add(1)
+		go func() { defer summary.Done(); l.n.summarise(sumCtx, l.printf) }()
+	}
 
 	select {
 	case <-ctx.Done():
@@ -122,6 +187,11 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err = errors.Join(err, srv.Shutdown(shutdown))
+	stopSummary()
+	summary.Wait()
+	if l.rec != nil {
+		err = errors.Join(err, l.rec.close())
+	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fail(stderr, exitFailure, "imcallback listen: %v", err)
 	}
@@ -138,14 +208,19 @@ func appendTo(list *[]string) func(string) error {
 
 // listener is listen's App backend: a receiver.Handler that prints.
 type listener struct {
-	proto   callback.Protocol
-	rules   rules
-	signed  bool
-	verbose bool
-	recv    *receiver.Handler
+	proto         callback.Protocol
+	rules         rules
+	signed        bool
+	verbose, json bool
+	quiet         bool
+	recv          *receiver.Handler
+	fwd           *forwarder // with --forward-to
+	rec           *recorder  // with --record
+	n             counters
 
-	mu  sync.Mutex // serialises writes to out
-	out io.Writer
+	mu    sync.Mutex // serialises writes to out
+	out   io.Writer
+	paint painter // colours for a terminal
 }
 
 func (l *listener) printf(format string, args ...any) {
@@ -175,6 +250,25 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	app, command := l.address(r.URL.Query())
+	if !(command == callback.CheckCommand && rw.status < 300) {
+		l.n.rejected.Add(1)
+	}
+	if l.quiet {
+		return
+	}
+	if l.json {
+		c := callbackJSON{Time: at, Protocol: l.proto.String(), Command: command, ID: r.Header.Get("Webhook-Id"),
+			Status: rw.status, Rejected: strings.TrimSpace(rw.reason.String())}
+		c.App, _ = strconv.Atoi(app)
+		switch {
+		case command == callback.CheckCommand && rw.status < 300:
+			c.Rejected, c.Answer = "", &answerJSON{Action: "allow", Rule: "probe of Dispatcher.Check"}
+		case rw.status == http.StatusUnauthorized:
+			c.Signature = "invalid"
+		}
+		l.printf("%s", jsonLine(c))
+		return
+	}
 	var b strings.Builder
 	id := r.Header.Get("Webhook-Id")
 	if id == "" {
@@ -182,7 +276,13 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprintf(&b, "%s  %s  app %s  id %s\n", at.Format("15:04:05.000"), safe(command), safe(app), safe(id))
 	status := "rejected"
-	if rw.status == http.StatusUnauthorized {
+	switch {
+	case command == callback.CheckCommand && rw.status < 300:
+		// The receiver verified and allowed the probe by itself.
+		b.WriteString("  probe of Dispatcher.Check (imcallback doctor): answered allow\n\n")
+		l.printf("%s", b.String())
+		return
+	case rw.status == http.StatusUnauthorized:
 		status = "signature INVALID"
 	}
 	fmt.Fprintf(&b, "  %s: answered %d %s\n", status, rw.status, printable(strings.TrimSpace(rw.reason.String())))
@@ -200,10 +300,48 @@ func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.
 	if seen != nil {
 		seen.yes = true
 	}
-	dec, why := l.rules.decide(l.proto, req.Command, req.Body)
+	at := time.Now()
+	var (
+		dec     receiver.Decision
+		why     string
+		fwdErr  error
+		fwdTook time.Duration
+	)
+	if l.fwd != nil {
+		dec, fwdTook, fwdErr = l.fwd.forward(ctx, req)
+	} else {
+		dec, why = l.rules.decide(l.proto, req.Command, req.Body)
+	}
+	l.n.add(dec, fwdErr)
+	if l.rec != nil || l.json {
+		c := &callbackJSON{Time: at, Protocol: l.proto.String(), App: req.AppID, Command: req.Command, ID: req.ID,
+			ClientIP: req.ClientIP, Platform: req.Platform, Body: req.Body}
+		if l.rec != nil {
+			l.rec.write(c)
+		}
+		if l.json {
+			c.Signature = "not checked"
+			if l.signed {
+				c.Signature = "valid"
+			}
+			if fwdErr == nil {
+				c.Answer = toAnswerJSON(dec, why)
+			}
+			if l.fwd != nil {
+				c.Forward = &forwardJSON{LatencyMS: ms(fwdTook)}
+				if fwdErr != nil {
+					c.Forward.Error = fwdErr.Error()
+				}
+			}
+			l.printf("%s", jsonLine(c))
+		}
+	}
+	if l.quiet || l.json {
+		return dec, fwdErr
+	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s  %s  app %d  id %s\n", time.Now().Format("15:04:05.000"), safe(req.Command), req.AppID, safe(req.ID))
+	fmt.Fprintf(&b, "%s  %s  app %d  id %s\n", at.Format("15:04:05.000"), safe(req.Command), req.AppID, safe(req.ID))
 	sig := "not checked (no --secret)"
 	if l.signed {
 		sig = "valid"
@@ -212,7 +350,14 @@ func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.
 	if req.ClientIP != "" || req.Platform != "" {
 		fmt.Fprintf(&b, "  client:    %s %s\n", safe(req.ClientIP), safe(req.Platform))
 	}
-	fmt.Fprintf(&b, "  answer:    %s", describeDecision(l.proto, dec))
+	switch {
+	case fwdErr != nil:
+		fmt.Fprintf(&b, "  forward:   %s after %v: %v\n  answer:    500 (your App backend did not answer)", l.paint.paint(red, "FAILED"), round(fwdTook), fwdErr)
+	case l.fwd != nil:
+		fmt.Fprintf(&b, "  forward:   answered in %v\n  answer:    %s", round(fwdTook), l.decision(dec))
+	default:
+		fmt.Fprintf(&b, "  answer:    %s", l.decision(dec))
+	}
 	if why != "" {
 		fmt.Fprintf(&b, "  (%s)", why)
 	}
@@ -226,7 +371,19 @@ func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.
 	}
 	fmt.Fprintf(&b, "  body:      %s\n\n", graphicJSON(indent(req.Body, "             ")))
 	l.printf("%s", b.String())
-	return dec, nil
+	return dec, fwdErr
+}
+
+// decision describes dec, coloured on a terminal.
+func (l *listener) decision(dec receiver.Decision) string {
+	c := green
+	switch dec.Action {
+	case callback.Deny:
+		c = red
+	case callback.Drop:
+		c = yellow
+	}
+	return l.paint.paint(c, describeDecision(l.proto, dec))
 }
 
 // describeDecision says what dec is answered as.

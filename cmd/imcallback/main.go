@@ -3,7 +3,9 @@
 //
 //	imcallback listen   # be an App backend: print each callback, answer by rules
 //	imcallback send     # be the IM server: fire callbacks at an App backend
-//	imcallback apps     # manage per-app endpoints in a SQLite file
+//	imcallback replay   # resend callbacks that listen --record saved
+//	imcallback apps     # manage per-app endpoints in a database
+//	imcallback doctor   # check that an App backend answers, before trusting fail-open
 //
 // Install it with
 //
@@ -38,10 +40,15 @@ const usage = `imcallback: a tool for IM callbacks, on both sides of the wire.
 Usage:
   imcallback listen [flags]   run an App backend that prints every callback and answers by rules
   imcallback send [flags]     fire a callback (or many) at an App backend through the library
+  imcallback replay [flags] FILE
+                              resend callbacks that listen --record saved, re-signed
   imcallback apps list|set|delete [flags]
-                              manage per-app callback endpoints in a SQLite file (sqlapps)
+                              manage per-app callback endpoints in a database (sqlapps)
+  imcallback doctor [flags]   check that an App backend is reachable and accepts the signature
+  imcallback secret           print a new random whsec_ secret
+  imcallback --version        print the version
 
-Run "imcallback listen --help", "imcallback send --help" or "imcallback apps --help" for the flags of each.
+Run "imcallback COMMAND --help" for the flags of each.
 `
 
 func main() {
@@ -65,11 +72,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runSend(ctx, args[1:], stdin, stdout, stderr)
 	case "apps":
 		return runApps(ctx, args[1:], stdout, stderr)
+	case "doctor":
+		return runDoctor(ctx, args[1:], stdout, stderr)
+	case "replay":
+		return runReplay(ctx, args[1:], stdin, stdout, stderr)
+	case "secret":
+		return runSecret(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, version())
+		return exitAllow
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitAllow
 	}
-	fmt.Fprintf(stderr, "imcallback: unknown command %q (want listen, send or apps; see imcallback --help)\n", args[0])
+	fmt.Fprintf(stderr, "imcallback: unknown command %q (want listen, send, replay, apps, doctor or secret; see imcallback --help)\n", args[0])
 	return exitUsage
 }
 

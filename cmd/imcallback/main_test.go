@@ -62,7 +62,7 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{"bad secret", []string{"send", "--body", "{}", "--secret", "not-whsec"}, "invalid config"},
 		{"bad URL", []string{"send", "--body", "{}", "--url", "ftp://x"}, "scheme"},
 		{"bad count", []string{"send", "--body", "{}", "--count", "0"}, "at least 1"},
-		{"load after", []string{"send", "--body", "{}", "--count", "5", "--after"}, "before-callbacks only"},
+		{"bad rate", []string{"send", "--body", "{}", "--rate", "-1"}, "must not be negative"},
 		{"bad rewrite", []string{"listen", "--rewrite", "nothing"}, "PATTERN=REPLACEMENT"},
 		{"bad pattern", []string{"listen", "--deny-pattern", "("}, "missing closing )"},
 		{"bad listen secret", []string{"listen", "--secret", "whsec_!!"}, "invalid config"},
@@ -84,7 +84,14 @@ func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"help"}} {
 		r := cli(t, "", args...)
 		assert.Equal(t, exitAllow, r.code)
-		assert.Contains(t, r.stdout, "imcallback listen")
+		for _, cmd := range []string{"listen", "send", "replay", "apps", "doctor", "secret", "--version"} {
+			assert.Contains(t, r.stdout, "imcallback "+cmd)
+		}
+	}
+	for _, cmd := range []string{"doctor", "replay", "secret"} {
+		r := cli(t, "", cmd, "--help")
+		assert.Equal(t, exitAllow, r.code, cmd)
+		assert.Contains(t, r.stdout, "Usage: imcallback "+cmd)
 	}
 	send := cli(t, "", "send", "--help")
 	assert.Equal(t, exitAllow, send.code)
@@ -219,6 +226,8 @@ func TestSendLoad(t *testing.T) {
 	assert.Equal(t, exitFailure, r.code)
 	assert.Contains(t, r.stdout, "outcomes: allow 0  deny 2  drop 0  failed 18")
 	assert.Contains(t, r.stdout, "first failure:")
+	// 5 failures in a row open the breaker: the rest are refused at once, and the breakdown says so.
+	assert.Regexp(t, `failures: breaker open 13  status 503 5\n`, r.stdout)
 }
 
 func TestPercentile(t *testing.T) {
@@ -271,7 +280,7 @@ func listening(t *testing.T, args ...string) (string, *syncBuffer) {
 	addr := regexp.MustCompile(`on (http://\S+/callback)`)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if m := addr.FindStringSubmatch(out.String()); m != nil {
+		if m := addr.FindStringSubmatch(out.String() + errOut.String()); m != nil {
 			return m[1], out
 		}
 		select {

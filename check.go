@@ -1,0 +1,157 @@
+package callback
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+)
+
+// CheckCommand is the reserved command of the probe callback that
+// Dispatcher.Check sends. Its body is {"imcallback":"check"} (on Tencent,
+// with "CallbackCommand" repeated in it, as Tencent's bodies do). An App
+// backend built on package receiver answers it with an allow by itself,
+// without calling any handler; any other App backend should answer it as
+// it answers a command it does not know, with an allow or a deny in the
+// protocol's format.
+const CheckCommand = "imcallback.check"
+
+// checkBodyMax bounds the part of a non-2xx answer's body that a
+// CheckError keeps.
+const checkBodyMax = 1 << 10
+
+// Errors of Dispatcher.Check, wrapped in its CheckError along with the
+// underlying error. Compare with errors.Is. A non-2xx answer wraps
+// ErrStatus (and ErrSignatureRefused for 401), a redirect
+// ErrRedirect, an answer that is not the protocol's ErrBadAnswer or
+// ErrAnswerTooLarge, an app that cannot be resolved ErrResolve.
+var (
+	// ErrUnreachable means no connection could be made to the App
+	// backend, or it broke before an answer: a refused connection, an
+	// unknown host, a TLS failure, a reset.
+	ErrUnreachable = errors.New("callback: App backend unreachable")
+	// ErrTimeout means the App backend did not answer within the
+	// command's timeout.
+	ErrTimeout = errors.New("callback: App backend did not answer in time")
+	// ErrSignatureRefused means the App backend answered 401, as package
+	// receiver does to a request whose signature it does not accept (a
+	// wrong or missing secret, or a clock too far off).
+	ErrSignatureRefused = errors.New("callback: App backend refused the signature")
+)
+
+// CheckError is the error of a failed Check: what a Before that fails
+// open would have hidden.
+type CheckError struct {
+	// URL is the callback URL the probe went to, without its query or
+	// user information; empty when the app could not be resolved.
+	URL string
+	// Status is the HTTP status of the answer; 0 when there was none.
+	Status int
+	// Body is the start of a non-2xx answer's body, at most 1 KiB, as
+	// the App backend sent it (untrusted text: quote it before printing
+	// it, as strconv.QuoteToGraphic does). It is never part of Error().
+	Body []byte
+	// Err wraps one of the sentinels listed with ErrUnreachable and the
+	// underlying error.
+	Err error
+}
+
+// Error describes the failure, without the answer's body.
+func (e *CheckError) Error() string {
+	if e.URL == "" {
+		return "callback: check failed: " + e.Err.Error()
+	}
+	return "callback: check of " + e.URL + " failed: " + e.Err.Error()
+}
+
+// Unwrap returns e.Err.
+func (e *CheckError) Unwrap() error { return e.Err }
+
+// Check sends the probe callback CheckCommand to appID's endpoint through
+// the same route, signing and transport as Before, and reports what a
+// fail-open Before would hide: it returns nil when the App backend
+// answered 2xx with an answer in the protocol (an allow or a deny alike:
+// the probe checks the way there, not the App's rules), and otherwise a
+// *CheckError saying why (see ErrUnreachable for the sentinels it wraps).
+// Call it at start-up, or from a health check, to find a wrong URL, port,
+// protocol or secret before the first event is let through unasked.
+//
+// The probe is bounded by the endpoint's timeout (Config.Timeout or the
+// Endpoint's; CheckCommand's Rule if one is configured) and by ctx; a ctx
+// that ends first is returned as its error, not as a CheckError. The probe
+// ignores a Rule that disables CheckCommand, does not count in the
+// endpoint's circuit breaker (it neither opens nor closes it, and is sent
+// while it is open) nor in the metrics and Stats of commands, and is not
+// logged. A closed Dispatcher returns ErrClosed.
+func (d *Dispatcher) Check(ctx context.Context, appID int) error {
+	if d.isClosed.Load() {
+		return ErrClosed
+	}
+	r, err := d.routeOf(ctx, appID)
+	if err != nil {
+		return &CheckError{Err: err}
+	}
+	fail := func(status int, body []byte, err error) error {
+		return &CheckError{URL: r.target.logURL, Status: status, Body: body, Err: err}
+	}
+	caller := ctx
+	ctx, cancel := context.WithTimeout(ctx, r.rule(CheckCommand).Timeout)
+	defer cancel()
+	body := checkBody(r.protocol)
+	c := call{appID: appID, command: CheckCommand}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.target.url(r.wire, &c), bytes.NewReader(body))
+	if err != nil {
+		return fail(0, nil, fmt.Errorf("%w: %w", ErrUnreachable, r.redact(err)))
+	}
+	id := d.eventID(d.seq.Add(1))
+	d.setHeaders(req.Header, id)
+	if r.wire.signs() {
+		r.wire.sign(req, id, body, d.now())
+	}
+	res, err := d.client.Do(req) // not through the breaker: see above
+	if err != nil {
+		if caller.Err() != nil {
+			return caller.Err()
+		}
+		err = r.redact(err)
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			return fail(0, nil, fmt.Errorf("%w (%v): %w", ErrTimeout, r.rule(CheckCommand).Timeout, err))
+		}
+		return fail(0, nil, fmt.Errorf("%w: %w", ErrUnreachable, err))
+	}
+	defer res.Body.Close()
+	if err := checkStatus(res); err != nil {
+		head, _ := io.ReadAll(io.LimitReader(res.Body, checkBodyMax))
+		drain(res.Body)
+		if res.StatusCode == http.StatusUnauthorized {
+			err = fmt.Errorf("%w: %w", ErrSignatureRefused, err)
+		}
+		return fail(res.StatusCode, head, err)
+	}
+	var buf bytes.Buffer
+	if err := readAnswer(&buf, res.Body, d.s.MaxResponseBytes); err != nil {
+		if caller.Err() != nil {
+			return caller.Err()
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fail(res.StatusCode, nil, fmt.Errorf("%w (%v): %w", ErrTimeout, r.rule(CheckCommand).Timeout, err))
+		}
+		return fail(res.StatusCode, nil, r.redact(err))
+	}
+	if _, err := r.wire.decode(buf.Bytes()); err != nil {
+		return fail(res.StatusCode, nil, err)
+	}
+	return nil
+}
+
+// checkBody is the probe's body on protocol p.
+func checkBody(p Protocol) []byte {
+	if p == Tencent {
+		return []byte(`{"CallbackCommand":"` + CheckCommand + `","imcallback":"check"}`)
+	}
+	return []byte(`{"imcallback":"check"}`)
+}
