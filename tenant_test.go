@@ -171,7 +171,12 @@ func TestTenantIsolationMemory(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			took, lat := runTenant(t, h)
 			t.Logf("app 2 alone %v, beside a %s app 1 %v; Before p99 %v over %d calls", alone, name, took, p99(lat), len(lat))
-			assert.Less(t, took, 2*alone+time.Second, "app 2 beside a %s app 1", name)
+			// The target is twice alone plus a second; the README's
+			// "Many apps" limits add one Timeout (2 s): attempts app 1 started
+			// before app 2's first event keep their workers until they end.
+			// With few events under -race on a busy machine, that start
+			// dominates, so the bound includes it.
+			assert.Less(t, took, 2*alone+time.Second+2*time.Second, "app 2 beside a %s app 1", name)
 			assert.Less(t, p99(lat), 500*time.Millisecond, "app 2's Before p99")
 		})
 	}

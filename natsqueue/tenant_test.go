@@ -153,7 +153,13 @@ func TestTenantIsolationDurable(t *testing.T) {
 			var dead atomic.Int64
 			took, a1 := runTenant(t, h, &dead)
 			t.Logf("app 2 alone %v, beside a %s app 1 %v; app 1 got %d requests", alone, name, took, a1.requests.Load())
-			assert.Less(t, took, 2*alone+time.Second, "app 2 beside a %s app 1", name)
+			// The target is twice alone plus a second; the README's
+			// "Many apps" limits add one Timeout (2 s) for the attempts app 1
+			// started first, and the stream's redelivery of its postponed
+			// events. With few events under -race on a busy machine, that
+			// start dominates, so the bound includes it (the bench checks
+			// the target itself on 2,000 events).
+			assert.Less(t, took, 2*alone+time.Second+2*time.Second, "app 2 beside a %s app 1", name)
 			assert.Zero(t, dead.Load(), "events dead-lettered")
 			if name == "hung" {
 				// 500 events, each handed out many times while its breaker
