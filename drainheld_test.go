@@ -3,6 +3,7 @@ package callback_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -52,4 +53,26 @@ func TestCloseDrainLimitHeldEvents(t *testing.T) {
 	for i, err := range errs {
 		assert.True(t, errors.Is(err, callback.ErrClosed), "dead letter %d: got %v, want ErrClosed", i, err)
 	}
+}
+
+// TestQueueDepthCountsRetryWaits: an event waiting in the memory queue for
+// its retry's time still counts in Stats.QueueDepth (and in QueueSize): it
+// holds no worker, but it is not delivered yet.
+func TestQueueDepthCountsRetryWaits(t *testing.T) {
+	b := newBackend(t, answerJSON(http.StatusServiceUnavailable, `{}`))
+	d, err := callback.New(callback.Config{
+		URL: b.URL, Workers: 1, Retries: 3, RetryWaitMin: time.Hour, RetryWaitMax: time.Hour,
+		Breaker: callback.Breaker{Disabled: true}, Logger: discardLogger(),
+	})
+	require.NoError(t, err)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_ = d.Close(ctx)
+	}()
+	require.NoError(t, d.After(context.Background(), 1, "message.send.after", []byte(`{}`)))
+	waitUntil(t, "the first attempt", func() bool { return b.count() == 1 && d.Stats().ActiveAfter == 0 })
+	s := d.Stats()
+	assert.Equal(t, 1, s.QueueDepth, "the event waiting for its retry is queued")
+	assert.Positive(t, s.OldestQueued)
 }
