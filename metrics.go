@@ -482,10 +482,14 @@ type Stats struct {
 	// rest. Labels with nothing counted are left out.
 	Commands map[string]Counts
 
-	QueueDepth   int           // After events in the memory queue, waiting for a worker or a retry's time
-	OldestQueued time.Duration // how long the oldest of them has waited; 0 when none
-	ActiveBefore int           // Before calls in flight
-	ActiveAfter  int           // After attempts in flight
+	QueueDepth int // After events in the memory queue, waiting for a worker or a retry's time
+	// OldestQueued is how long the oldest of them has waited; 0 when none.
+	// It is tracked from the event a worker took last, so it may understate
+	// the wait of events held for a retry or behind an open breaker while
+	// other endpoints' events flow.
+	OldestQueued time.Duration
+	ActiveBefore int // Before calls in flight
+	ActiveAfter  int // After attempts in flight
 
 	// Breakers holds the circuit breaker state of each endpoint called so
 	// far, by URL (without query or credentials): "closed", "half-open" or
