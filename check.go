@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"time"
 )
 
 // CheckCommand is the reserved command of the probe callback that
@@ -30,8 +31,9 @@ const checkBodyMax = 1 << 10
 // ErrAnswerTooLarge, an app that cannot be resolved ErrResolve.
 var (
 	// ErrUnreachable means no connection could be made to the App
-	// backend, or it broke before an answer: a refused connection, an
-	// unknown host, a TLS failure, a reset.
+	// backend, or it broke before the whole answer came: a refused
+	// connection, an unknown host, a TLS failure, a reset (CheckError's
+	// Status is set when the answer's header had come).
 	ErrUnreachable = errors.New("callback: App backend unreachable")
 	// ErrTimeout means the App backend did not answer within the
 	// command's timeout.
@@ -116,12 +118,7 @@ func (d *Dispatcher) Check(ctx context.Context, appID int) error {
 		if caller.Err() != nil {
 			return caller.Err()
 		}
-		err = r.redact(err)
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-			return fail(0, nil, fmt.Errorf("%w (%v): %w", ErrTimeout, r.rule(CheckCommand).Timeout, err))
-		}
-		return fail(0, nil, fmt.Errorf("%w: %w", ErrUnreachable, err))
+		return fail(0, nil, checkFailure(r.redact(err), r.rule(CheckCommand).Timeout))
 	}
 	defer res.Body.Close()
 	if err := checkStatus(res); err != nil {
@@ -137,15 +134,27 @@ func (d *Dispatcher) Check(ctx context.Context, appID int) error {
 		if caller.Err() != nil {
 			return caller.Err()
 		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			return fail(res.StatusCode, nil, fmt.Errorf("%w (%v): %w", ErrTimeout, r.rule(CheckCommand).Timeout, err))
+		if !errors.Is(err, ErrAnswerTooLarge) {
+			// A timeout, or the connection broke before the whole answer.
+			err = checkFailure(r.redact(err), r.rule(CheckCommand).Timeout)
 		}
-		return fail(res.StatusCode, nil, r.redact(err))
+		return fail(res.StatusCode, nil, err)
 	}
 	if _, err := r.wire.decode(buf.Bytes()); err != nil {
 		return fail(res.StatusCode, nil, err)
 	}
 	return nil
+}
+
+// checkFailure classifies err, an error of the probe's request or of
+// reading its answer: a timeout wraps ErrTimeout, anything else
+// ErrUnreachable.
+func checkFailure(err error, timeout time.Duration) error {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return fmt.Errorf("%w (%v): %w", ErrTimeout, timeout, err)
+	}
+	return fmt.Errorf("%w: %w", ErrUnreachable, err)
 }
 
 // checkBody is the probe's body on protocol p.

@@ -114,6 +114,23 @@ func TestCheckFindings(t *testing.T) {
 			})
 			return callback.Config{URL: b.URL + "/callback"}
 		}, []error{callback.ErrStatus}, 404, "404 page not found"},
+		{"answer cut off", func(t *testing.T) callback.Config {
+			b := newBackend(t, func(w http.ResponseWriter, _ *http.Request) {
+				conn, buf, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"code\":")
+				_ = buf.Flush()
+			})
+			return callback.Config{URL: b.URL}
+		}, []error{callback.ErrUnreachable}, 200, ""},
+		{"answer too slow", func(t *testing.T) callback.Config {
+			srv := callbacktest.NewServer(t, callbacktest.Config{})
+			srv.On(callback.CheckCommand, callbacktest.Allow().SlowBody(2*time.Second))
+			return callback.Config{URL: srv.URL, Timeout: 300 * time.Millisecond}
+		}, []error{callback.ErrTimeout}, 200, ""},
 		{"unknown app", func(t *testing.T) callback.Config {
 			return callback.Config{Resolver: callback.ResolverFunc(func(context.Context, int) (callback.Endpoint, error) {
 				return callback.Endpoint{}, callback.ErrUnknownApp

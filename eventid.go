@@ -33,7 +33,12 @@ type eventIDKey struct{}
 //
 // id must be 1 to 256 bytes of printable ASCII without spaces, unique per
 // event (for example the IM server's message key); After and Before return
-// or report ErrInvalidEventID otherwise.
+// or report ErrInvalidEventID otherwise. The Before and the After of one
+// message are two events and need two IDs (msgKey+"/before" and
+// msgKey+"/after", say): with one, an App backend that remembers IDs takes
+// the After for a replay of the Before (package receiver with Dedup and a
+// Seed secret answers it 409, which is not retried, and the After is
+// dead-lettered).
 func WithEventID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, eventIDKey{}, id)
 }

@@ -95,12 +95,8 @@ func refusedAddr(t *testing.T) string {
 // waitUntil polls cond for up to 10 s.
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			require.FailNow(t, "timed out waiting for "+what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !waitFor(10*time.Second, cond) {
+		require.FailNow(t, "timed out waiting for "+what)
 	}
 }
 

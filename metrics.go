@@ -176,7 +176,7 @@ func newObserver(mp metric.MeterProvider, endpoint string, commands map[string]R
 		metric.WithDescription("Requests to the App backend in flight: Before calls and After attempts."))
 	o.depth, errs[3] = m.Int64ObservableUpDownCounter(metricQueueDepth,
 		metric.WithUnit("{event}"),
-		metric.WithDescription("After events waiting in the queue for a worker."))
+		metric.WithDescription("After events waiting in the memory queue, for a worker or a retry's time."))
 	o.age, errs[4] = m.Float64ObservableGauge(metricQueueAge,
 		metric.WithUnit("s"),
 		metric.WithDescription("How long the oldest After event in the queue has waited; 0 when the queue is empty."))
@@ -482,10 +482,14 @@ type Stats struct {
 	// rest. Labels with nothing counted are left out.
 	Commands map[string]Counts
 
-	QueueDepth   int           // After events waiting for a worker
-	OldestQueued time.Duration // how long the oldest of them has waited; 0 when none
-	ActiveBefore int           // Before calls in flight
-	ActiveAfter  int           // After attempts in flight
+	QueueDepth int // After events in the memory queue, waiting for a worker or a retry's time
+	// OldestQueued is how long the oldest of them has waited; 0 when none.
+	// It is tracked from the event a worker took last, so it may understate
+	// the wait of events held for a retry or behind an open breaker while
+	// other endpoints' events flow.
+	OldestQueued time.Duration
+	ActiveBefore int // Before calls in flight
+	ActiveAfter  int // After attempts in flight
 
 	// Breakers holds the circuit breaker state of each endpoint called so
 	// far, by URL (without query or credentials): "closed", "half-open" or

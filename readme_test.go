@@ -217,8 +217,9 @@ func sendMessage(ctx context.Context, d *callback.Dispatcher, appID int, body []
 	// After the event; returns at once:
 	if err := d.After(ctx, appID, "message.send.after", body); err != nil {
 		// Not queued: ErrQueueFull, ErrClosed, ErrInvalidBody, ErrInvalidCommand,
-		// ErrResolve (with a Resolver), ctx's error, or natsqueue.ErrPublish
-		// (with a durable Queue).
+		// ErrInvalidEventID (a bad WithEventID), ErrResolve (with a Resolver),
+		// ctx's error, or natsqueue.ErrPublish (with a durable Queue: perhaps
+		// stored all the same; retry with the same WithEventID).
 		slog.ErrorContext(ctx, "after-callback not queued", "error", err)
 	}
 	return nil

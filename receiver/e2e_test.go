@@ -344,3 +344,48 @@ func TestEndToEndCheckProbe(t *testing.T) {
 		})
 	}
 }
+
+// TestEndToEndEventIDPerEvent: the Before and the After of one message are
+// two events. Given one WithEventID, a signed receiver with Dedup takes the
+// After's webhook-id for a replay of the Before (409, not retried) and the
+// After is dead-lettered; an ID per event, as WithEventID's doc says,
+// delivers both.
+func TestEndToEndEventIDPerEvent(t *testing.T) {
+	var seen events
+	h := newHandler(t, receiver.Config{Secret: secretNew, Dedup: 100})
+	h.Handle("message.send.before", seen.decide(receiver.Allow()))
+	h.Handle("message.send.after", seen.decide(receiver.Allow()))
+	s := serve(t, h)
+	var mu sync.Mutex
+	var dead []error
+	d := newDispatcher(t, callback.Config{URL: s.URL, Secret: secretNew, DeadLetter: func(_ callback.Event, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		dead = append(dead, err)
+	}})
+	deadLetters := func() []error {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]error(nil), dead...)
+	}
+	message := func(beforeID, afterID string) {
+		t.Helper()
+		r := d.Before(callback.WithEventID(context.Background(), beforeID), 1, "message.send.before", []byte(`{}`))
+		require.NoError(t, r.Err)
+		require.NoError(t, d.After(callback.WithEventID(context.Background(), afterID), 1, "message.send.after", []byte(`{}`)))
+	}
+
+	message("msg-1", "msg-1")
+	require.Eventually(t, func() bool { return len(deadLetters()) == 1 }, 10*time.Second, 10*time.Millisecond, "the After's dead letter")
+	require.ErrorIs(t, deadLetters()[0], callback.ErrStatus)
+	assert.Contains(t, deadLetters()[0].Error(), "409")
+
+	message("msg-2/before", "msg-2/after")
+	require.Eventually(t, func() bool { return len(seen.all()) == 3 }, 10*time.Second, 10*time.Millisecond, "both events of msg-2")
+	assert.Len(t, deadLetters(), 1)
+	var ids []string
+	for _, r := range seen.all() {
+		ids = append(ids, r.Command+" "+r.ID)
+	}
+	assert.Equal(t, []string{"message.send.before msg-1", "message.send.before msg-2/before", "message.send.after msg-2/after"}, ids)
+}

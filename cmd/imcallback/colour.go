@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/imcallback/callback"
 )
 
 // colourOn reports whether w is a terminal that may get colour: an
@@ -24,6 +26,18 @@ const (
 	red    = "31"
 	yellow = "33"
 )
+
+// actionColour is the colour a decision of action a is printed in: an
+// allow green, a deny red, a drop yellow.
+func actionColour(a callback.Action) string {
+	switch a {
+	case callback.Deny:
+		return red
+	case callback.Drop:
+		return yellow
+	}
+	return green
+}
 
 // painter writes to a terminal in colour, and to anything else plain.
 type painter struct {

@@ -121,6 +121,8 @@ func diagnose(ce *callback.CheckError, p callback.Protocol, signed bool, elapsed
 	switch {
 	case errors.Is(ce, callback.ErrResolve):
 		return []finding{{false, fmt.Sprintf("the app's endpoint cannot be resolved: %v", ce.Err)}}
+	case errors.Is(ce, callback.ErrUnreachable) && ce.Status != 0:
+		return []finding{{false, fmt.Sprintf("the answer (%d) broke off: %v\n        hint: the App backend closed the connection before the whole answer (a crash, or a proxy in between)", ce.Status, unwrapAll(ce.Err))}}
 	case errors.Is(ce, callback.ErrUnreachable):
 		return []finding{{false, fmt.Sprintf("unreachable: %v\n        hint: is the App backend running, on this host and port? (imcallback listen runs one)", unwrapAll(ce.Err))}}
 	case errors.Is(ce, callback.ErrTimeout):

@@ -46,6 +46,16 @@ func TestDoctorFindings(t *testing.T) {
 		_, _ = w.Write([]byte("<html>\x1b[31m</html>"))
 	}))
 	defer html.Close()
+	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+		_ = buf.Flush()
+	}))
+	defer cut.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	closed := "http://" + ln.Addr().String() + "/callback"
@@ -62,6 +72,7 @@ func TestDoctorFindings(t *testing.T) {
 		{"wrong protocol", []string{"--url", tencent.URL}, []string{"FAIL  refused as a bad request (400)", "try --protocol tencent"}},
 		{"another server", []string{"--url", other.URL}, []string{"FAIL  not found (404)", `answer body: "404 page not found\n"`}},
 		{"not the protocol", []string{"--url", html.URL}, []string{"FAIL  the answer is not in the seed protocol"}},
+		{"answer cut off", []string{"--url", cut.URL}, []string{"FAIL  the answer (200) broke off", "unexpected EOF", "hint: the App backend closed the connection"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

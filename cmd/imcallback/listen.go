@@ -376,14 +376,7 @@ func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.
 
 // decision describes dec, coloured on a terminal.
 func (l *listener) decision(dec receiver.Decision) string {
-	c := green
-	switch dec.Action {
-	case callback.Deny:
-		c = red
-	case callback.Drop:
-		c = yellow
-	}
-	return l.paint.paint(c, describeDecision(l.proto, dec))
+	return l.paint.paint(actionColour(dec.Action), describeDecision(l.proto, dec))
 }
 
 // describeDecision says what dec is answered as.

@@ -249,14 +249,7 @@ func readBody(body, file string, stdin io.Reader) ([]byte, error) {
 // printResponse prints a Before decision and the raw answer it came from
 // (none when the callback failed before a 2xx answer was read).
 func printResponse(p painter, r callback.Response, raw []byte, elapsed time.Duration) {
-	colour := green
-	switch r.Action {
-	case callback.Deny:
-		colour = red
-	case callback.Drop:
-		colour = yellow
-	}
-	fmt.Fprintf(p.w, "decision: %s\n", p.paint(colour, r.Action.String()))
+	fmt.Fprintf(p.w, "decision: %s\n", p.paint(actionColour(r.Action), r.Action.String()))
 	fmt.Fprintf(p.w, "code:     %d\n", r.Code)
 	fmt.Fprintf(p.w, "msg:      %s\n", strconv.QuoteToGraphic(r.Msg))
 	if r.Data != nil {

@@ -1,0 +1,78 @@
+package callback_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/imcallback/callback"
+)
+
+// TestCloseDrainLimitHeldEvents: at Close's drain limit, the memory queue
+// dead-letters the events it holds away from the workers too: those
+// waiting for an hour-long retry and those parked behind an open breaker
+// with an hour-long cooldown, beside a hung App backend. Every event is
+// dead-lettered as ErrClosed, none is lost, and Close returns soon after
+// the limit.
+func TestCloseDrainLimitHeldEvents(t *testing.T) {
+	const events = 12
+	b := newBackend(t, hang)
+	var dead deadLetters
+	d, err := callback.New(callback.Config{
+		URL: b.URL, Timeout: 200 * time.Millisecond, Workers: 2,
+		Retries: 3, RetryWaitMin: time.Hour, RetryWaitMax: time.Hour,
+		Breaker:      callback.Breaker{ConsecutiveFailures: 1, Cooldown: time.Hour},
+		DrainTimeout: 300 * time.Millisecond, DeadLetter: dead.hook,
+		Logger: discardLogger(),
+	})
+	require.NoError(t, err)
+	for n := range events {
+		require.NoError(t, d.After(context.Background(), 1, "message.send.after", []byte(`{}`)), "After %d", n)
+	}
+	// The first attempts time out and wait an hour for their retry; the
+	// breaker opens and parks the rest of the lane for its cooldown.
+	waitUntil(t, "the breaker to open", func() bool {
+		s := d.Stats()
+		return s.Breakers[b.URL] == "open" && s.ActiveAfter == 0
+	})
+	require.Zero(t, dead.len(), "nothing is dead-lettered before Close")
+	require.Less(t, b.count(), events, "the open breaker holds events back")
+
+	start := time.Now()
+	err = d.Close(context.Background())
+	took := time.Since(start)
+	assert.True(t, errors.Is(err, context.DeadlineExceeded), "Close: got %v, want one wrapping context.DeadlineExceeded", err)
+	assert.Less(t, took, 10*time.Second, "Close took %v with a 300 ms drain limit", took)
+	evs, errs := dead.snapshot()
+	require.Len(t, evs, events, "every event is dead-lettered")
+	for i, err := range errs {
+		assert.True(t, errors.Is(err, callback.ErrClosed), "dead letter %d: got %v, want ErrClosed", i, err)
+	}
+}
+
+// TestQueueDepthCountsRetryWaits: an event waiting in the memory queue for
+// its retry's time still counts in Stats.QueueDepth (and in QueueSize): it
+// holds no worker, but it is not delivered yet.
+func TestQueueDepthCountsRetryWaits(t *testing.T) {
+	b := newBackend(t, answerJSON(http.StatusServiceUnavailable, `{}`))
+	d, err := callback.New(callback.Config{
+		URL: b.URL, Workers: 1, Retries: 3, RetryWaitMin: time.Hour, RetryWaitMax: time.Hour,
+		Breaker: callback.Breaker{Disabled: true}, Logger: discardLogger(),
+	})
+	require.NoError(t, err)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_ = d.Close(ctx)
+	}()
+	require.NoError(t, d.After(context.Background(), 1, "message.send.after", []byte(`{}`)))
+	waitUntil(t, "the first attempt", func() bool { return b.count() == 1 && d.Stats().ActiveAfter == 0 })
+	s := d.Stats()
+	assert.Equal(t, 1, s.QueueDepth, "the event waiting for its retry is queued")
+	assert.Positive(t, s.OldestQueued)
+}
