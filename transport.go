@@ -2,6 +2,7 @@ package callback
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -12,10 +13,14 @@ import (
 )
 
 // newTransport returns the Dispatcher's own transport: keep-alive on, with
-// an idle pool sized for the load. Go's default keeps 2 idle connections per
-// host, so under concurrency most calls would open a new TCP connection.
-// With an SSRFGuard, every address is checked as it is dialled, and no proxy
-// is used. Answer headers are bounded by MaxResponseHeaderBytes; Go counts
+// at most MaxConnsPerHost connections per host and an idle pool as large,
+// so that calls beyond the cap wait for a pooled connection instead of
+// dialling one that the pool would then close (Go's default keeps 2 idle
+// connections per host and caps nothing). TLS sessions are resumed from a
+// cache as large as the pool, set on a clone of Config.TLSConfig so the
+// caller's is not changed. HTTP/2 is offered only with Config.HTTP2. With
+// an SSRFGuard, every address is checked as it is dialled, and no proxy is
+// used. Answer headers are bounded by MaxResponseHeaderBytes; Go counts
 // the headers of 1xx answers against it too, as long as no
 // httptrace.ClientTrace.Got1xxResponse is installed, so a flood of 1xx
 // answers is bounded as well.
@@ -29,11 +34,22 @@ func newTransport(s *settings) *http.Transport {
 		dialer.Control = s.SSRFGuard.control
 		proxy = nil
 	}
+	tlsConfig := &tls.Config{}
+	if s.TLSConfig != nil {
+		tlsConfig = s.TLSConfig.Clone()
+	}
+	if tlsConfig.ClientSessionCache == nil {
+		tlsConfig.ClientSessionCache = tls.NewLRUClientSessionCache(s.MaxConnsPerHost)
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(s.HTTP2)
 	return &http.Transport{
 		Proxy:                  proxy,
 		DialContext:            dialer.DialContext,
-		TLSClientConfig:        s.TLSConfig,
-		ForceAttemptHTTP2:      true,
+		TLSClientConfig:        tlsConfig,
+		Protocols:              protocols,
+		MaxConnsPerHost:        s.MaxConnsPerHost,
 		MaxIdleConns:           s.MaxIdleConnsPerHost,
 		MaxIdleConnsPerHost:    s.MaxIdleConnsPerHost,
 		IdleConnTimeout:        90 * time.Second,
