@@ -157,9 +157,13 @@ func TestHTTP2Option(t *testing.T) {
 		http2 bool
 		want  int64
 	}{{false, 1}, {true, 2}} {
-		d, _ := newDispatcher(t, callback.Config{URL: b.URL + "/callback", TLSConfig: b.roots(), HTTP2: tt.http2})
+		// The caller's NextProtos offering h2 does not override HTTP2 false.
+		cfg := b.roots()
+		cfg.NextProtos = []string{"h2", "http/1.1"}
+		d, _ := newDispatcher(t, callback.Config{URL: b.URL + "/callback", TLSConfig: cfg, HTTP2: tt.http2})
 		require.NoError(t, d.Before(context.Background(), 1, "x.before", []byte(`{}`)).Err)
 		assert.Equal(t, tt.want, b.proto.Load(), "HTTP2: %v", tt.http2)
+		assert.Equal(t, []string{"h2", "http/1.1"}, cfg.NextProtos, "the caller's TLSConfig is not changed")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -40,6 +41,11 @@ func newTransport(s *settings) *http.Transport {
 	}
 	if tlsConfig.ClientSessionCache == nil {
 		tlsConfig.ClientSessionCache = tls.NewLRUClientSessionCache(s.MaxConnsPerHost)
+	}
+	if !s.HTTP2 {
+		// The caller's NextProtos (shared by Clone: copied) must not offer
+		// what the transport does not speak.
+		tlsConfig.NextProtos = slices.DeleteFunc(slices.Clone(tlsConfig.NextProtos), func(p string) bool { return p == "h2" })
 	}
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
