@@ -128,9 +128,10 @@ type Config struct {
 	// waits for one to come back to the pool rather than dialling (and
 	// later closing) one more, so a burst of calls, a cold start above all,
 	// opens at most this many connections and TLS handshakes. A Before
-	// that times out while waiting for a connection, before its request
-	// was dialled or written, does not count against the endpoint's
-	// breaker: the wait is the Dispatcher's, not the App backend's fault.
+	// that times out while it waits for a connection (it neither dialled
+	// nor got one, or only in the last half of its time) does not count
+	// against the endpoint's breaker: the wait is the Dispatcher's, not
+	// the App backend's fault.
 	// 0 means Workers + 256, enough for the After workers and 256
 	// concurrent Before calls each holding a connection, or
 	// MaxIdleConnsPerHost if that is larger; raise it when the

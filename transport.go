@@ -18,8 +18,9 @@ import (
 // so that calls beyond the cap wait for a pooled connection instead of
 // dialling one that the pool would then close (Go's default keeps 2 idle
 // connections per host and caps nothing). TLS sessions are resumed from a
-// cache as large as the pool, set on a clone of Config.TLSConfig so the
-// caller's is not changed. HTTP/2 is offered only with Config.HTTP2. With
+// cache (one session per server name, for up to MaxConnsPerHost names) set
+// on a clone of Config.TLSConfig, so the caller's is not changed; a cache
+// the caller set is kept. HTTP/2 is offered only with Config.HTTP2. With
 // an SSRFGuard, every address is checked as it is dialled, and no proxy is
 // used. Answer headers are bounded by MaxResponseHeaderBytes; Go counts
 // the headers of 1xx answers against it too, as long as no
