@@ -121,7 +121,8 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	if err != nil {
 		return Response{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.target.url(r.wire, &c), bytes.NewReader(body))
+	var wait connWait
+	req, err := http.NewRequestWithContext(wait.trace(ctx), http.MethodPost, r.target.url(r.wire, &c), bytes.NewReader(body))
 	if err != nil {
 		done(errAbandoned)
 		return Response{}, err
@@ -131,7 +132,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 		r.wire.sign(req, id, body, d.now())
 	}
 	res, err := d.client.Do(req)
-	done(breakerOutcome(caller, res, err))
+	done(wait.outcome(caller, res, err))
 	if err != nil {
 		return Response{}, r.redact(err)
 	}

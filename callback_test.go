@@ -28,6 +28,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"negative timeout", callback.Config{URL: "http://h/", Timeout: -1}, "Timeout is negative"},
 		{"negative queue", callback.Config{URL: "http://h/", QueueSize: -1}, "QueueSize is negative"},
 		{"negative workers", callback.Config{URL: "http://h/", Workers: -1}, "Workers is negative"},
+		{"negative connection cap", callback.Config{URL: "http://h/", MaxConnsPerHost: -1}, "MaxConnsPerHost is negative"},
 		{"wait max below min", callback.Config{URL: "http://h/", RetryWaitMin: time.Second, RetryWaitMax: time.Millisecond}, "RetryWaitMax"},
 		{"negative rule timeout", callback.Config{URL: "http://h/", Commands: map[string]callback.Rule{"x": {Timeout: -time.Second}}}, "negative Timeout"},
 		{"empty command", callback.Config{URL: "http://h/", Commands: map[string]callback.Rule{"": {}}}, "empty command"},

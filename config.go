@@ -25,8 +25,8 @@ const (
 	// defaultMaxResponseHeaderBytes bounds an answer's headers, 1xx
 	// answers included; Go's own default is 10 MiB.
 	defaultMaxResponseHeaderBytes = 64 << 10
-	// defaultBeforeConcurrency is the Before concurrency the idle pool is
-	// sized for when Config.MaxIdleConnsPerHost is zero.
+	// defaultBeforeConcurrency is the Before concurrency the connection
+	// cap is sized for when Config.MaxConnsPerHost is zero.
 	defaultBeforeConcurrency = 256
 )
 
@@ -123,10 +123,33 @@ type Config struct {
 	// hostile App backend could make every call allocate).
 	MaxResponseHeaderBytes int64
 
+	// MaxConnsPerHost caps the connections to one App backend host,
+	// dialling, in use and idle. A call that finds every connection busy
+	// waits for one to come back to the pool rather than dialling (and
+	// later closing) one more, so a burst of calls, a cold start above all,
+	// opens at most this many connections and TLS handshakes. A Before
+	// that times out while it waits for a connection (it neither dialled
+	// nor got one, or only in the last half of its time) does not count
+	// against the endpoint's breaker: the wait is the Dispatcher's, not
+	// the App backend's fault.
+	// 0 means Workers + 256, enough for the After workers and 256
+	// concurrent Before calls each holding a connection, or
+	// MaxIdleConnsPerHost if that is larger; raise it when the
+	// App backend is slow to answer and more calls must be in flight at
+	// once (with HTTP/1.1 a connection carries one call at a time).
+	MaxConnsPerHost int
+
 	// MaxIdleConnsPerHost sizes the keep-alive pool to the App backend.
-	// 0 means Workers + 256, enough for the After workers and 256 concurrent
-	// Before calls without opening a new connection per call.
+	// 0 means MaxConnsPerHost, so that no connection the cap allows is
+	// closed only to be dialled again; it is at most MaxConnsPerHost.
 	MaxIdleConnsPerHost int
+
+	// HTTP2 offers HTTP/2 to https App backends (by ALPN, falling back to
+	// HTTP/1.1 when the backend does not speak it). false, the default,
+	// means HTTP/1.1 over the pool of MaxConnsPerHost connections, which
+	// measured faster for small calls (see BENCHMARKS.md). Plain http
+	// always uses HTTP/1.1.
+	HTTP2 bool
 
 	// TLSConfig is used for https URLs (custom roots, client certificates).
 	// nil means Go's defaults.
@@ -237,6 +260,7 @@ func (c Config) validate() (settings, error) {
 	for name, n := range map[string]int64{
 		"QueueSize": int64(c.QueueSize), "Workers": int64(c.Workers), "EndpointQueueSize": int64(c.EndpointQueueSize),
 		"MaxResponseBytes": c.MaxResponseBytes, "MaxIdleConnsPerHost": int64(c.MaxIdleConnsPerHost),
+		"MaxConnsPerHost":        int64(c.MaxConnsPerHost),
 		"MaxResponseHeaderBytes": c.MaxResponseHeaderBytes,
 	} {
 		if n < 0 {
@@ -252,7 +276,8 @@ func (c Config) validate() (settings, error) {
 	s.MaxResponseBytes = orDefault(c.MaxResponseBytes, defaultMaxResponseBytes)
 	s.DrainTimeout = orDefault(c.DrainTimeout, defaultDrainTimeout)
 	s.MaxResponseHeaderBytes = orDefault(c.MaxResponseHeaderBytes, defaultMaxResponseHeaderBytes)
-	s.MaxIdleConnsPerHost = orDefault(c.MaxIdleConnsPerHost, s.Workers+defaultBeforeConcurrency)
+	s.MaxConnsPerHost = orDefault(c.MaxConnsPerHost, max(s.Workers+defaultBeforeConcurrency, c.MaxIdleConnsPerHost))
+	s.MaxIdleConnsPerHost = min(orDefault(c.MaxIdleConnsPerHost, s.MaxConnsPerHost), s.MaxConnsPerHost)
 	switch {
 	case c.Retries == 0:
 		s.Retries = defaultRetries

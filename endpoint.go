@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -362,6 +363,51 @@ var errAbandoned = errors.New("callback: call abandoned by its caller")
 
 // errFailedStatus marks an answer that counts as an endpoint failure.
 var errFailedStatus = errors.New("callback: failed status")
+
+// errPoolWait marks a Before call that ended while it waited for a pooled
+// connection: nothing reached the App backend and the wait (behind the
+// Dispatcher's connection cap) is not its fault. It is a kind of
+// errAbandoned, excluded from the breaker.
+var errPoolWait = fmt.Errorf("%w: waiting for a pooled connection", errAbandoned)
+
+// connWait tells whether a Before call that timed out did so waiting for
+// a pooled connection. It did not if the wait ended (a dial started for
+// it, or it was given a connection) in the first half of the call's time:
+// the App backend then had at least half of it to connect and answer, and
+// a stalled dial or a hung answer is its failure. A call that spent most
+// of its time queued behind the cap, and was only handed a connection or
+// a dial near its end (when the calls queued together all reach their
+// deadline at once, say), timed out in the Dispatcher's queue. Any other
+// error is the endpoint's.
+type connWait struct {
+	begin   time.Time
+	reached atomic.Int64 // UnixNano when the wait ended for it; 0: it did not
+}
+
+// trace returns ctx with a ClientTrace that records into w. It installs no
+// Got1xxResponse hook (see newTransport).
+func (w *connWait) trace(ctx context.Context) context.Context {
+	w.begin = time.Now()
+	done := func() { w.reached.CompareAndSwap(0, time.Now().UnixNano()) }
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		DNSStart:     func(httptrace.DNSStartInfo) { done() },
+		ConnectStart: func(string, string) { done() },
+		GotConn:      func(httptrace.GotConnInfo) { done() },
+	})
+}
+
+// outcome is breakerOutcome for a Before call traced by w: a timeout in
+// the wait for a pooled connection is errPoolWait.
+func (w *connWait) outcome(caller context.Context, res *http.Response, err error) error {
+	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+		end := time.Now()
+		reached := w.reached.Load()
+		if reached == 0 || end.Sub(time.Unix(0, reached)) < end.Sub(w.begin)/2 {
+			return errPoolWait
+		}
+	}
+	return breakerOutcome(caller, res, err)
+}
 
 // breakerOutcome tells the breaker how a call that ended with res and err went:
 // nil (the endpoint answered), errAbandoned (caller ended before the

@@ -2,20 +2,27 @@ package callback
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 )
 
 // newTransport returns the Dispatcher's own transport: keep-alive on, with
-// an idle pool sized for the load. Go's default keeps 2 idle connections per
-// host, so under concurrency most calls would open a new TCP connection.
-// With an SSRFGuard, every address is checked as it is dialled, and no proxy
-// is used. Answer headers are bounded by MaxResponseHeaderBytes; Go counts
+// at most MaxConnsPerHost connections per host and an idle pool as large,
+// so that calls beyond the cap wait for a pooled connection instead of
+// dialling one that the pool would then close (Go's default keeps 2 idle
+// connections per host and caps nothing). TLS sessions are resumed from a
+// cache (one session per server name, for up to MaxConnsPerHost names) set
+// on a clone of Config.TLSConfig, so the caller's is not changed; a cache
+// the caller set is kept. HTTP/2 is offered only with Config.HTTP2. With
+// an SSRFGuard, every address is checked as it is dialled, and no proxy is
+// used. Answer headers are bounded by MaxResponseHeaderBytes; Go counts
 // the headers of 1xx answers against it too, as long as no
 // httptrace.ClientTrace.Got1xxResponse is installed, so a flood of 1xx
 // answers is bounded as well.
@@ -29,11 +36,27 @@ func newTransport(s *settings) *http.Transport {
 		dialer.Control = s.SSRFGuard.control
 		proxy = nil
 	}
+	tlsConfig := &tls.Config{}
+	if s.TLSConfig != nil {
+		tlsConfig = s.TLSConfig.Clone()
+	}
+	if tlsConfig.ClientSessionCache == nil {
+		tlsConfig.ClientSessionCache = tls.NewLRUClientSessionCache(s.MaxConnsPerHost)
+	}
+	if !s.HTTP2 {
+		// The caller's NextProtos (shared by Clone: copied) must not offer
+		// what the transport does not speak.
+		tlsConfig.NextProtos = slices.DeleteFunc(slices.Clone(tlsConfig.NextProtos), func(p string) bool { return p == "h2" })
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(s.HTTP2)
 	return &http.Transport{
 		Proxy:                  proxy,
 		DialContext:            dialer.DialContext,
-		TLSClientConfig:        s.TLSConfig,
-		ForceAttemptHTTP2:      true,
+		TLSClientConfig:        tlsConfig,
+		Protocols:              protocols,
+		MaxConnsPerHost:        s.MaxConnsPerHost,
 		MaxIdleConns:           s.MaxIdleConnsPerHost,
 		MaxIdleConnsPerHost:    s.MaxIdleConnsPerHost,
 		IdleConnTimeout:        90 * time.Second,

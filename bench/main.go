@@ -4,12 +4,19 @@
 // the raw client run in alternating rounds and each figure is read as a
 // ratio against the raw client's.
 //
-//	go run ./bench [-calls 20000] [-rounds 3] [-events 50000] [-c 1,64] [-only before,after,delivery,memory,hung]
+//	go run ./bench [-calls 20000] [-rounds 3] [-events 50000] [-c 1,64,1024] [-backends http,tls,h2] [-only before,after,delivery,memory,hung]
+//
+// Before runs against each backend kind: http (plain HTTP/1.1), tls (HTTPS,
+// HTTP/1.1 only) and h2 (HTTPS offering HTTP/2). The raw client is HTTP/1.1
+// with a pool sized for the concurrency; against h2 the library is measured
+// twice, with its default (HTTP/1.1) and with Config.HTTP2.
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -50,6 +57,7 @@ func main() {
 	events := flag.Int("events", 50000, "After events per delivery round")
 	only := flag.String("only", "before,after,delivery,memory,hung,tenant", "comma-separated cases to run")
 	concs := flag.String("c", "1,64", "comma-separated Before concurrencies")
+	kinds := flag.String("backends", "http", "comma-separated Before backends: http, tls (HTTPS, HTTP/1.1 only), h2 (HTTPS with HTTP/2)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -65,21 +73,43 @@ func main() {
 	run := func(name string) bool { return slices.Contains(strings.Split(*only, ","), name) }
 	log.SetFlags(0)
 
-	be := newBackend()
+	be := newBackend("http")
 	defer be.Close()
 	t := &table{}
 
-	for _, cs := range strings.Split(*concs, ",") {
-		c, err := strconv.Atoi(cs)
-		if err != nil || !run("before") {
-			continue
+	for _, kind := range strings.Split(*kinds, ",") {
+		if !run("before") {
+			break
 		}
-		lib, raw := beforeRounds(be, c, *calls, *rounds)
-		t.row(fmt.Sprintf("Before, concurrency %d: throughput", c), perSec(lib.rate()), perSec(raw.rate()), ratio(lib.rate()/raw.rate()), "≥ 0.90x")
-		t.row(fmt.Sprintf("Before, concurrency %d: p50 latency", c), dur(lib.pct(50)), dur(raw.pct(50)), ratio(float64(lib.pct(50))/float64(raw.pct(50))), tern(c == 1, "≤ 1.10x", ""))
-		t.row(fmt.Sprintf("Before, concurrency %d: p99 latency", c), dur(lib.pct(99)), dur(raw.pct(99)), ratio(float64(lib.pct(99))/float64(raw.pct(99))), "")
-		t.row(fmt.Sprintf("Before, concurrency %d: new TCP connections, empty pool / later rounds", c),
-			fmt.Sprintf("%d / %d", lib.warmConns, lib.maxConns), fmt.Sprintf("%d / %d", raw.warmConns, raw.maxConns), "", fmt.Sprintf("≤ %d", c))
+		kb := be
+		if kind != "http" {
+			kb = newBackend(kind)
+		}
+		for _, cs := range strings.Split(*concs, ",") {
+			c, err := strconv.Atoi(cs)
+			if err != nil {
+				continue
+			}
+			for _, h2 := range tern(kind == "h2", []bool{false, true}, []bool{false}) {
+				name := fmt.Sprintf("Before, %s, concurrency %d", kind, c)
+				if kind == "h2" {
+					name += tern(h2, ", library HTTP2: true", ", library HTTP/1.1 (default)")
+				}
+				lib, raw := beforeRounds(kb, c, *calls, *rounds, h2)
+				t.row(name+": throughput", perSec(lib.rate()), perSec(raw.rate()), ratio(lib.rate()/raw.rate()), "≥ 0.95x")
+				t.row(name+": p50 latency", dur(lib.pct(50)), dur(raw.pct(50)), ratio(float64(lib.pct(50))/float64(raw.pct(50))), tern(c == 1, "≤ 1.10x", ""))
+				t.row(name+": p99 latency", dur(lib.pct(99)), dur(raw.pct(99)), ratio(float64(lib.pct(99))/float64(raw.pct(99))), "")
+				t.row(name+": new connections, empty pool / later rounds",
+					fmt.Sprintf("%d / %d", lib.warmConns, lib.maxConns), fmt.Sprintf("%d / %d", raw.warmConns, raw.maxConns), "",
+					fmt.Sprintf("≤ %d (cap)", defaultConnCap))
+				if lib.failed+raw.failed > 0 {
+					t.row(name+": failed calls", strconv.Itoa(lib.failed), strconv.Itoa(raw.failed), "", "0")
+				}
+			}
+		}
+		if kb != be {
+			kb.Close()
+		}
 	}
 
 	if run("after") {
@@ -120,15 +150,19 @@ func main() {
 	t.print(os.Stdout)
 }
 
-// backend is the loopback App backend shared by every measurement: it
-// reads each request and allows it, and counts TCP connections.
+// backend is a loopback App backend: it reads each request and allows
+// it, and counts TCP connections. tls is the client configuration that
+// trusts it (nil for plain HTTP).
 type backend struct {
 	*httptest.Server
 	conns    atomic.Int64
 	received atomic.Int64
+	tls      *tls.Config
 }
 
-func newBackend() *backend {
+// newBackend starts a backend of kind http, tls (HTTPS, HTTP/1.1 only) or
+// h2 (HTTPS, HTTP/2 offered).
+func newBackend(kind string) *backend {
 	b := &backend{}
 	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -141,9 +175,27 @@ func newBackend() *backend {
 			b.conns.Add(1)
 		}
 	}
-	b.Start()
-	return b
+	// Handshakes a client gives up on (the raw client's cold start at
+	// concurrency 1024) are counted as failed calls, not logged one by one.
+	b.Config.ErrorLog = log.New(io.Discard, "", 0)
+	switch kind {
+	case "http":
+		b.Start()
+		return b
+	case "tls", "h2":
+		b.EnableHTTP2 = kind == "h2"
+		b.StartTLS()
+		pool := x509.NewCertPool()
+		pool.AddCert(b.Certificate())
+		b.tls = &tls.Config{RootCAs: pool}
+		return b
+	}
+	log.Fatalf("unknown backend %q", kind)
+	return nil
 }
+
+// defaultConnCap is the library's default MaxConnsPerHost: Workers + 256.
+const defaultConnCap = 16 + 256
 
 // run is what one side measured over its rounds.
 type run struct {
@@ -151,6 +203,7 @@ type run struct {
 	rates     []float64 // calls per second, per round
 	maxConns  int64     // most new connections in one measured round
 	warmConns int64     // new connections in the warm-up round, from an empty pool
+	failed    int       // calls that failed (timed out, say), in every round
 }
 
 func (r *run) rate() float64 {
@@ -165,30 +218,32 @@ func (r *run) pct(p int) time.Duration {
 }
 
 // beforeRounds runs Before and the raw client in alternating rounds of
-// calls calls at concurrency c, each round with a fresh pool.
-func beforeRounds(be *backend, c, calls, rounds int) (lib, raw *run) {
+// calls calls at concurrency c; the warm-up rounds start from an empty
+// pool. With h2, the library offers HTTP/2.
+func beforeRounds(be *backend, c, calls, rounds int, h2 bool) (lib, raw *run) {
 	lib, raw = &run{}, &run{}
 	url := be.URL + "/callback"
 	rawURL := url + "?appId=10000&command=" + command
 	// One Dispatcher and one raw client for all rounds: the warm-up round
 	// fills their pools, which the measured rounds then reuse.
-	d, err := callback.New(callback.Config{URL: url, Logger: slog.New(slog.DiscardHandler)})
+	d, err := callback.New(callback.Config{URL: url, TLSConfig: be.tls, HTTP2: h2, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer closeNow(d)
-	cl := rawClient(c)
+	cl := rawClient(c, be.tls)
 	defer cl.CloseIdleConnections()
 	libCall := func() error { return d.Before(context.Background(), appID, command, body).Err }
 	rawCall := func() error { return rawPost(cl, rawURL) }
 	libRound := func(measure bool) { round(be, c, tern(measure, calls, calls/10), libCall, tern(measure, lib, nil)) }
 	rawRound := func(measure bool) { round(be, c, tern(measure, calls, calls/10), rawCall, tern(measure, raw, nil)) }
+	warmLib, warmRaw := &run{}, &run{}
 	conns := be.conns.Load()
-	libRound(false) // warm up, from an empty pool
-	lib.warmConns = be.conns.Load() - conns
+	round(be, c, max(c, calls/10), libCall, warmLib) // warm up, from an empty pool
+	lib.warmConns, lib.failed = be.conns.Load()-conns, warmLib.failed
 	conns = be.conns.Load()
-	rawRound(false)
-	raw.warmConns = be.conns.Load() - conns
+	round(be, c, max(c, calls/10), rawCall, warmRaw)
+	raw.warmConns, raw.failed = be.conns.Load()-conns, warmRaw.failed
 	for i := range rounds {
 		if i%2 == 0 {
 			rawRound(true)
@@ -204,7 +259,7 @@ func beforeRounds(be *backend, c, calls, rounds int) (lib, raw *run) {
 // round makes n calls from c goroutines and records them in into, if set.
 func round(be *backend, c, n int, call func() error, into *run) {
 	lats := make([]time.Duration, n)
-	var next atomic.Int64
+	var next, failed atomic.Int64
 	var wg sync.WaitGroup
 	conns := be.conns.Load()
 	start := time.Now()
@@ -217,7 +272,7 @@ func round(be *backend, c, n int, call func() error, into *run) {
 				}
 				t := time.Now()
 				if err := call(); err != nil {
-					log.Fatalf("call failed: %v", err)
+					failed.Add(1)
 				}
 				lats[i] = time.Since(t)
 			}
@@ -228,17 +283,21 @@ func round(be *backend, c, n int, call func() error, into *run) {
 	if into == nil {
 		return
 	}
+	into.failed += int(failed.Load())
 	into.lat = append(into.lat, lats...)
 	into.rates = append(into.rates, float64(n)/elapsed.Seconds())
 	into.maxConns = max(into.maxConns, be.conns.Load()-conns)
 }
 
-// rawClient is a plain net/http client whose pool is sized for c
-// concurrent calls.
-func rawClient(c int) *http.Client {
+// rawClient is a plain net/http HTTP/1.1 client whose pool is sized for
+// c concurrent calls, trusting roots for HTTPS if set.
+func rawClient(c int, roots *tls.Config) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = c
 	t.MaxIdleConnsPerHost = c
+	t.TLSClientConfig = roots
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetHTTP1(true)
 	return &http.Client{Transport: t, Timeout: 2 * time.Second}
 }
 
@@ -337,7 +396,7 @@ func deliveryRounds(be *backend, events, rounds int) (lib, raw float64) {
 		return float64(n) / elapsed.Seconds()
 	}
 	rawRound := func(n int) float64 {
-		cl := rawClient(workers)
+		cl := rawClient(workers, nil)
 		defer cl.CloseIdleConnections()
 		var next atomic.Int64
 		var wg sync.WaitGroup
