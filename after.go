@@ -77,6 +77,13 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	}
 	switch err := d.queue.Put(ctx, ev); {
 	case err == nil:
+		if d.mem == nil {
+			// The memory queue notes the demand itself. A durable Queue's
+			// event is seen again only when handed out, which may not be
+			// soon while another endpoint holds every worker: note it now,
+			// so the fair share counts this endpoint as active.
+			d.endpoints.forRoute(r).wanted(ev.Queued)
+		}
 		stats.queued(ev.Queued, d.queueLen())
 		return nil
 	case errors.Is(err, ErrQueueFull):

@@ -75,6 +75,12 @@ func TestColdStartTLSBurst(t *testing.T) {
 				URL:             b.URL + "/callback",
 				TLSConfig:       b.roots(),
 				MaxConnsPerHost: tt.cap,
+				// Generous: under -race on a busy 2-core machine, 272 TLS
+				// handshakes starve the CPU and a 2 s call can time out
+				// after its connection came (which rightly counts against
+				// the breaker). This test is about the cap on a cold start;
+				// TestPoolWaitDoesNotOpenBreaker is about pool waits.
+				Timeout: 30 * time.Second,
 			})
 
 			got := runBefore(d, 2048, 1024)
