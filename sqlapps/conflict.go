@@ -43,8 +43,11 @@ func retryConflicts(ctx context.Context, attempt func() error) error {
 // conflictState matches the SQLSTATEs of a transaction the database
 // rolled back for a conflict, as drivers print them: 40001 (serialization
 // failure: MySQL's deadlock 1213, PostgreSQL's serializable conflicts) and
-// 40P01 (PostgreSQL's deadlock).
-var conflictState = regexp.MustCompile(`\b(40001|40P01)\b`)
+// 40P01 (PostgreSQL's deadlock); and SQLite's SQLITE_BUSY as
+// modernc.org/sqlite prints it, which a connection gets at once, without
+// waiting out busy_timeout, when SQLite sees two writers that would
+// otherwise wait for each other.
+var conflictState = regexp.MustCompile(`\b(40001|40P01)\b|\(SQLITE_BUSY\)`)
 
 // conflict reports whether err is a transaction rolled back for a
 // conflict. It uses the SQLSTATE of a driver error that gives one

@@ -152,20 +152,26 @@ func statements(script string) []string {
 // (GET_LOCK), so each version is applied once; ctx bounds the wait for
 // the lock as well as the work. It returns an error for a database whose
 // schema is newer than this package knows.
+//
+// A migration the database ended to break a deadlock (see conflict: on
+// SQLite, a write lock refused at once while another process switches the
+// file to WAL) is run again from the start on a new connection.
 func (s *Store) Migrate(ctx context.Context) error {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("sqlapps: migrating: %w", err)
-	}
-	defer conn.Close()
-	switch s.dialect {
-	case Postgres:
-		err = s.migratePostgres(ctx, conn)
-	case MySQL:
-		err = s.migrateMySQL(ctx, conn)
-	default:
-		err = s.migrateSQLite(ctx, conn)
-	}
+	err := retryConflicts(ctx, func() error {
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("migrating: %w", err)
+		}
+		defer conn.Close()
+		switch s.dialect {
+		case Postgres:
+			return s.migratePostgres(ctx, conn)
+		case MySQL:
+			return s.migrateMySQL(ctx, conn)
+		default:
+			return s.migrateSQLite(ctx, conn)
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("sqlapps: %w", err)
 	}
