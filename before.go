@@ -121,8 +121,18 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	if err != nil {
 		return Response{}, err
 	}
-	var wait connWait
-	req, err := http.NewRequestWithContext(wait.trace(ctx), http.MethodPost, r.target.url(r.wire, &c), bytes.NewReader(body))
+	// Only a call that may queue behind the connection cap needs the trace
+	// that tells a pool wait from the App's failure (it costs about ten
+	// allocations): one made while the Before calls in flight and the
+	// After workers together reach MaxConnsPerHost. Below that no host,
+	// however the calls spread over hosts, can be at its cap.
+	reqCtx, wait := ctx, (*connWait)(nil)
+	if n := d.beforeInFlight.Add(1); int(n)+d.s.Workers > d.s.MaxConnsPerHost {
+		wait = new(connWait)
+		reqCtx = wait.trace(ctx)
+	}
+	defer d.beforeInFlight.Add(-1) // after the answer's body is closed, which frees its connection
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, r.target.url(r.wire, &c), bytes.NewReader(body))
 	if err != nil {
 		done(errAbandoned)
 		return Response{}, err

@@ -81,6 +81,8 @@ type Dispatcher struct {
 	transport *http.Transport // owned: idle connections closed by Close
 	client    *http.Client    // one attempt, no redirects
 
+	beforeInFlight atomic.Int64 // Before requests in flight: see before's connection trace
+
 	idPrefix string        // random per Dispatcher, so IDs never repeat across processes
 	seq      atomic.Uint64 // numbers events for their IDs
 

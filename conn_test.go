@@ -198,3 +198,19 @@ func TestPoolCapAllSucceed(t *testing.T) {
 	}
 	assert.LessOrEqual(t, b.conns.Load(), int64(4))
 }
+
+// Below the connection cap a Before call is not traced: the trace that
+// tells a pool wait from the App's failure costs allocations on every
+// message send, and only a call that may queue behind the cap needs it.
+func TestBeforeTracedOnlyNearTheCap(t *testing.T) {
+	b := newBackend(t, answerJSON(200, `{"code":200,"msg":"ok"}`))
+	allocs := func(cap int) float64 {
+		d, _ := newDispatcher(t, callback.Config{URL: b.URL + "/callback", MaxConnsPerHost: cap})
+		body := []byte(`{"n":1}`)
+		ctx := context.Background()
+		require.NoError(t, d.Before(ctx, 1, "x.before", body).Err) // a warm connection
+		return testing.AllocsPerRun(200, func() { _ = d.Before(ctx, 1, "x.before", body) })
+	}
+	untraced, traced := allocs(0), allocs(1) // default cap; a cap of 1 is below Workers
+	assert.GreaterOrEqual(t, traced-untraced, 5.0, "allocations per Before: %v below the cap, %v near it", untraced, traced)
+}

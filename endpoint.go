@@ -397,9 +397,10 @@ func (w *connWait) trace(ctx context.Context) context.Context {
 }
 
 // outcome is breakerOutcome for a Before call traced by w: a timeout in
-// the wait for a pooled connection is errPoolWait.
+// the wait for a pooled connection is errPoolWait. A nil w (a call that
+// could not wait for the pool, so was not traced) is breakerOutcome's.
 func (w *connWait) outcome(caller context.Context, res *http.Response, err error) error {
-	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+	if w != nil && err != nil && errors.Is(err, context.DeadlineExceeded) {
 		end := time.Now()
 		reached := w.reached.Load()
 		if reached == 0 || end.Sub(time.Unix(0, reached)) < end.Sub(w.begin)/2 {
