@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -157,12 +158,32 @@ func (a *app) snapshot() []hit {
 	return append([]hit(nil), a.hits...)
 }
 
+// missing lists the bodies among body(0) to body(want-1) not answered
+// 2xx, each with the number of requests the App saw for it: 0 tells an
+// event never attempted from one that failed.
+func (a *app) missing(want int) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	seen := map[string]int{}
+	for _, h := range a.hits {
+		seen[h.body]++
+	}
+	var b strings.Builder
+	for n := range want {
+		if k := string(body(n)); !a.ok[k] {
+			fmt.Fprintf(&b, " %d(%d)", n, seen[k])
+		}
+	}
+	return b.String()
+}
+
 // waitDelivered waits until want distinct bodies were answered 2xx.
 func (a *app) waitDelivered(t testing.TB, want int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for a.delivered() < want {
 		if time.Now().After(deadline) {
+			t.Logf("of bodies 0-%d, not delivered (attempts seen): %s", want-1, a.missing(want))
 			require.FailNowf(t, "not delivered", "got %d events delivered within %v, want %d", a.delivered(), within, want)
 		}
 		time.Sleep(20 * time.Millisecond)

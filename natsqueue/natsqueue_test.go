@@ -334,8 +334,8 @@ func TestRestartHandsBack(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		// A handed-back event that the restart forgot would come back
-		// after 30 s.
-		q, err := natsqueue.Embedded(ctx, dir, natsqueue.Options{AckWait: 30 * time.Second})
+		// only after forgottenAfter.
+		q, err := natsqueue.Embedded(ctx, dir, natsqueue.Options{AckWait: forgottenAfter})
 		require.NoError(t, err)
 		d, err := callback.New(callback.Config{URL: a.URL, Queue: q, Logger: quiet, Workers: 1, RetrySchedule: short})
 		require.NoError(t, err)
@@ -350,9 +350,23 @@ func TestRestartHandsBack(t *testing.T) {
 	require.Less(t, a.delivered(), events-64, "the node's prefetch was delivered before Close; the test proves nothing")
 
 	d = start()
-	a.waitDelivered(t, events, 15*time.Second) // well within AckWait
-	require.NoError(t, d.Close(ctx))
+	a.waitDelivered(t, events, handedBackWithin)
+	closeCtx, closeCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer closeCancel()
+	require.NoError(t, d.Close(closeCtx))
 }
+
+// A node's Close hands back the events it pulled ahead, so another node,
+// or the same one restarted, gets them at once; forgotten ones would come
+// back only after AckWait. The tests that prove it set AckWait to
+// forgottenAfter and wait handedBackWithin for every event: far less, yet
+// long enough for a few hundred deliveries on a loaded machine under -race
+// (15 s was not: 5 of 20 runs beside stress-ng --cpu 8 delivered every
+// event, only later).
+const (
+	forgottenAfter   = 10 * time.Minute
+	handedBackWithin = time.Minute
+)
 
 // TestClose: Close finishes the attempts in flight and hands back the rest;
 // After then fails with ErrClosed; a second node delivers what is left.
@@ -363,7 +377,7 @@ func TestClose(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 		return http.StatusOK
 	})
-	opts := natsqueue.Options{AckWait: 30 * time.Second} // a lost event would take 30 s
+	opts := natsqueue.Options{AckWait: forgottenAfter}
 	first := newNode(t, connect(t, srv.ClientURL()), opts, callback.Config{URL: a.URL, Workers: 2, RetrySchedule: short})
 	sendAll(t, first.d, 0, events, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -373,7 +387,7 @@ func TestClose(t *testing.T) {
 	require.True(t, errors.Is(first.d.After(ctx, 1, "x", body(0)), callback.ErrClosed), "After after Close: want ErrClosed")
 
 	newNode(t, connect(t, srv.ClientURL()), opts, callback.Config{URL: a.URL, RetrySchedule: short})
-	a.waitDelivered(t, events, 10*time.Second) // well within AckWait: Close handed back what it held
+	a.waitDelivered(t, events, handedBackWithin) // Close handed back what it held
 }
 
 // waitFor polls cond for up to 10 s.
