@@ -73,7 +73,7 @@ func (d *delivery) Ack(context.Context) error {
 func (d *delivery) Retry(_ context.Context, delay time.Duration) error {
 	d.settle()
 	if delay <= 0 {
-		return d.msg.NakWithDelay(handBackDelay) // stored, unlike a plain Nak: see handBackDelay
+		return d.q.handBack(d.msg) // stored, unlike a plain Nak (see handBackDelay), and confirmed before Close ends
 	}
 	return d.msg.NakWithDelay(delay)
 }

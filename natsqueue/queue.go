@@ -256,6 +256,8 @@ type Queue struct {
 	lostMu sync.Mutex
 	lost   time.Time
 
+	backs handBacks // the hand-backs sent since Stop and those confirmed
+
 	release   func() // Embedded: closes the connection and the server
 	closeOnce sync.Once
 	closeErr  error
@@ -301,7 +303,11 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := q.backs.start(nc); err != nil {
+		return nil, err
+	}
 	if q.cc, err = q.consume(ctx); err != nil {
+		_ = q.backs.sub.Unsubscribe()
 		return nil, err
 	}
 	// The watcher's life is the Queue's, not New's ctx: ctx bounds the
@@ -475,13 +481,13 @@ func (q *Queue) handle(msg jetstream.Msg) {
 	}
 	q.lostMu.Unlock()
 	if q.stopped.Load() {
-		handBack(msg)
+		_ = q.handBack(msg) // a lost one costs a redelivery after AckWait
 		return
 	}
 	select {
 	case q.msgs <- msg:
 	case <-q.stop:
-		handBack(msg)
+		_ = q.handBack(msg) // a lost one costs a redelivery after AckWait
 	}
 }
 
@@ -527,12 +533,6 @@ func (q *Queue) watch(cc jetstream.ConsumeContext) {
 			return
 		}
 	}
-}
-
-// handBack returns an event to the server for redelivery at once, in a way
-// that survives a leader change or a restart (handBackDelay).
-func handBack(msg jetstream.Msg) {
-	_ = msg.NakWithDelay(handBackDelay) // a lost one costs a redelivery after AckWait
 }
 
 // restart creates the consumer again (it may have been deleted) and
@@ -587,7 +587,7 @@ func (q *Queue) Get(ctx context.Context) (callback.Delivery, error) {
 			return nil, ctx.Err()
 		}
 		if q.stopped.Load() {
-			handBack(msg)
+			_ = q.handBack(msg) // a lost one costs a redelivery after AckWait
 			return nil, callback.ErrClosed
 		}
 		meta, err := msg.Metadata()
@@ -631,12 +631,14 @@ func (q *Queue) Close() error {
 		q.Stop()
 		// The handler hands back what was pulled ahead until the drained
 		// consumption ends; without the server it may never.
+		deadline := time.Now().Add(handBackWait)
 		t := time.NewTimer(handBackWait)
 		select {
 		case <-q.readEnd:
 		case <-t.C:
 		}
 		t.Stop()
+		q.waitHandBacks(deadline)
 		q.cancel()
 		<-q.readEnd
 		q.mu.Lock()
