@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -284,4 +285,11 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.Header.Set(k, v)
 	}
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// sortByTime orders records by time: an After's acceptance may be
+// numbered after its first attempt.
+func sortByTime(as []callback.Attempt) []callback.Attempt {
+	slices.SortStableFunc(as, func(a, b callback.Attempt) int { return a.Time.Compare(b.Time) })
+	return as
 }
