@@ -127,7 +127,9 @@ type AttemptQuery struct {
 }
 
 // Attempts returns the records of the attempt log that q selects, oldest
-// first (newest last, in Seq order). The log keeps the last
+// first (newest last, in Seq order; an After's OutcomeQueued record may
+// follow its first attempt's, which a worker can make before After
+// returns: Time orders them). The log keeps the last
 // Config.AttemptLog records; older ones are forgotten, so a poller that
 // falls behind (or gets Limit records) may miss some: the Seq numbers
 // show the gap. It returns nil when the log is off. It is safe to call at
