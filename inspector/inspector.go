@@ -245,7 +245,7 @@ func (h *handler) story(ctx context.Context, id string) EventResponse {
 func summary(e *EventResponse) string {
 	if len(e.Attempts) == 0 {
 		if e.DeadLetter != nil {
-			return "Dead-lettered after " + strconv.Itoa(e.DeadLetter.Attempts) + " attempts: " + e.DeadLetter.Error + ". Its attempts are older than the attempt log keeps."
+			return "Dead-lettered after " + countAttempts(e.DeadLetter.Attempts) + ": " + e.DeadLetter.Error + ". Its attempts are older than the attempt log keeps."
 		}
 		return "Never sent by this process: no record of this webhook-id. It was never given to Before or After here (a disabled command, or another node), or it is older than the attempt log keeps."
 	}
@@ -256,7 +256,6 @@ func summary(e *EventResponse) string {
 			sent++
 		}
 	}
-	n := strconv.Itoa(sent)
 	switch last.Outcome {
 	case callback.OutcomeAllowed, callback.OutcomeDenied, callback.OutcomeDropped:
 		return "Before: the App backend answered " + strconv.Itoa(last.Status) + " and the event was " + string(last.Outcome) + "."
@@ -265,11 +264,11 @@ func summary(e *EventResponse) string {
 	case callback.OutcomeFailedClosed:
 		return "Before failed and the event was denied (fails closed): " + last.Error + "."
 	case callback.OutcomeDelivered:
-		return "Delivered: answered " + strconv.Itoa(last.Status) + " at attempt " + strconv.Itoa(last.Attempt) + " (" + n + " sent in all)."
+		return "Delivered: answered " + strconv.Itoa(last.Status) + " at attempt " + strconv.Itoa(last.Attempt) + " (" + countAttempts(sent) + " in all)."
 	case callback.OutcomeRetrying:
 		return "Not delivered yet: attempt " + strconv.Itoa(last.Attempt) + " failed (" + last.Error + "); it will be retried."
 	case callback.OutcomeDeadLettered:
-		return "Dead-lettered after " + n + " attempts: " + last.Error + "."
+		return "Dead-lettered after " + countAttempts(sent) + ": " + last.Error + "."
 	case callback.OutcomePostponed:
 		return "Waiting: its endpoint could not take it (breaker open or limit reached); it will be tried again."
 	case callback.OutcomeQueued:
@@ -278,6 +277,14 @@ func summary(e *EventResponse) string {
 		return "Never sent: After refused it (" + last.Error + ")."
 	}
 	return string(last.Outcome)
+}
+
+// countAttempts says "1 attempt" or "n attempts".
+func countAttempts(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return strconv.Itoa(n) + " attempts"
 }
 
 func (h *handler) event(w http.ResponseWriter, r *http.Request) {

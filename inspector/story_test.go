@@ -74,7 +74,7 @@ func TestStory5xxThen2xx(t *testing.T) {
 	ev := event(t, base, "msg-43/after")
 	require.Equal(t, []string{"queued#0:0", "retrying#1:503", "delivered#2:200"}, outcomes(ev.Attempts))
 	assert.Contains(t, ev.Attempts[1].Error, "non-2xx status: 503")
-	assert.Equal(t, "Delivered: answered 200 at attempt 2 (2 sent in all).", ev.Summary)
+	assert.Equal(t, "Delivered: answered 200 at attempt 2 (2 attempts in all).", ev.Summary)
 	assert.Nil(t, ev.DeadLetter)
 
 	p := getPage(t, base+"?id=msg-43/after")
@@ -116,7 +116,7 @@ func TestStoryDeadLettered(t *testing.T) {
 	assert.Equal(t, "group.member.add.after", dl.Command)
 	assert.Equal(t, 1, dl.Attempts)
 	assert.Contains(t, dl.Error, "422")
-	assert.Equal(t, "Dead-lettered after 1 attempts: "+ev.Attempts[1].Error+".", ev.Summary)
+	assert.Equal(t, "Dead-lettered after 1 attempt: "+ev.Attempts[1].Error+".", ev.Summary)
 
 	var dls inspector.DeadLettersResponse
 	getJSON(t, base+"api/deadletters", &dls)
