@@ -155,3 +155,26 @@ func TestAttemptLogDurable(t *testing.T) {
 	}
 	assert.Equal(t, []string{"queued#0:0", "retrying#1:502", "delivered#2:200"}, got)
 }
+
+// TestAttemptLogPostponed: a durable event whose endpoint's breaker is
+// open is handed back unsent, and the log says so.
+func TestAttemptLogPostponed(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	a := newApp(t, func(hit, int) int { return http.StatusServiceUnavailable })
+	n := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, callback.Config{
+		URL: a.URL, RetrySchedule: short,
+		Breaker: callback.Breaker{ConsecutiveFailures: 1, Cooldown: time.Hour},
+	})
+	ctx := callback.WithEventID(context.Background(), "postponed-1")
+	require.NoError(t, n.d.After(ctx, 9, "message.send.after", []byte(`{}`)))
+	q := callback.AttemptQuery{EventID: "postponed-1", Outcome: callback.OutcomePostponed}
+	waitFor(t, "a postponement", func() bool { return len(n.d.Attempts(q)) > 0 })
+	p := n.d.Attempts(q)[0]
+	assert.Equal(t, 2, p.Attempt, "the attempt it would have been")
+	assert.Zero(t, p.Status)
+	assert.Zero(t, p.Latency)
+	first := n.d.Attempts(callback.AttemptQuery{EventID: "postponed-1", Outcome: callback.OutcomeRetrying})
+	require.Len(t, first, 1)
+	assert.Equal(t, 503, first[0].Status)
+	assert.Equal(t, 1, a.delivered()+len(a.snapshot()), "one request only: the breaker holds the rest")
+}
