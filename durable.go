@@ -47,6 +47,7 @@ func (d *Dispatcher) deliverOnce(dl Delivery) {
 		var wake time.Time
 		var ok bool
 		if p, wake, ok = e.take(now); !ok {
+			d.attempts.postponed(&ev, r)
 			d.postpone(dl, ev, e.later(now, wake))
 			return
 		}
@@ -58,6 +59,7 @@ func (d *Dispatcher) deliverOnce(dl Delivery) {
 		// A store that is down may be back later; an app that is unknown
 		// or invalid will not be.
 		retry = !errors.Is(err, ErrUnknownApp) && !errors.Is(err, ErrInvalidConfig)
+		d.afterAttempt(&ev, nil, nil, nil, retry, err)
 	} else {
 		retry, sent, res, err = d.attempt(&ev, r, stats, p)
 	}
@@ -140,6 +142,7 @@ func (d *Dispatcher) attempt(ev *Event, r *route, stats *commandStats, p permit)
 		if a.permit.valid() {
 			a.permit.abandon() // no request was made
 		}
+		d.afterAttempt(ev, r, a, res, retry, err)
 	}()
 	if err := d.life.Err(); err != nil {
 		return false, false, nil, err
