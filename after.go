@@ -75,7 +75,9 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 		c := clientFrom(ctx) // ctx ends with the call; the event lives on
 		ev.ClientIP, ev.Platform = c.ip, c.platform
 	}
-	switch err := d.queue.Put(ctx, ev); {
+	err = d.queue.Put(ctx, ev)
+	d.attempts.queued(&ev, err)
+	switch {
 	case err == nil:
 		if d.mem == nil {
 			// The memory queue notes the demand itself. A durable Queue's

@@ -99,6 +99,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 		resp = d.failed(ctx, r, rule, appID, command, id, start, err)
 	}
 	d.beforeDone(ctx, stats, start, resp)
+	d.attempts.before(r, appID, command, id, start, resp, body)
 	return resp
 }
 
@@ -196,9 +197,9 @@ func checkStatus(res *http.Response) error {
 	case res.StatusCode >= 200 && res.StatusCode < 300:
 		return nil
 	case res.StatusCode >= 300 && res.StatusCode < 400:
-		return fmt.Errorf("%w: %d", ErrRedirect, res.StatusCode)
+		return &statusError{ErrRedirect, res.StatusCode}
 	default:
-		return fmt.Errorf("%w: %d", ErrStatus, res.StatusCode)
+		return &statusError{ErrStatus, res.StatusCode}
 	}
 }
 

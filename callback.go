@@ -104,6 +104,8 @@ type Dispatcher struct {
 	obs       *observer // metrics and Stats
 	beforeLog *floodLog // failures of Before, flood-controlled
 	afterLog  *floodLog // dead letters, flood-controlled
+
+	attempts *attemptLog // recent calls and attempts; nil when Config.AttemptLog is negative
 }
 
 // New validates cfg, applies its defaults and starts the After workers.
@@ -142,6 +144,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	d.stopping, d.stop = context.WithCancel(d.life)
 
 	d.observe()
+	d.attempts = newAttemptLog(&d.s)
 
 	d.live.Store(int32(s.Workers))
 	for range s.Workers {

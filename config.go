@@ -208,6 +208,20 @@ type Config struct {
 	// endpoint. The zero value means its defaults: see AfterLimit.
 	AfterLimit AfterLimit
 
+	// AttemptLog is how many records of recent Before calls and After
+	// attempts the Dispatcher keeps in memory for Attempts and the
+	// inspector package ("where did my callback go?"): time, app, command,
+	// webhook-id, outcome, status, latency and error, never the body
+	// (see AttemptBodies). 0 means 1024 (about 200 KiB); a negative value
+	// turns the log off. Recording costs well under a microsecond per
+	// call (BENCHMARKS.md).
+	AttemptLog int
+
+	// AttemptBodies makes the attempt log keep a copy of each event's
+	// body, shown by Attempts and the inspector. false, the default,
+	// keeps no body: bodies are the IM server's users' messages.
+	AttemptBodies bool
+
 	// DrainTimeout bounds Close when its ctx has no deadline, so that
 	// Close(context.Background()) cannot hang on a dead App backend: past
 	// it, Close gives up as if ctx had ended (see Close). A ctx deadline,

@@ -47,10 +47,12 @@ func (d *Dispatcher) deliverOnce(dl Delivery) {
 		var wake time.Time
 		var ok bool
 		if p, wake, ok = e.take(now); !ok {
+			d.attempts.postponed(&ev, r)
 			d.postpone(dl, ev, e.later(now, wake))
 			return
 		}
 	}
+	start := d.attempts.start()
 	ev.Attempts++ // this hand-out
 	var retry, sent bool
 	var res *http.Response
@@ -61,6 +63,7 @@ func (d *Dispatcher) deliverOnce(dl Delivery) {
 	} else {
 		retry, sent, res, err = d.attempt(&ev, r, stats, p)
 	}
+	d.afterAttempt(&ev, r, start, res, retry, err)
 	if err == nil {
 		d.deliveryDone(stats, nil)
 		d.settle(ev, "ack", func(ctx context.Context) error { return dl.Ack(ctx) })

@@ -93,6 +93,7 @@ func (d *delivery) Postpone(ctx context.Context, delay time.Duration) error {
 func (d *delivery) DeadLetter(ctx context.Context, reason error) error {
 	d.settle()
 	m := eventMsg(d.q.o.DeadLetterSubject, d.ev)
+	m.Subject = d.q.deadSubject(d.ev)
 	m.Header[hdrAttempts] = []string{strconv.Itoa(d.ev.Attempts + 1)}
 	m.Header[hdrError] = []string{reason.Error()}
 	seq := strconv.FormatUint(d.seq, 10)
@@ -116,11 +117,8 @@ func (d *delivery) DeadLetter(ctx context.Context, reason error) error {
 // running Replay again continues. Events dead-lettered while it runs may
 // or may not be replayed.
 //
-// To replay only some events, read the dead-letter stream with the nats
-// CLI (headers Callback-Id, Callback-App-Id, Callback-Command,
-// Callback-Attempts and Callback-Error; the body is the data) and
-// republish those on the work stream's subject, Options.Subject.appID,
-// with the same headers.
+// To replay only some events, list them with ListDeadLetters and replay
+// each with ReplayOne.
 func (q *Queue) Replay(ctx context.Context) (int, error) {
 	info, err := q.dead.Info(ctx)
 	if err != nil {
@@ -135,20 +133,8 @@ func (q *Queue) Replay(ctx context.Context) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("natsqueue: replay: %w", err)
 		}
-		ev, err := decodeEvent(raw.Header, raw.Data)
-		if err != nil {
-			return n, fmt.Errorf("natsqueue: replay of dead letter %d: %w", seq, err)
-		}
-		m := eventMsg(q.o.Subject, ev)
-		// A new message ID (the webhook-id is in the header and stays):
-		// the original's may still be in the duplicate window, and
-		// replaying this dead letter twice stores it once.
-		id := ev.ID + ".replay." + strconv.FormatUint(seq, 10)
-		if _, err := q.js.PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(q.o.Stream)); err != nil {
-			return n, fmt.Errorf("%w: replay: %w", ErrPublish, err)
-		}
-		if err := q.dead.DeleteMsg(ctx, seq); err != nil {
-			return n, fmt.Errorf("natsqueue: replay: deleting dead letter %d: %w", seq, err)
+		if err := q.replay(ctx, raw); err != nil {
+			return n, err
 		}
 		n++
 	}

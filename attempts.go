@@ -1,0 +1,421 @@
+package callback
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// defaultAttemptLog is how many records the attempt log keeps when
+// Config.AttemptLog is zero.
+const defaultAttemptLog = 1024
+
+// maxAttemptQuery bounds how many records one AttemptQuery returns.
+const maxAttemptQuery = 1 << 16
+
+// Kinds of an Attempt.
+const (
+	KindBefore = "before" // a Before call
+	KindAfter  = "after"  // an After event: accepted, refused, or one delivery attempt
+)
+
+// Outcome is what became of one record of the attempt log.
+type Outcome string
+
+// Outcomes of Before calls: one record per call that sent, or tried to
+// send, a request (a disabled command is not recorded).
+const (
+	// OutcomeAllowed: the App backend allowed the event (rewritten or not).
+	OutcomeAllowed Outcome = "allowed"
+	// OutcomeDenied: the App backend denied it.
+	OutcomeDenied Outcome = "denied"
+	// OutcomeDropped: the App backend asked to drop it silently.
+	OutcomeDropped Outcome = "dropped"
+	// OutcomeFailedOpen: the callback failed (Error says why, ErrBreakerOpen
+	// included) and the event was allowed.
+	OutcomeFailedOpen Outcome = "failed-open"
+	// OutcomeFailedClosed: the callback failed and the event was denied
+	// (Rule.FailClosed).
+	OutcomeFailedClosed Outcome = "failed-closed"
+)
+
+// Outcomes of After events.
+const (
+	// OutcomeQueued: After accepted the event (Attempt 0); nothing is sent
+	// yet.
+	OutcomeQueued Outcome = "queued"
+	// OutcomeRejected: After refused the event (Error says why: a full
+	// queue, a durable Queue that did not store it); it was never sent.
+	OutcomeRejected Outcome = "rejected"
+	// OutcomeDelivered: the attempt got a 2xx answer; the event is done.
+	OutcomeDelivered Outcome = "delivered"
+	// OutcomeRetrying: the attempt failed and the event will be tried
+	// again.
+	OutcomeRetrying Outcome = "retrying"
+	// OutcomeDeadLettered: the attempt failed and the event was given up:
+	// handed to Config.DeadLetter (and a durable Queue's dead letters).
+	OutcomeDeadLettered Outcome = "dead-lettered"
+	// OutcomePostponed: a durable Queue's event was handed back unsent,
+	// because its endpoint could not take it then (breaker open, AfterLimit
+	// reached); it does not count as an attempt.
+	OutcomePostponed Outcome = "postponed"
+)
+
+// Attempt is one record of the attempt log (see Config.AttemptLog): a
+// Before call, or an After event's acceptance, refusal, delivery attempt
+// or postponement.
+type Attempt struct {
+	// Seq numbers the records of a Dispatcher from 1, in the order they
+	// were recorded; a poller asks for AfterSeq of the last one it saw.
+	Seq uint64 `json:"seq"`
+	// Time is when the record was made: for a Before call and an After
+	// attempt, when it ended.
+	Time time.Time `json:"time"`
+	// Kind is KindBefore or KindAfter.
+	Kind    string `json:"kind"`
+	AppID   int    `json:"app_id"`
+	Command string `json:"command"`
+	// EventID is the webhook-id the request carries (or would have).
+	EventID string `json:"event_id"`
+	// Attempt is the attempt's number, from 1; 0 for a record that is not
+	// an attempt (OutcomeQueued, OutcomeRejected). A Before call is 1.
+	Attempt int     `json:"attempt"`
+	Outcome Outcome `json:"outcome"`
+	// Status is the HTTP status of the answer; 0 when there was none. A
+	// Before call that got its answer records 200 for any 2xx.
+	Status int `json:"status"`
+	// Latency is how long the Before call or the After attempt took; 0 for
+	// a record that is not an attempt.
+	Latency time.Duration `json:"latency_ns"`
+	// Error is why the call or attempt failed, as logged: URLs without
+	// their query or credentials, never a body or a secret. Empty on
+	// success.
+	Error string `json:"error,omitempty"`
+	// Endpoint is the callback URL, named as in Stats.Breakers (without
+	// user information; a query is shown as a short hash); empty when the
+	// app's endpoint could not be resolved.
+	Endpoint string `json:"endpoint,omitempty"`
+	// Body is the event's JSON body, only with Config.AttemptBodies; nil
+	// otherwise. It comes from the IM server's users: escape it before
+	// showing it.
+	Body json.RawMessage `json:"body,omitempty"`
+}
+
+// AttemptQuery selects records of the attempt log. The zero value selects
+// every record kept.
+type AttemptQuery struct {
+	// ByApp keeps only the records of AppID (app 0 is an app like any
+	// other); false means every app.
+	ByApp bool
+	AppID int
+	// EventID keeps only the records of that webhook-id; "" means any.
+	EventID string
+	// Kind keeps only KindBefore or KindAfter records; "" means both.
+	Kind string
+	// Outcome keeps only records of that outcome; "" means any.
+	Outcome Outcome
+	// AfterSeq keeps only records newer than it: a page polls with the
+	// Seq of the last record it has. 0 means from the oldest kept.
+	AfterSeq uint64
+	// Limit keeps only the newest Limit records of those selected. 0
+	// means all of them (at most the log's size).
+	Limit int
+}
+
+// Attempts returns the records of the attempt log that q selects, oldest
+// first (newest last, in Seq order). The log keeps the last
+// Config.AttemptLog records; older ones are forgotten, so a poller that
+// falls behind (or gets Limit records) may miss some: the Seq numbers
+// show the gap. It returns nil when the log is off. It is safe to call at
+// any time, also after Close, and takes no lock that Before or After
+// hold for more than a record's copy.
+func (d *Dispatcher) Attempts(q AttemptQuery) []Attempt {
+	return d.attempts.query(d, q)
+}
+
+// attemptLog is a ring of the last records: each writer takes a sequence
+// number with one atomic add and fills its slot under the slot's own
+// lock, which only a reader copying the same slot or a writer a whole
+// ring later contends for. Strings and errors are shared, not copied;
+// nothing is allocated but a body's copy with AttemptBodies. A nil
+// *attemptLog is the log turned off: every method is then a no-op.
+type attemptLog struct {
+	slots  []slot
+	next   atomic.Uint64 // last Seq handed out
+	bodies bool          // Config.AttemptBodies
+}
+
+// slot holds one record.
+type slot struct {
+	mu  sync.Mutex // guards rec
+	rec record
+}
+
+// record is an Attempt as stored: the text of an error and the webhook-id
+// of a memory event are made when read, not when recorded.
+type record struct {
+	seq      uint64
+	at       time.Time
+	latency  time.Duration
+	kind     uint8 // 0 before, 1 after
+	outcome  Outcome
+	appID    int
+	command  string
+	id       string // the webhook-id; "" for a memory event, named by idSeq
+	idSeq    uint64
+	attempt  int
+	status   int
+	err      error
+	endpoint string
+	body     []byte
+}
+
+// newAttemptLog returns the log Config.AttemptLog asks for, or nil.
+func newAttemptLog(s *settings) *attemptLog {
+	n := s.AttemptLog
+	switch {
+	case n < 0:
+		return nil
+	case n == 0:
+		n = defaultAttemptLog
+	}
+	return &attemptLog{slots: make([]slot, n), bodies: s.AttemptBodies}
+}
+
+// add stores rec under the next Seq.
+func (l *attemptLog) add(rec *record) {
+	seq := l.next.Add(1)
+	rec.seq = seq
+	s := &l.slots[seq%uint64(len(l.slots))]
+	s.mu.Lock()
+	if s.rec.seq < seq { // a writer a whole ring later may have come first
+		s.rec = *rec
+	}
+	s.mu.Unlock()
+}
+
+// body returns what a record keeps of body: a copy with AttemptBodies,
+// nil otherwise.
+func (l *attemptLog) body(body []byte) []byte {
+	if !l.bodies || body == nil {
+		return nil
+	}
+	return append([]byte(nil), body...)
+}
+
+// before records a Before call that began at start and returned resp; r
+// is the app's route (nil: not resolved).
+func (l *attemptLog) before(r *route, appID int, command, id string, start time.Time, resp Response, body []byte) {
+	if l == nil {
+		return
+	}
+	now := time.Now()
+	rec := record{
+		at: now, latency: now.Sub(start), kind: 0,
+		outcome: beforeOutcomes[beforeOutcome(resp)],
+		appID:   appID, command: command, id: id, attempt: 1,
+		err: resp.Err, body: l.body(body),
+	}
+	if r != nil {
+		rec.endpoint = r.target.logURL
+	}
+	if resp.Err == nil {
+		rec.status = 200
+	} else {
+		rec.status = statusOf(resp.Err)
+	}
+	l.add(&rec)
+}
+
+var beforeOutcomes = [...]Outcome{
+	outAllowed: OutcomeAllowed, outDenied: OutcomeDenied, outDropped: OutcomeDropped,
+	outFailedOpen: OutcomeFailedOpen, outFailedClosed: OutcomeFailedClosed,
+}
+
+// queued records After's acceptance (err nil) or refusal of ev.
+func (l *attemptLog) queued(ev *Event, err error) {
+	if l == nil {
+		return
+	}
+	rec := record{
+		at: ev.Queued, kind: 1, outcome: OutcomeQueued,
+		appID: ev.AppID, command: ev.Command, id: ev.ID, idSeq: ev.seq,
+		err: err, body: l.body(ev.Body),
+	}
+	if err != nil {
+		rec.outcome = OutcomeRejected
+		rec.at = time.Now()
+	}
+	if ev.route != nil {
+		rec.endpoint = ev.route.target.logURL
+	}
+	l.add(&rec)
+}
+
+// afterAttempt records one attempt at ev (ev.Attempts is its number),
+// made by deliverOnce since start, with the outcome deliverOnce gives it:
+// delivered, retried or dead-lettered, by the same rules.
+func (d *Dispatcher) afterAttempt(ev *Event, r *route, start time.Time, res *http.Response, retry bool, err error) {
+	l := d.attempts
+	if l == nil {
+		return
+	}
+	out := OutcomeDelivered
+	if err != nil {
+		closed := d.life.Err() != nil
+		switch {
+		case d.mem != nil && !closed && retry && ev.Attempts <= d.s.Retries,
+			d.mem == nil && closed, // handed back to the Queue
+			d.mem == nil && retry && ev.Attempts <= len(d.s.RetrySchedule):
+			out = OutcomeRetrying
+		default:
+			out = OutcomeDeadLettered
+		}
+	}
+	status := 0
+	if res != nil {
+		status = res.StatusCode
+	}
+	l.after(ev, r, out, start, ev.Attempts, status, err)
+}
+
+// postponed records a durable Queue's event handed back unsent: Attempt
+// is the number the attempt would have had.
+func (l *attemptLog) postponed(ev *Event, r *route) {
+	if l == nil {
+		return
+	}
+	l.after(ev, r, OutcomePostponed, time.Time{}, ev.Attempts+1, 0, nil)
+}
+
+// after records an After attempt, or a postponement (start zero).
+func (l *attemptLog) after(ev *Event, r *route, out Outcome, start time.Time, n, status int, err error) {
+	now := time.Now()
+	rec := record{
+		at: now, kind: 1, outcome: out,
+		appID: ev.AppID, command: ev.Command, id: ev.ID, idSeq: ev.seq,
+		attempt: n, status: status, err: err, body: l.body(ev.Body),
+	}
+	if !start.IsZero() {
+		rec.latency = now.Sub(start)
+	}
+	if status == 0 && err != nil {
+		rec.status = statusOf(err)
+	}
+	if r != nil {
+		rec.endpoint = r.target.logURL
+	}
+	l.add(&rec)
+}
+
+// start returns the time an attempt starts, or the zero time when the log
+// is off (sparing the clock).
+func (l *attemptLog) start() time.Time {
+	if l == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// query returns the records q selects, oldest first.
+func (l *attemptLog) query(d *Dispatcher, q AttemptQuery) []Attempt {
+	if l == nil {
+		return nil
+	}
+	last := l.next.Load()
+	size := uint64(len(l.slots))
+	first := q.AfterSeq + 1
+	if last >= size && first <= last-size {
+		first = last - size + 1
+	}
+	limit := q.Limit
+	if limit <= 0 || limit > maxAttemptQuery {
+		limit = maxAttemptQuery
+	}
+	var out []Attempt
+	// Walk from the newest down, so Limit keeps the newest; reverse at
+	// the end.
+	for seq := last; seq >= first && seq > 0 && len(out) < limit; seq-- {
+		s := &l.slots[seq%size]
+		s.mu.Lock()
+		rec := s.rec
+		s.mu.Unlock()
+		if rec.seq != seq || !q.matches(d, &rec) {
+			continue // overwritten meanwhile, or not yet written
+		}
+		out = append(out, rec.export(d))
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
+}
+
+// matches reports whether q selects rec.
+func (q *AttemptQuery) matches(d *Dispatcher, rec *record) bool {
+	switch {
+	case q.ByApp && rec.appID != q.AppID:
+		return false
+	case q.Kind != "" && q.Kind != kindName(rec.kind):
+		return false
+	case q.Outcome != "" && q.Outcome != rec.outcome:
+		return false
+	case q.EventID != "" && q.EventID != rec.eventID(d):
+		return false
+	}
+	return true
+}
+
+func kindName(k uint8) string {
+	if k == 0 {
+		return KindBefore
+	}
+	return KindAfter
+}
+
+// eventID returns the webhook-id of rec.
+func (rec *record) eventID(d *Dispatcher) string {
+	if rec.id != "" {
+		return rec.id
+	}
+	return d.eventID(rec.idSeq)
+}
+
+// attempt returns rec as an Attempt.
+func (rec *record) export(d *Dispatcher) Attempt {
+	a := Attempt{
+		Seq: rec.seq, Time: rec.at, Kind: kindName(rec.kind),
+		AppID: rec.appID, Command: rec.command, EventID: rec.eventID(d),
+		Attempt: rec.attempt, Outcome: rec.outcome, Status: rec.status,
+		Latency: rec.latency, Endpoint: rec.endpoint,
+	}
+	if rec.err != nil {
+		a.Error = rec.err.Error()
+	}
+	if rec.body != nil {
+		a.Body = json.RawMessage(append([]byte(nil), rec.body...))
+	}
+	return a
+}
+
+// statusError is the error of a non-2xx answer: it wraps ErrStatus or
+// ErrRedirect and keeps the status for the attempt log.
+type statusError struct {
+	sentinel error
+	status   int
+}
+
+func (e *statusError) Error() string { return e.sentinel.Error() + ": " + strconv.Itoa(e.status) }
+func (e *statusError) Unwrap() error { return e.sentinel }
+
+// statusOf returns the HTTP status an error carries, or 0.
+func statusOf(err error) int {
+	if se, ok := errors.AsType[*statusError](err); ok {
+		return se.status
+	}
+	return 0
+}

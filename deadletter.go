@@ -1,0 +1,54 @@
+package callback
+
+import (
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// ErrNotFound means a record asked for by its ID, such as a dead letter
+// to replay, is not stored (never was, already replayed, or expired).
+var ErrNotFound = errors.New("callback: not found")
+
+// DeadLetter is an After event kept by a durable Queue's dead-letter store
+// (natsqueue's dead-letter stream) after its delivery was given up, as
+// listed for inspection and replay.
+type DeadLetter struct {
+	// Seq is its position in the store; a listing continues with AfterSeq
+	// set to the last Seq it got.
+	Seq uint64 `json:"seq"`
+	// ID is the event's webhook-id: what ReplayOne takes.
+	ID       string    `json:"id"`
+	AppID    int       `json:"app_id"`
+	Command  string    `json:"command"`
+	Error    string    `json:"error"`    // why its delivery was given up, as logged
+	Time     time.Time `json:"time"`     // when it was dead-lettered
+	Queued   time.Time `json:"queued"`   // when After accepted it; zero if unknown
+	Attempts int       `json:"attempts"` // requests made
+	// Body is the event's JSON body, only when DeadLetterQuery.Bodies
+	// asked for it. It comes from the IM server's users: escape it before
+	// showing it.
+	Body json.RawMessage `json:"body,omitempty"`
+}
+
+// DeadLetterQuery selects dead letters. The zero value lists the oldest
+// ones, every app, without bodies.
+type DeadLetterQuery struct {
+	// ByApp keeps only AppID's dead letters; false means every app.
+	ByApp bool
+	AppID int
+	// EventID keeps only the dead letter of that webhook-id; "" means any.
+	EventID string
+	// AfterSeq lists those after it, oldest first: 0 means from the first.
+	AfterSeq uint64
+	// Limit bounds how many are returned. 0 means 100; at most 1000.
+	Limit int
+	// Bodies includes each event's body.
+	Bodies bool
+}
+
+// Bounds of DeadLetterQuery.Limit.
+const (
+	DefaultDeadLetterLimit = 100
+	MaxDeadLetterLimit     = 1000
+)

@@ -1,0 +1,139 @@
+package inspector
+
+import (
+	"html/template"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/imcallback/callback"
+)
+
+// pageData is what the page template shows.
+type pageData struct {
+	ID, App   string
+	Story     *EventResponse
+	Endpoints EndpointsResponse
+	Attempts  []callback.Attempt // newest first
+	CanReplay bool
+	HasStore  bool
+	Dead      []callback.DeadLetter
+	DeadErr   string
+	Err       string
+}
+
+var funcs = template.FuncMap{
+	"ms": func(d time.Duration) string {
+		if d == 0 {
+			return ""
+		}
+		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + " ms"
+	},
+	"clock":  func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
+	"date":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"status": func(n int) string { return map[bool]string{true: "", false: strconv.Itoa(n)}[n == 0] },
+	"class": func(o callback.Outcome) string {
+		switch o {
+		case callback.OutcomeAllowed, callback.OutcomeDelivered:
+			return "ok"
+		case callback.OutcomeDenied, callback.OutcomeDropped, callback.OutcomeQueued, callback.OutcomePostponed, callback.OutcomeRetrying:
+			return "mid"
+		}
+		return "bad"
+	},
+}
+
+var page = template.Must(template.New("page").Funcs(funcs).Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Callback inspector</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:0;padding:12px;color:#222;max-width:1100px}
+h1{font-size:18px;margin:0 0 8px}h2{font-size:16px;margin:18px 0 6px}
+form.find{display:flex;flex-wrap:wrap;gap:6px}form.find input{flex:1 1 140px;min-width:0;padding:6px;font:inherit}
+button{padding:6px 10px;font:inherit}
+.list{list-style:none;margin:0;padding:0}
+.list li{border-bottom:1px solid #ddd;padding:6px 0;display:flex;flex-wrap:wrap;gap:2px 10px}
+.list .wide{flex-basis:100%;overflow-wrap:anywhere;color:#555}
+code{overflow-wrap:anywhere}
+.ok{color:#064;font-weight:600}.mid{color:#850;font-weight:600}.bad{color:#a00;font-weight:600}
+.summary{background:#f3f3f3;padding:8px;border-radius:4px}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f7f7;padding:6px;margin:4px 0}
+</style>
+</head>
+<body>
+<h1>Where did my callback go?</h1>
+<form class="find" method="get" action="./">
+<input name="id" placeholder="webhook-id" value="{{.ID}}" aria-label="webhook-id">
+<input name="app" placeholder="app id" value="{{.App}}" inputmode="numeric" aria-label="app id">
+<button type="submit">Look up</button>
+</form>
+{{if .Err}}<p class="bad" id="error">{{.Err}}</p>{{end}}
+{{with .Story}}
+<h2>Event <code id="event-id">{{.ID}}</code></h2>
+<p class="summary" id="summary">{{.Summary}}</p>
+{{if .Error}}<p class="bad">{{.Error}}</p>{{end}}
+<ol class="list" id="story">
+{{range .Attempts}}<li data-outcome="{{.Outcome}}"><span>{{clock .Time}}</span><span>{{.Kind}}</span><span>#{{.Attempt}}</span><span class="{{class .Outcome}}">{{.Outcome}}</span><span>{{status .Status}}</span><span>{{ms .Latency}}</span><span class="wide">app {{.AppID}} · {{.Command}} · {{.Endpoint}}</span>{{if .Error}}<span class="wide bad">{{.Error}}</span>{{end}}{{if .Body}}<pre class="wide">{{printf "%s" .Body}}</pre>{{end}}</li>
+{{end}}</ol>
+{{with .DeadLetter}}<div id="dead-letter"><p class="bad">In the dead-letter store since {{date .Time}} after {{.Attempts}} attempts: {{.Error}}</p>
+{{if $.CanReplay}}<form method="post" action="api/replay"><input type="hidden" name="id" value="{{.ID}}"><input type="hidden" name="back" value="1"><button type="submit">Replay</button></form>{{else}}<p>Replay needs inspector.Options.Authorize.</p>{{end}}</div>{{end}}
+{{end}}
+<h2>Endpoints</h2>
+<p id="queue">Queue depth {{.Endpoints.QueueDepth}}{{with .Endpoints.OldestQueued}}, oldest waiting {{ms .}}{{end}} · in flight: {{.Endpoints.ActiveBefore}} before, {{.Endpoints.ActiveAfter}} after</p>
+<ul class="list" id="endpoints">
+{{range .Endpoints.Endpoints}}<li><code>{{.URL}}</code><span class="{{if eq .Breaker "closed"}}ok{{else}}bad{{end}}">breaker {{.Breaker}}</span></li>
+{{else}}<li>No endpoint called yet.</li>{{end}}</ul>
+{{if .HasStore}}<h2>Dead letters</h2>
+{{if .DeadErr}}<p class="bad">{{.DeadErr}}</p>{{end}}
+<ul class="list" id="dead-letters">
+{{range .Dead}}<li><a href="?id={{.ID}}"><code>{{.ID}}</code></a><span>app {{.AppID}}</span><span>{{.Command}}</span><span>{{.Attempts}} attempts</span><span class="wide bad">{{.Error}}</span></li>
+{{else}}<li>None.</li>{{end}}</ul>{{end}}
+<h2>Recent callbacks{{with .App}} of app {{.}}{{end}}</h2>
+<ul class="list" id="recent">
+{{range .Attempts}}<li data-outcome="{{.Outcome}}"><span>{{clock .Time}}</span><span>{{.Kind}}</span><span class="{{class .Outcome}}">{{.Outcome}}</span><span>{{status .Status}}</span><span>{{ms .Latency}}</span><span class="wide">app {{.AppID}} · {{.Command}} · <a href="?id={{.EventID}}"><code>{{.EventID}}</code></a></span>{{if .Error}}<span class="wide bad">{{.Error}}</span>{{end}}</li>
+{{else}}<li>No callbacks recorded{{if not .CanReplay}}{{end}}.</li>{{end}}</ul>
+</body>
+</html>
+`))
+
+func (h *handler) page(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	data := pageData{ID: v.Get("id"), App: v.Get("app"), CanReplay: h.o.Authorize != nil, HasStore: h.o.DeadLetters != nil}
+	q := callback.AttemptQuery{Limit: pageAttempts}
+	if data.App != "" {
+		n, err := strconv.Atoi(data.App)
+		if err != nil {
+			data.Err = "app is not a number"
+		} else {
+			q.ByApp, q.AppID = true, n
+		}
+	}
+	if data.ID != "" {
+		s := h.story(r.Context(), data.ID)
+		data.Story = &s
+	}
+	data.Endpoints = endpointsOf(h.d)
+	data.Attempts = h.d.Attempts(q)
+	for i, j := 0, len(data.Attempts)-1; i < j; i, j = i+1, j-1 {
+		data.Attempts[i], data.Attempts[j] = data.Attempts[j], data.Attempts[i]
+	}
+	if h.o.DeadLetters != nil {
+		dq := callback.DeadLetterQuery{ByApp: q.ByApp, AppID: q.AppID}
+		ctx, cancel := contextWithTimeout(r, h.o.Timeout)
+		defer cancel()
+		dls, err := h.o.DeadLetters.ListDeadLetters(ctx, dq)
+		if err != nil {
+			data.DeadErr = "dead letters: " + err.Error()
+		}
+		data.Dead = dls
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	if err := page.Execute(w, data); err != nil {
+		// Headers are out: nothing more can be said to the client.
+		return
+	}
+}

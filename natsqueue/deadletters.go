@@ -1,0 +1,152 @@
+package natsqueue
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/imcallback/callback"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrNotFound is wrapped by ReplayOne's error for a webhook-id with no
+// dead letter stored: never dead-lettered, already replayed, dropped by
+// DeadLetterMaxAge, or dead-lettered by a version before ReplayOne (whose
+// dead letters Replay replays). It is callback.ErrNotFound.
+var ErrNotFound = callback.ErrNotFound
+
+// idToken returns the subject token that names the dead letter of the
+// webhook-id id: a hash, as an ID may hold '.', '*' and '>'.
+func idToken(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(h[:8])
+}
+
+// deadSubject is the subject of ev's dead letter: DeadLetterSubject, the
+// app, and the token of its webhook-id, so ReplayOne finds it directly.
+func (q *Queue) deadSubject(ev callback.Event) string {
+	return q.o.DeadLetterSubject + "." + strconv.Itoa(ev.AppID) + "." + idToken(ev.ID)
+}
+
+// ListDeadLetters returns the dead letters that dq selects, oldest first,
+// with at most dq.Limit of them (0 means 100; at most 1000). Continue a
+// listing with dq.AfterSeq set to the last one's Seq. Each dead letter
+// costs one request to the server; with dq.EventID set, one lookup.
+func (q *Queue) ListDeadLetters(ctx context.Context, dq callback.DeadLetterQuery) ([]callback.DeadLetter, error) {
+	limit := dq.Limit
+	switch {
+	case limit <= 0:
+		limit = callback.DefaultDeadLetterLimit
+	case limit > callback.MaxDeadLetterLimit:
+		limit = callback.MaxDeadLetterLimit
+	}
+	if dq.EventID != "" {
+		raw, err := q.findDead(ctx, dq.EventID)
+		if errors.Is(err, ErrNotFound) || (err == nil && (raw.Sequence <= dq.AfterSeq || dq.ByApp && !sameApp(raw, dq.AppID))) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		dl, err := deadLetterOf(raw, dq.Bodies)
+		if err != nil {
+			return nil, err
+		}
+		return []callback.DeadLetter{dl}, nil
+	}
+	filter := q.o.DeadLetterSubject + ".>"
+	if dq.ByApp {
+		filter = q.o.DeadLetterSubject + "." + strconv.Itoa(dq.AppID) + ".>"
+	}
+	var out []callback.DeadLetter
+	for seq := dq.AfterSeq + 1; len(out) < limit; {
+		raw, err := q.dead.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break // none left
+		}
+		if err != nil {
+			return out, fmt.Errorf("natsqueue: dead letters: %w", err)
+		}
+		seq = raw.Sequence + 1
+		dl, err := deadLetterOf(raw, dq.Bodies)
+		if err != nil {
+			continue // not an event: Replay reports it
+		}
+		out = append(out, dl)
+	}
+	return out, nil
+}
+
+func sameApp(raw *jetstream.RawStreamMsg, app int) bool {
+	return raw.Header.Get(hdrAppID) == strconv.Itoa(app)
+}
+
+// deadLetterOf reads a dead-letter message.
+func deadLetterOf(raw *jetstream.RawStreamMsg, body bool) (callback.DeadLetter, error) {
+	ev, err := decodeEvent(raw.Header, raw.Data)
+	if err != nil {
+		return callback.DeadLetter{}, err
+	}
+	n, _ := strconv.Atoi(raw.Header.Get(hdrAttempts))
+	dl := callback.DeadLetter{
+		Seq: raw.Sequence, ID: ev.ID, AppID: ev.AppID, Command: ev.Command,
+		Error: raw.Header.Get(hdrError), Time: raw.Time, Queued: ev.Queued, Attempts: n,
+	}
+	if body && json.Valid(raw.Data) {
+		dl.Body = json.RawMessage(raw.Data)
+	}
+	return dl, nil
+}
+
+// findDead returns the dead letter of the webhook-id id, or an error
+// wrapping ErrNotFound.
+func (q *Queue) findDead(ctx context.Context, id string) (*jetstream.RawStreamMsg, error) {
+	raw, err := q.dead.GetLastMsgForSubject(ctx, q.o.DeadLetterSubject+".*."+idToken(id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && raw.Header.Get(hdrID) != id) {
+		return nil, fmt.Errorf("%w: no dead letter of that webhook-id", ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natsqueue: dead letter: %w", err)
+	}
+	return raw, nil
+}
+
+// ReplayOne moves the dead letter of the webhook-id id back into the work
+// stream, with its webhook-id and a fresh schedule of attempts, as Replay
+// does for all of them. It returns an error wrapping ErrNotFound when no
+// dead letter of id is stored: replaying it a second time finds none, so
+// an event is replayed once per time it was dead-lettered. Two calls at
+// once for the same dead letter store it in the work stream once (same
+// Nats-Msg-Id within the stream's duplicate window), and one of them may
+// then report ErrNotFound or an error deleting the dead letter.
+func (q *Queue) ReplayOne(ctx context.Context, id string) error {
+	raw, err := q.findDead(ctx, id)
+	if err != nil {
+		return err
+	}
+	return q.replay(ctx, raw)
+}
+
+// replay moves the dead letter raw back into the work stream.
+func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) error {
+	ev, err := decodeEvent(raw.Header, raw.Data)
+	if err != nil {
+		return fmt.Errorf("natsqueue: replay of dead letter %d: %w", raw.Sequence, err)
+	}
+	m := eventMsg(q.o.Subject, ev)
+	// A new message ID (the webhook-id is in the header and stays): the
+	// original's may still be in the duplicate window, and replaying this
+	// dead letter twice stores it once.
+	msgID := ev.ID + ".replay." + strconv.FormatUint(raw.Sequence, 10)
+	if _, err := q.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(q.o.Stream)); err != nil {
+		return fmt.Errorf("%w: replay: %w", ErrPublish, err)
+	}
+	if err := q.dead.DeleteMsg(ctx, raw.Sequence); err != nil {
+		return fmt.Errorf("natsqueue: replay: deleting dead letter %d: %w", raw.Sequence, err)
+	}
+	return nil
+}
