@@ -90,6 +90,9 @@ type client struct {
 
 	pending []frame // chat frames read while waiting for panel ones
 	panel   []frame // panel frames read while waiting for chat ones
+
+	seen    map[string][]callbackEntry // the callback records read so far, by webhook-id
+	lastSeq uint64                     // of the last record read
 }
 
 func (e *chatEnv) login(t *testing.T, name string) *client {
@@ -110,7 +113,7 @@ func (e *chatEnv) dial(t *testing.T, name, query string) *client {
 	c, _, err := websocket.Dial(ctx, e.url+"?name="+name+query, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.CloseNow() })
-	cl := &client{t: t, c: c}
+	cl := &client{t: t, c: c, seen: map[string][]callbackEntry{}}
 	assert.Equal(t, frame{Type: "welcome", To: name}, cl.next())
 	return cl
 }
@@ -128,14 +131,49 @@ func isPanel(f frame) bool {
 	return f.Type == "callbacks" || f.Type == "note" || f.Type == "status"
 }
 
-// read returns the next frame of any kind, failing after wait.
+// read returns the next frame of any kind, failing after wait. It notes
+// the callback records in c.seen, and checks they come in order, once.
 func (c *client) read(wait time.Duration) frame {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	var f frame
 	require.NoError(c.t, wsjson.Read(ctx, c.c, &f), "waiting for a frame")
+	for _, e := range f.Callbacks {
+		assert.Greater(c.t, e.Seq, c.lastSeq, "records must come in Seq order, each once: %+v", e)
+		c.lastSeq = e.Seq
+		c.seen[e.EventID] = append(c.seen[e.EventID], e)
+	}
 	return f
+}
+
+// waitCallbacks reads frames until have is true of the callback records
+// read so far, and returns them by webhook-id; the other frames read are
+// kept for next and waitPanel. It fails after 10 s.
+func (c *client) waitCallbacks(what string, have func(seen map[string][]callbackEntry) bool) map[string][]callbackEntry {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !have(c.seen) {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			c.t.Fatalf("no %s within 10 s; records: %+v", what, c.seen)
+		}
+		f := c.read(wait)
+		if isPanel(f) {
+			c.panel = append(c.panel, f)
+		} else {
+			c.pending = append(c.pending, f)
+		}
+	}
+	return c.seen
+}
+
+// last returns the last record of id; the zero entry if none.
+func last(seen map[string][]callbackEntry, id string) callbackEntry {
+	if r := seen[id]; len(r) > 0 {
+		return r[len(r)-1]
+	}
+	return callbackEntry{}
 }
 
 // next returns the next chat frame the client receives, failing after 5 s;
@@ -172,11 +210,7 @@ func (c *client) waitPanel(what string, ok func(frame) bool) frame {
 	for {
 		wait := time.Until(deadline)
 		require.Positive(c.t, wait, "no panel frame with %s within 10 s", what)
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		var f frame
-		err := wsjson.Read(ctx, c.c, &f)
-		cancel()
-		require.NoError(c.t, err, "waiting for a panel frame with %s", what)
+		f := c.read(wait)
 		switch {
 		case !isPanel(f):
 			c.pending = append(c.pending, f)
@@ -442,7 +476,9 @@ func TestChatAppModeEndpoint(t *testing.T) {
 // After event is held and retried while the breaker opens, and once the
 // App is healthy again it is delivered and the breaker closes.
 func TestChatAppDown(t *testing.T) {
-	e := newChatEnv(t, callback.Tencent, protocols[0].secret, fastRetries)
+	e := newChatEnv(t, callback.Tencent, protocols[0].secret, fastRetries, func(cfg *callback.Config, _ *appBackend) {
+		cfg.Breaker.Cooldown = 3 * time.Second // long enough to see Before refused by the open breaker
+	})
 	alice, bob := e.watch(t, "alice"), e.login(t, "bob")
 	alice.waitPanel("the App healthy", statusIs(func(s panelStatus) bool { return s.App == modeHealthy }))
 
@@ -453,24 +489,110 @@ func TestChatAppDown(t *testing.T) {
 	assert.Equal(t, frame{Type: "message", ID: "m1", From: "alice", To: "bob", Text: "are you there, spam?"}, bob.next(),
 		"Before fails open: even a message the App would deny is delivered")
 	assert.Equal(t, frame{Type: "sent", ID: "m1", Text: "are you there, spam?"}, alice.next())
-	n := alice.waitPanel("m1's note", noteOf("m1/before"))
-	assert.Contains(t, n.Text, "failed open")
+	assert.Contains(t, alice.waitPanel("m1's note", noteOf("m1/before")).Text, "failed open")
+	seen := alice.waitCallbacks("m1's Before failed open and its After retried", func(seen map[string][]callbackEntry) bool {
+		return last(seen, "m1/before").Outcome == "failed-open" && last(seen, "m1/after").Outcome == "retrying"
+	})
+	b := last(seen, "m1/before")
+	assert.Equal(t, "dispatcher", b.By, "the panel must say the Dispatcher decided, not the App")
+	assert.Equal(t, http.StatusServiceUnavailable, b.Status)
+	assert.Contains(t, b.Error, "503")
 
 	alice.waitPanel("the breaker open and m1/after held", statusIs(func(s panelStatus) bool { return s.Breaker == "open" && s.Queued == 1 }))
 	assert.Empty(t, e.app.received(), "the App is down: nothing delivered")
 
+	// The breaker is open: Before fails at once, without a request.
+	alice.send(frame{Type: "send", To: "bob", Text: "still there?"})
+	assert.Equal(t, "m2", bob.next().ID)
+	assert.Equal(t, frame{Type: "sent", ID: "m2", Text: "still there?"}, alice.next())
+	seen = alice.waitCallbacks("m2's Before", func(seen map[string][]callbackEntry) bool { return len(seen["m2/before"]) > 0 })
+	b = last(seen, "m2/before")
+	assert.Equal(t, "failed-open", b.Outcome)
+	assert.Contains(t, b.Error, "circuit breaker open")
+	assert.Zero(t, b.Status, "no request was sent")
+
 	require.Equal(t, http.StatusOK, e.setMode(t, modeHealthy).StatusCode)
-	afters := e.waitAfters(t, 1)
-	assert.Equal(t, callback.TencentC2CAfterSendMsg, afters[0].Command, "the held After event is delivered once the App is back")
+	afters := e.waitAfters(t, 2)
+	assert.Equal(t, callback.TencentC2CAfterSendMsg, afters[0].Command, "the held After events are delivered once the App is back")
+	seen = alice.waitCallbacks("m1/after and m2/after delivered", func(seen map[string][]callbackEntry) bool {
+		return last(seen, "m1/after").Outcome == "delivered" && last(seen, "m2/after").Outcome == "delivered"
+	})
+	m1 := seen["m1/after"]
+	assert.Equal(t, "queued", m1[0].Outcome, "an After event's story starts with its acceptance")
+	assert.Greater(t, last(seen, "m1/after").Attempt, 1, "m1/after was retried: %+v", m1)
+	assert.Equal(t, http.StatusOK, last(seen, "m1/after").Status)
 	alice.waitPanel("the breaker closed and the queue empty", statusIs(func(s panelStatus) bool {
 		return s.App == modeHealthy && s.Breaker == "closed" && s.Queued == 0
 	}))
 
 	// Healthy again: the App decides.
 	alice.send(frame{Type: "send", To: "bob", Text: "spam again"})
-	assert.Equal(t, frame{Type: "error", ID: "m2", Code: codeBanned, Msg: "message contains a banned word: spam"}, alice.next())
-	n = alice.waitPanel("m2's note", noteOf("m2/before"))
-	assert.Contains(t, n.Text, "the App backend decided; denied")
+	assert.Equal(t, frame{Type: "error", ID: "m3", Code: codeBanned, Msg: "message contains a banned word: spam"}, alice.next())
+	assert.Contains(t, alice.waitPanel("m3's note", noteOf("m3/before")).Text, "the App backend decided; denied")
+	seen = alice.waitCallbacks("m3's Before", func(seen map[string][]callbackEntry) bool { return len(seen["m3/before"]) > 0 })
+	assert.Equal(t, callbackEntry{Outcome: "denied", By: "app", Status: 200}, pick(last(seen, "m3/before")))
+}
+
+// pick keeps the fields of e that say what happened.
+func pick(e callbackEntry) callbackEntry {
+	return callbackEntry{Outcome: e.Outcome, By: e.By, Status: e.Status, Error: e.Error}
+}
+
+// TestChatPanel: a session with the panel gets every callback of the
+// chat, as the attempt log records them, with the webhook-ids of the
+// messages' ids, marked as the App's decisions, and a note on each Before
+// answer (masked, dropped); a session that joins later gets the history.
+func TestChatPanel(t *testing.T) {
+	e := newChatEnv(t, callback.Tencent, protocols[0].secret)
+	alice, bob := e.watch(t, "alice"), e.login(t, "bob")
+	for _, text := range []string{"hello", "spam", "psst", "darn"} {
+		alice.send(frame{Type: "send", To: "bob", Text: text})
+		alice.next()
+	}
+	seen := alice.waitCallbacks("every callback of m1-m4", func(seen map[string][]callbackEntry) bool {
+		return len(seen["m4/before"]) > 0 && last(seen, "m1/after").Outcome == "delivered" && last(seen, "m4/after").Outcome == "delivered"
+	})
+	want := map[string]callbackEntry{
+		"m1/before": {Outcome: "allowed", By: "app", Status: 200},
+		"m2/before": {Outcome: "denied", By: "app", Status: 200},
+		"m3/before": {Outcome: "dropped", By: "app", Status: 200},
+		"m4/before": {Outcome: "allowed", By: "app", Status: 200},
+		"m1/after":  {Outcome: "delivered", Status: 200},
+		"m4/after":  {Outcome: "delivered", Status: 200},
+	}
+	for id, w := range want {
+		got := last(seen, id)
+		assert.Equal(t, w, pick(got), "%s: %+v", id, seen[id])
+		assert.Equal(t, id[strings.Index(id, "/")+1:], got.Kind, id)
+		assert.Positive(t, got.LatencyMS, "%s: latency", id)
+		assert.Regexp(t, `^\d\d:\d\d:\d\d\.\d{3}$`, got.Time, id)
+	}
+	assert.Equal(t, callback.TencentC2CBeforeSendMsg, last(seen, "m1/before").Command)
+	assert.Equal(t, callback.TencentC2CAfterSendMsg, last(seen, "m1/after").Command)
+	for _, id := range []string{"m2/after", "m3/after"} {
+		assert.Empty(t, seen[id], "a denied or dropped message has no After")
+	}
+
+	notes := map[string]frame{}
+	for len(notes) < 4 {
+		n := alice.waitPanel("a note", func(f frame) bool { return f.Type == "note" })
+		notes[n.ID] = n
+	}
+	for id, effect := range map[string]string{"m1/before": "delivered", "m2/before": "denied", "m3/before": "dropped", "m4/before": "masked"} {
+		assert.Equal(t, effect, notes[id].Effect, "%s: %+v", id, notes[id])
+		assert.True(t, strings.HasPrefix(notes[id].Text, "the App backend decided; "+effect), "%s: %q", id, notes[id].Text)
+	}
+	assert.Contains(t, notes["m4/before"].Text, `"d***"`)
+
+	// Bob has no panel: he got only chat frames.
+	assert.Equal(t, frame{Type: "message", ID: "m1", From: "alice", To: "bob", Text: "hello"}, bob.next())
+
+	// Carol joins later: she gets the records so far at once, each once.
+	carol := e.watch(t, "carol")
+	got := carol.waitCallbacks("the history", func(seen map[string][]callbackEntry) bool { return last(seen, "m4/after").Outcome == "delivered" })
+	for id, w := range want {
+		assert.Equal(t, w, pick(last(got, id)), id)
+	}
 }
 
 // TestChatAppSlow: an App slower than the Dispatcher's timeout makes

@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/inspector"
 )
 
 //go:embed index.html
@@ -142,11 +143,16 @@ func dispatcherConfig(url string, p callback.Protocol, secret string, logger *sl
 	}
 }
 
-// newMux serves the page at /, the websocket at /ws and the App backend's
-// mode at /app/mode.
+// newMux serves the page at /, the websocket at /ws, the App backend's
+// mode at /app/mode and the Dispatcher's inspector at /inspector/.
+//
+// The inspector is mounted without authorisation because this is a demo
+// on a loopback address: an IM server mounts it on its admin listener,
+// behind its own authentication, with an Options.Authorize.
 func newMux(s *server, app *appBackend) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", s)
+	mux.Handle("/inspector/", http.StripPrefix("/inspector", inspector.New(s.d, inspector.Options{})))
 	mux.HandleFunc("GET /app/mode", func(w http.ResponseWriter, _ *http.Request) { writeMode(w, app.mode()) })
 	mux.HandleFunc("POST /app/mode", func(w http.ResponseWriter, r *http.Request) {
 		var req struct{ Mode string }

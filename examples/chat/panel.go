@@ -18,10 +18,15 @@ type panelStatus struct {
 	Queued  int    `json:"queued"`  // After events waiting in the memory queue, for a worker or a retry
 }
 
+// historySize is how many of the attempt log's records a session gets
+// when it joins the panel.
+const historySize = 200
+
 // panel feeds the page's callbacks panel: every pollEvery it sends the
-// sessions that asked for it (?panel=1) the App's mode, the breaker's
-// state and the queue's depth when they change; notes tell what the chat
-// server did with each Before answer.
+// sessions that asked for it (?panel=1) the new records of the
+// Dispatcher's attempt log (Dispatcher.Attempts with AfterSeq), and the
+// App's mode, the breaker's state and the queue's depth when they change;
+// notes tell what the chat server did with each Before answer.
 type panel struct {
 	s       *server
 	appMode func() string
@@ -30,8 +35,9 @@ type panel struct {
 	stop context.CancelFunc
 	done chan struct{} // closed when run returns
 
-	mu     sync.Mutex  // guards status and the order of what run sends against join's
-	status panelStatus // as last sent
+	mu      sync.Mutex  // guards lastSeq, status, and the order of what poll sends against join's
+	lastSeq uint64      // of the last record sent
+	status  panelStatus // as last sent
 }
 
 // startPanel starts the feed of s's panel; close ends it.
@@ -67,6 +73,11 @@ func (p *panel) run() {
 func (p *panel) poll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	recs := p.s.d.Attempts(callback.AttemptQuery{ByApp: true, AppID: p.s.appID, AfterSeq: p.lastSeq})
+	if len(recs) > 0 {
+		p.lastSeq = recs[len(recs)-1].Seq
+		p.broadcast(frame{Type: "callbacks", Callbacks: entries(recs)})
+	}
 	if st := p.current(); st != p.status {
 		p.status = st
 		p.broadcast(frame{Type: "status", Status: &st})
@@ -97,12 +108,20 @@ func rank(breaker string) int {
 	return 0
 }
 
-// join makes name a watcher of the panel and sends it the status.
+// join makes name a watcher of the panel and sends it the status and the
+// last historySize records that poll has sent.
 func (p *panel) join(ctx context.Context, name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.status
 	p.s.send(ctx, name, frame{Type: "status", Status: &st})
+	recs := p.s.d.Attempts(callback.AttemptQuery{ByApp: true, AppID: p.s.appID, Limit: historySize})
+	for len(recs) > 0 && recs[len(recs)-1].Seq > p.lastSeq { // poll sends these
+		recs = recs[:len(recs)-1]
+	}
+	if len(recs) > 0 {
+		p.s.send(ctx, name, frame{Type: "callbacks", Callbacks: entries(recs)})
+	}
 	p.s.mu.Lock()
 	p.s.watchers[name] = true
 	p.s.mu.Unlock()
@@ -123,8 +142,8 @@ func (p *panel) broadcast(f frame) {
 
 // note tells the watchers what the chat server did with the Before answer
 // r of the message or operation id: who decided (the App backend, or the
-// Dispatcher because the callback failed) and what came of it.
-func (s *server) note(id string, r callback.Response, effect string) {
+// Dispatcher because the callback failed), the effect and what it meant.
+func (s *server) note(id string, r callback.Response, effect, what string) {
 	who := "the App backend decided"
 	if r.Err != nil {
 		who = "the callback failed, the Dispatcher failed open"
@@ -132,7 +151,29 @@ func (s *server) note(id string, r callback.Response, effect string) {
 			who = "the callback failed, the Dispatcher failed closed"
 		}
 	}
-	s.panel.broadcast(frame{Type: "note", ID: id + "/before", Text: who + "; " + effect})
+	s.panel.broadcast(frame{Type: "note", ID: id + "/before", Effect: effect, Text: who + "; " + effect + ": " + what})
+}
+
+// entries returns the panel's view of recs.
+func entries(recs []callback.Attempt) []callbackEntry {
+	out := make([]callbackEntry, len(recs))
+	for i, a := range recs {
+		e := callbackEntry{
+			Seq: a.Seq, Time: a.Time.UTC().Format("15:04:05.000"), Kind: a.Kind, Command: a.Command, EventID: a.EventID,
+			Attempt: a.Attempt, Outcome: string(a.Outcome), Status: a.Status,
+			LatencyMS: float64(a.Latency.Microseconds()) / 1000, Error: a.Error,
+		}
+		if a.Kind == callback.KindBefore {
+			switch a.Outcome {
+			case callback.OutcomeFailedOpen, callback.OutcomeFailedClosed:
+				e.By = "dispatcher"
+			default:
+				e.By = "app"
+			}
+		}
+		out[i] = e
+	}
+	return out
 }
 
 // callbackEntry is one record of the Dispatcher's attempt log as the panel

@@ -33,6 +33,7 @@ type frame struct {
 	Refused []string `json:"refused,omitempty"` // group: members the App refused
 	Code    int      `json:"code,omitempty"`    // error: the App's code
 	Msg     string   `json:"msg,omitempty"`     // error: the App's message
+	Effect  string   `json:"effect,omitempty"`  // note: what the chat server did: delivered, masked, denied, dropped, accepted, refused
 
 	Callbacks []callbackEntry `json:"callbacks,omitempty"` // callbacks: new records of the attempt log
 	Status    *panelStatus    `json:"status,omitempty"`    // status: the App's mode, the breaker, the queue
@@ -180,13 +181,13 @@ func (s *server) sendMessage(ctx context.Context, from string, f frame) {
 	r := s.d.Before(callback.WithEventID(ctx, id+"/before"), s.appID, w.command(kindSendBefore, group), w.messageBody(kindSendBefore, m))
 	switch r.Action {
 	case callback.Deny:
-		s.note(id, r, "denied: the sender got the error, nobody received the message")
+		s.note(id, r, "denied", "the sender got the error, nobody received the message")
 		s.send(ctx, from, frame{Type: "error", ID: id, Code: r.Code, Msg: r.Msg})
 		return
 	case callback.Drop:
 		// The sender is told success, as for a delivered message; nobody
 		// receives it and the App hears nothing after.
-		s.note(id, r, "dropped: the sender was told it was sent, nobody received it, no after-callback")
+		s.note(id, r, "dropped", "the sender was told it was sent; nobody received it, no after-callback")
 		s.send(ctx, from, frame{Type: "sent", ID: id, Text: m.Text})
 		return
 	}
@@ -194,9 +195,9 @@ func (s *server) sendMessage(ctx context.Context, from string, f frame) {
 		// The App rewrote the message: deliver its text, to the original
 		// receivers (an App cannot redirect a message).
 		m.Text = text
-		s.note(id, r, "masked: delivered as "+strconv.Quote(text))
+		s.note(id, r, "masked", "delivered as "+strconv.Quote(text))
 	} else {
-		s.note(id, r, "delivered as sent")
+		s.note(id, r, "delivered", "delivered as sent")
 	}
 
 	out := frame{Type: "message", ID: id, From: from, To: m.To, Group: m.Group, Text: m.Text}
@@ -248,7 +249,7 @@ func (s *server) addMembers(ctx context.Context, from string, f frame) {
 	id := s.nextID("op")
 	r := s.d.Before(callback.WithEventID(ctx, id+"/before"), s.appID, w.command(before, true), w.membersBody(before, members{Group: f.Group, Operator: from, Members: asked}))
 	if !r.OK() {
-		s.note(id, r, "refused: the group is unchanged")
+		s.note(id, r, "refused", "the group is unchanged")
 		s.send(ctx, from, frame{Type: "error", ID: id, Code: r.Code, Msg: r.Msg})
 		return
 	}
@@ -272,9 +273,9 @@ func (s *server) addMembers(ctx context.Context, from string, f frame) {
 	s.mu.Unlock()
 
 	if len(refused) > 0 {
-		s.note(id, r, "the App refused "+strings.Join(refused, ", "))
+		s.note(id, r, "refused", "left out "+strings.Join(refused, ", "))
 	} else {
-		s.note(id, r, "every member accepted")
+		s.note(id, r, "accepted", "every member accepted")
 	}
 	note := frame{Type: "group", ID: id, Group: f.Group, Members: all, Refused: refused}
 	for _, m := range all {
