@@ -20,6 +20,14 @@
 // protocol the App speaks before it builds each body.
 // The callbacks are signed with -secret ($CALLBACK_SECRET), or with a
 // secret made up for the run.
+//
+// The page shows every callback next to the chat, from the Dispatcher's
+// attempt log, under the webhook-ids of the messages' ids (m7/before,
+// m7/after), marked as the App backend's decision or the Dispatcher's
+// fail-open; its buttons make the App backend healthy, slow or down
+// (POST /app/mode) to show fail-open, the breaker and After's retries.
+// The inspector is at /inspector/, without authorisation: fine for this
+// loopback demo only.
 package main
 
 import (
