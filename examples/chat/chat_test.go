@@ -623,3 +623,19 @@ func TestChatAppSlow(t *testing.T) {
 	require.Equal(t, http.StatusOK, e.setMode(t, modeHealthy).StatusCode)
 	e.waitAfters(t, 1)
 }
+
+// TestChatPanelGroupNote: the App's refusal of some members is an allowed
+// Before whose note says whom it left out.
+func TestChatPanelGroupNote(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, e *chatEnv) {
+		alice := e.watch(t, "alice")
+		alice.send(frame{Type: "create_group", Group: "g1", Members: []string{"bob", "bot-7"}})
+		assert.Equal(t, "op1", alice.next().ID)
+		n := alice.waitPanel("op1's note", noteOf("op1/before"))
+		assert.Equal(t, frame{Type: "note", ID: "op1/before", Effect: "refused", Text: "the App backend decided; refused: left out bot-7"}, n)
+		seen := alice.waitCallbacks("op1's callbacks", func(seen map[string][]callbackEntry) bool {
+			return len(seen["op1/before"]) > 0 && last(seen, "op1/after").Outcome == "delivered"
+		})
+		assert.Equal(t, callbackEntry{Outcome: "allowed", By: "app", Status: 200}, pick(last(seen, "op1/before")))
+	})
+}
