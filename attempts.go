@@ -147,6 +147,9 @@ type attemptLog struct {
 	slots  []slot
 	next   atomic.Uint64 // last Seq handed out
 	bodies bool          // Config.AttemptBodies
+	// epoch is when the log was made. Records are timed by the monotonic
+	// clock since it (time.Since), which costs half a time.Now.
+	epoch time.Time
 }
 
 // slot holds one record.
@@ -183,19 +186,20 @@ func newAttemptLog(s *settings) *attemptLog {
 	case n == 0:
 		n = defaultAttemptLog
 	}
-	return &attemptLog{slots: make([]slot, n), bodies: s.AttemptBodies}
+	return &attemptLog{slots: make([]slot, n), bodies: s.AttemptBodies, epoch: time.Now()}
 }
 
-// add stores rec under the next Seq.
-func (l *attemptLog) add(rec *record) {
+// lock takes the next Seq and returns its slot, locked, for the caller to
+// fill and unlock; nil when a writer a whole ring later came first.
+func (l *attemptLog) lock() (*slot, uint64) {
 	seq := l.next.Add(1)
-	rec.seq = seq
 	s := &l.slots[seq%uint64(len(l.slots))]
 	s.mu.Lock()
-	if s.rec.seq < seq { // a writer a whole ring later may have come first
-		s.rec = *rec
+	if s.rec.seq > seq {
+		s.mu.Unlock()
+		return nil, 0
 	}
-	s.mu.Unlock()
+	return s, seq
 }
 
 // body returns what a record keeps of body: a copy with AttemptBodies,
@@ -213,22 +217,26 @@ func (l *attemptLog) before(r *route, appID int, command, id string, start time.
 	if l == nil {
 		return
 	}
-	now := time.Now()
-	rec := record{
-		at: now, latency: now.Sub(start), kind: 0,
-		outcome: beforeOutcomes[beforeOutcome(resp)],
-		appID:   appID, command: command, id: id, attempt: 1,
-		err: resp.Err, body: l.body(body),
+	latency := time.Since(start)
+	status, endpoint := 200, ""
+	if resp.Err != nil {
+		status = statusOf(resp.Err)
 	}
 	if r != nil {
-		rec.endpoint = r.target.logURL
+		endpoint = r.target.logURL
 	}
-	if resp.Err == nil {
-		rec.status = 200
-	} else {
-		rec.status = statusOf(resp.Err)
+	b := l.body(body)
+	s, seq := l.lock()
+	if s == nil {
+		return
 	}
-	l.add(&rec)
+	s.rec = record{
+		seq: seq, at: start.Add(latency), latency: latency, kind: 0,
+		outcome: beforeOutcomes[beforeOutcome(resp)],
+		appID:   appID, command: command, id: id, attempt: 1, status: status,
+		err: resp.Err, endpoint: endpoint, body: b,
+	}
+	s.mu.Unlock()
 }
 
 var beforeOutcomes = [...]Outcome{
@@ -241,25 +249,30 @@ func (l *attemptLog) queued(ev *Event, err error) {
 	if l == nil {
 		return
 	}
-	rec := record{
-		at: ev.Queued, kind: 1, outcome: OutcomeQueued,
-		appID: ev.AppID, command: ev.Command, id: ev.ID, idSeq: ev.seq,
-		err: err, body: l.body(ev.Body),
-	}
+	out, at, endpoint := OutcomeQueued, ev.Queued, ""
 	if err != nil {
-		rec.outcome = OutcomeRejected
-		rec.at = time.Now()
+		out, at = OutcomeRejected, l.epoch.Add(time.Since(l.epoch))
 	}
 	if ev.route != nil {
-		rec.endpoint = ev.route.target.logURL
+		endpoint = ev.route.target.logURL
 	}
-	l.add(&rec)
+	b := l.body(ev.Body)
+	s, seq := l.lock()
+	if s == nil {
+		return
+	}
+	s.rec = record{
+		seq: seq, at: at, kind: 1, outcome: out,
+		appID: ev.AppID, command: ev.Command, id: ev.ID, idSeq: ev.seq,
+		err: err, endpoint: endpoint, body: b,
+	}
+	s.mu.Unlock()
 }
 
 // afterAttempt records one attempt at ev (ev.Attempts is its number),
 // made by deliverOnce since start, with the outcome deliverOnce gives it:
 // delivered, retried or dead-lettered, by the same rules.
-func (d *Dispatcher) afterAttempt(ev *Event, r *route, start time.Time, res *http.Response, retry bool, err error) {
+func (d *Dispatcher) afterAttempt(ev *Event, r *route, start time.Duration, res *http.Response, retry bool, err error) {
 	l := d.attempts
 	if l == nil {
 		return
@@ -289,36 +302,44 @@ func (l *attemptLog) postponed(ev *Event, r *route) {
 	if l == nil {
 		return
 	}
-	l.after(ev, r, OutcomePostponed, time.Time{}, ev.Attempts+1, 0, nil)
+	l.after(ev, r, OutcomePostponed, -1, ev.Attempts+1, 0, nil)
 }
 
-// after records an After attempt, or a postponement (start zero).
-func (l *attemptLog) after(ev *Event, r *route, out Outcome, start time.Time, n, status int, err error) {
-	now := time.Now()
-	rec := record{
-		at: now, kind: 1, outcome: out,
-		appID: ev.AppID, command: ev.Command, id: ev.ID, idSeq: ev.seq,
-		attempt: n, status: status, err: err, body: l.body(ev.Body),
-	}
-	if !start.IsZero() {
-		rec.latency = now.Sub(start)
+// after records an After attempt that began at start (see start), or a
+// postponement (start negative).
+func (l *attemptLog) after(ev *Event, r *route, out Outcome, start time.Duration, n, status int, err error) {
+	now := time.Since(l.epoch)
+	var latency time.Duration
+	if start >= 0 {
+		latency = now - start
 	}
 	if status == 0 && err != nil {
-		rec.status = statusOf(err)
+		status = statusOf(err)
 	}
+	endpoint := ""
 	if r != nil {
-		rec.endpoint = r.target.logURL
+		endpoint = r.target.logURL
 	}
-	l.add(&rec)
+	b := l.body(ev.Body)
+	s, seq := l.lock()
+	if s == nil {
+		return
+	}
+	s.rec = record{
+		seq: seq, at: l.epoch.Add(now), latency: latency, kind: 1, outcome: out,
+		appID: ev.AppID, command: ev.Command, id: ev.ID, idSeq: ev.seq,
+		attempt: n, status: status, err: err, endpoint: endpoint, body: b,
+	}
+	s.mu.Unlock()
 }
 
-// start returns the time an attempt starts, or the zero time when the log
-// is off (sparing the clock).
-func (l *attemptLog) start() time.Time {
+// start returns when an attempt starts, on the log's clock; 0 when the
+// log is off (sparing the clock).
+func (l *attemptLog) start() time.Duration {
 	if l == nil {
-		return time.Time{}
+		return 0
 	}
-	return time.Now()
+	return time.Since(l.epoch)
 }
 
 // query returns the records q selects, oldest first.

@@ -375,7 +375,10 @@ func (h *handler) replay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.PostFormValue("back") != "" { // the page's form: back to the event
-		http.Redirect(w, r, "../?id="+url.QueryEscape(id), http.StatusSeeOther)
+		// Relative to the request, so it works wherever the handler is
+		// mounted (http.Redirect would resolve it against the stripped path).
+		w.Header().Set("Location", "../?id="+url.QueryEscape(id))
+		w.WriteHeader(http.StatusSeeOther)
 		return
 	}
 	writeJSON(w, http.StatusOK, ReplayResponse{Replayed: id})

@@ -1,0 +1,124 @@
+package natsqueue_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/natsqueue"
+)
+
+// TestListAndReplayOne dead-letters five events of two apps, lists them
+// with paging and filters, and replays two of them one by one: each is
+// delivered once, a second replay finds nothing, and the others stay.
+func TestListAndReplayOne(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	var mu sync.Mutex
+	accepted := map[string]bool{}
+	a := newApp(t, func(h hit, _ int) int {
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.Contains(h.body, "poison") && !accepted[h.id] {
+			return http.StatusBadRequest
+		}
+		return http.StatusOK
+	})
+	accept := func(id string) {
+		mu.Lock()
+		defer mu.Unlock()
+		accepted[id] = true
+	}
+	n := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, callback.Config{URL: a.URL, RetrySchedule: short})
+	ctx := context.Background()
+	// IDs with the characters a NATS subject gives meaning to.
+	events := []struct {
+		app int
+		id  string
+	}{{7, "a.1"}, {8, "b*2"}, {7, "c>3"}, {8, "d4"}, {7, "e.5.>"}}
+	for _, e := range events {
+		require.NoError(t, n.d.After(callback.WithEventID(ctx, e.id), e.app, "message.send.after", []byte(`{"poison":"`+e.id+`"}`)))
+	}
+	waitFor(t, "five dead letters", func() bool {
+		c, err := n.q.DeadLetters(ctx)
+		return err == nil && c == 5
+	})
+
+	all, err := n.q.ListDeadLetters(ctx, callback.DeadLetterQuery{Bodies: true})
+	require.NoError(t, err)
+	require.Len(t, all, 5)
+	seen := map[string]callback.DeadLetter{}
+	for i, dl := range all {
+		if i > 0 {
+			assert.Greater(t, dl.Seq, all[i-1].Seq, "oldest first")
+		}
+		seen[dl.ID] = dl
+		assert.Equal(t, "message.send.after", dl.Command)
+		assert.Equal(t, 1, dl.Attempts, "got %d attempts, want 1", dl.Attempts)
+		assert.Contains(t, dl.Error, "non-2xx status: 400")
+		assert.False(t, dl.Time.IsZero())
+		assert.False(t, dl.Queued.IsZero())
+		assert.JSONEq(t, `{"poison":"`+dl.ID+`"}`, string(dl.Body))
+	}
+	for _, e := range events {
+		require.Contains(t, seen, e.id)
+		assert.Equal(t, e.app, seen[e.id].AppID)
+	}
+
+	// Pages of two, then the rest.
+	var paged []string
+	for q := (callback.DeadLetterQuery{Limit: 2}); ; {
+		page, err := n.q.ListDeadLetters(ctx, q)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(page), 2)
+		if len(page) == 0 {
+			break
+		}
+		for _, dl := range page {
+			assert.Nil(t, dl.Body, "no body unless asked")
+			paged = append(paged, dl.ID)
+		}
+		q.AfterSeq = page[len(page)-1].Seq
+	}
+	assert.Len(t, paged, 5, "got %v over the pages", paged)
+
+	app8, err := n.q.ListDeadLetters(ctx, callback.DeadLetterQuery{ByApp: true, AppID: 8})
+	require.NoError(t, err)
+	assert.Len(t, app8, 2)
+	one, err := n.q.ListDeadLetters(ctx, callback.DeadLetterQuery{EventID: "c>3"})
+	require.NoError(t, err)
+	require.Len(t, one, 1)
+	assert.Equal(t, 7, one[0].AppID)
+	none, err := n.q.ListDeadLetters(ctx, callback.DeadLetterQuery{EventID: "c>3", ByApp: true, AppID: 8})
+	require.NoError(t, err)
+	assert.Empty(t, none)
+
+	// Replay one: delivered once; a second replay finds nothing.
+	accept("c>3")
+	require.NoError(t, n.q.ReplayOne(ctx, "c>3"))
+	a.waitDelivered(t, 1, longWait)
+	require.ErrorIs(t, n.q.ReplayOne(ctx, "c>3"), natsqueue.ErrNotFound)
+	require.ErrorIs(t, n.q.ReplayOne(ctx, "never-stored"), callback.ErrNotFound)
+	// Another replay, and once it is delivered the first has not come again.
+	accept("a.1")
+	require.NoError(t, n.q.ReplayOne(ctx, "a.1"))
+	a.waitDelivered(t, 2, longWait)
+	count := map[string]int{}
+	for _, h := range a.snapshot() {
+		count[h.id]++
+	}
+	assert.Equal(t, 2, count["c>3"], "got %d requests for c>3, want the failed one and the replayed one", count["c>3"])
+	assert.Equal(t, 2, count["a.1"])
+	left, err := n.q.ListDeadLetters(ctx, callback.DeadLetterQuery{})
+	require.NoError(t, err)
+	assert.Len(t, left, 3)
+}
+
+// longWait bounds the waits of a test on a busy machine.
+const longWait = 20 * time.Second
