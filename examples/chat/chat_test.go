@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/inspector"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -638,4 +639,38 @@ func TestChatPanelGroupNote(t *testing.T) {
 		})
 		assert.Equal(t, callbackEntry{Outcome: "allowed", By: "app", Status: 200}, pick(last(seen, "op1/before")))
 	})
+}
+
+// TestChatInspector: the demo mounts the inspector at /inspector/, where
+// a message's webhook-ids tell its story, and serves a page with a
+// viewport and a link to it.
+func TestChatInspector(t *testing.T) {
+	e := newChatEnv(t, callback.Tencent, protocols[0].secret)
+	alice := e.login(t, "alice")
+	alice.send(frame{Type: "send", To: "alice", Text: "note to self"})
+	assert.Equal(t, "m1", alice.next().ID)
+	e.waitAfters(t, 1)
+
+	get := func(path string) []byte {
+		t.Helper()
+		res, err := http.Get(e.imURL + path)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, res.StatusCode, "GET %s: %s", path, body)
+		return body
+	}
+	var story inspector.EventResponse
+	require.NoError(t, json.Unmarshal(get("/inspector/api/event?id=m1%2Fafter"), &story))
+	require.NotEmpty(t, story.Attempts, "the inspector must know m1/after: %+v", story)
+	assert.Equal(t, callback.OutcomeDelivered, story.Attempts[len(story.Attempts)-1].Outcome, "%+v", story)
+	require.NoError(t, json.Unmarshal(get("/inspector/api/event?id=m1%2Fbefore"), &story))
+	require.Len(t, story.Attempts, 1, "%+v", story)
+	assert.Equal(t, callback.OutcomeAllowed, story.Attempts[0].Outcome)
+	assert.Contains(t, string(get("/inspector/?id=m1%2Fafter")), "m1/after")
+
+	page := string(get("/"))
+	assert.Contains(t, page, `<meta name="viewport" content="width=device-width, initial-scale=1">`)
+	assert.Contains(t, page, `href="/inspector/"`)
 }
