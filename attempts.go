@@ -127,7 +127,9 @@ type AttemptQuery struct {
 }
 
 // Attempts returns the records of the attempt log that q selects, oldest
-// first (newest last, in Seq order). The log keeps the last
+// first (newest last, in Seq order; an After's OutcomeQueued record may
+// follow its first attempt's, which a worker can make before After
+// returns: Time orders them). The log keeps the last
 // Config.AttemptLog records; older ones are forgotten, so a poller that
 // falls behind (or gets Limit records) may miss some: the Seq numbers
 // show the gap. It returns nil when the log is off. It is safe to call at
@@ -147,8 +149,7 @@ type attemptLog struct {
 	slots  []slot
 	next   atomic.Uint64 // last Seq handed out
 	bodies bool          // Config.AttemptBodies
-	// epoch is when the log was made. Records are timed by the monotonic
-	// clock since it (time.Since), which costs half a time.Now.
+	// epoch is when the log was made: see now.
 	epoch time.Time
 }
 
@@ -211,13 +212,13 @@ func (l *attemptLog) body(body []byte) []byte {
 	return append([]byte(nil), body...)
 }
 
-// before records a Before call that began at start and returned resp; r
-// is the app's route (nil: not resolved).
-func (l *attemptLog) before(r *route, appID int, command, id string, start time.Time, resp Response, body []byte) {
+// before records a Before call that began at start, took latency (as the
+// metrics measured it: the log reads no clock) and returned resp; r is
+// the app's route (nil: not resolved).
+func (l *attemptLog) before(r *route, appID int, command, id string, start time.Time, latency time.Duration, resp Response, body []byte) {
 	if l == nil {
 		return
 	}
-	latency := time.Since(start)
 	status, endpoint := 200, ""
 	if resp.Err != nil {
 		status = statusOf(resp.Err)
@@ -251,7 +252,7 @@ func (l *attemptLog) queued(ev *Event, err error) {
 	}
 	out, at, endpoint := OutcomeQueued, ev.Queued, ""
 	if err != nil {
-		out, at = OutcomeRejected, l.epoch.Add(time.Since(l.epoch))
+		out, at = OutcomeRejected, l.now()
 	}
 	if ev.route != nil {
 		endpoint = ev.route.target.logURL
@@ -270,9 +271,10 @@ func (l *attemptLog) queued(ev *Event, err error) {
 }
 
 // afterAttempt records one attempt at ev (ev.Attempts is its number),
-// made by deliverOnce since start, with the outcome deliverOnce gives it:
-// delivered, retried or dead-lettered, by the same rules.
-func (d *Dispatcher) afterAttempt(ev *Event, r *route, start time.Duration, res *http.Response, retry bool, err error) {
+// timed by a as the transport measured it (the log reads no clock for a
+// request that went out; a nil for none), with the outcome deliverOnce
+// gives it: delivered, retried or dead-lettered, by the same rules.
+func (d *Dispatcher) afterAttempt(ev *Event, r *route, a *attempt, res *http.Response, retry bool, err error) {
 	l := d.attempts
 	if l == nil {
 		return
@@ -293,7 +295,14 @@ func (d *Dispatcher) afterAttempt(ev *Event, r *route, start time.Duration, res 
 	if res != nil {
 		status = res.StatusCode
 	}
-	l.after(ev, r, out, start, ev.Attempts, status, err)
+	var began time.Time
+	var took time.Duration
+	if a != nil && !a.began.IsZero() {
+		began, took = a.began, a.took
+	} else {
+		began = l.now()
+	}
+	l.after(ev, r, out, began.Add(took), took, ev.Attempts, status, err)
 }
 
 // postponed records a durable Queue's event handed back unsent: Attempt
@@ -302,17 +311,16 @@ func (l *attemptLog) postponed(ev *Event, r *route) {
 	if l == nil {
 		return
 	}
-	l.after(ev, r, OutcomePostponed, -1, ev.Attempts+1, 0, nil)
+	l.after(ev, r, OutcomePostponed, l.now(), 0, ev.Attempts+1, 0, nil)
 }
 
-// after records an After attempt that began at start (see start), or a
-// postponement (start negative).
-func (l *attemptLog) after(ev *Event, r *route, out Outcome, start time.Duration, n, status int, err error) {
-	now := time.Since(l.epoch)
-	var latency time.Duration
-	if start >= 0 {
-		latency = now - start
-	}
+// now reads the clock: the monotonic one since the log's epoch, which
+// costs half a time.Now.
+func (l *attemptLog) now() time.Time { return l.epoch.Add(time.Since(l.epoch)) }
+
+// after records an After attempt that ended at and took latency, or a
+// postponement.
+func (l *attemptLog) after(ev *Event, r *route, out Outcome, at time.Time, latency time.Duration, n, status int, err error) {
 	if status == 0 && err != nil {
 		status = statusOf(err)
 	}
@@ -326,20 +334,11 @@ func (l *attemptLog) after(ev *Event, r *route, out Outcome, start time.Duration
 		return
 	}
 	s.rec = record{
-		seq: seq, at: l.epoch.Add(now), latency: latency, kind: 1, outcome: out,
+		seq: seq, at: at, latency: latency, kind: 1, outcome: out,
 		appID: ev.AppID, command: ev.Command, id: ev.ID, idSeq: ev.seq,
 		attempt: n, status: status, err: err, endpoint: endpoint, body: b,
 	}
 	s.mu.Unlock()
-}
-
-// start returns when an attempt starts, on the log's clock; 0 when the
-// log is off (sparing the clock).
-func (l *attemptLog) start() time.Duration {
-	if l == nil {
-		return 0
-	}
-	return time.Since(l.epoch)
 }
 
 // query returns the records q selects, oldest first.

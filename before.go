@@ -98,8 +98,8 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 	if err != nil {
 		resp = d.failed(ctx, r, rule, appID, command, id, start, err)
 	}
-	d.beforeDone(ctx, stats, start, resp)
-	d.attempts.before(r, appID, command, id, start, resp, body)
+	took := d.beforeDone(ctx, stats, start, resp)
+	d.attempts.before(r, appID, command, id, start, took, resp, body)
 	return resp
 }
 

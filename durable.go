@@ -52,7 +52,6 @@ func (d *Dispatcher) deliverOnce(dl Delivery) {
 			return
 		}
 	}
-	start := d.attempts.start()
 	ev.Attempts++ // this hand-out
 	var retry, sent bool
 	var res *http.Response
@@ -60,10 +59,10 @@ func (d *Dispatcher) deliverOnce(dl Delivery) {
 		// A store that is down may be back later; an app that is unknown
 		// or invalid will not be.
 		retry = !errors.Is(err, ErrUnknownApp) && !errors.Is(err, ErrInvalidConfig)
+		d.afterAttempt(&ev, nil, nil, nil, retry, err)
 	} else {
 		retry, sent, res, err = d.attempt(&ev, r, stats, p)
 	}
-	d.afterAttempt(&ev, r, start, res, retry, err)
 	if err == nil {
 		d.deliveryDone(stats, nil)
 		d.settle(ev, "ack", func(ctx context.Context) error { return dl.Ack(ctx) })
@@ -143,6 +142,7 @@ func (d *Dispatcher) attempt(ev *Event, r *route, stats *commandStats, p permit)
 		if a.permit.valid() {
 			a.permit.abandon() // no request was made
 		}
+		d.afterAttempt(ev, r, a, res, retry, err)
 	}()
 	if err := d.life.Err(); err != nil {
 		return false, false, nil, err

@@ -348,13 +348,16 @@ func (o *observer) beginBefore(command string) *commandStats {
 	return o.command(command)
 }
 
-// endBefore counts a Before call that began at start and returned r.
-func (c *commandStats) endBefore(ctx context.Context, start time.Time, r Response) {
+// endBefore counts a Before call that began at start and returned r, and
+// returns how long it took.
+func (c *commandStats) endBefore(ctx context.Context, start time.Time, r Response) time.Duration {
 	o := c.o
 	o.active[0].Add(-1)
 	out := beforeOutcome(r)
 	c.counts[out].Add(1)
-	o.duration.Record(ctx, time.Since(start).Seconds(), c.record[out]...)
+	took := time.Since(start)
+	o.duration.Record(ctx, took.Seconds(), c.record[out]...)
+	return took
 }
 
 func beforeOutcome(r Response) outcome {
@@ -412,17 +415,20 @@ func (c *commandStats) attemptStart(n int) time.Time {
 	return time.Now()
 }
 
-// attemptEnd records the duration of an After attempt that began at start.
-func (c *commandStats) attemptEnd(ctx context.Context, start time.Time, res *http.Response, err error) {
+// attemptEnd records the duration of an After attempt that began at start,
+// and returns it (0 when c is nil).
+func (c *commandStats) attemptEnd(ctx context.Context, start time.Time, res *http.Response, err error) time.Duration {
 	if c == nil {
-		return
+		return 0
 	}
 	c.o.active[1].Add(-1)
 	out := outAttemptFailed
 	if err == nil && res.StatusCode >= 200 && res.StatusCode < 300 {
 		out = outDelivered
 	}
-	c.o.duration.Record(ctx, time.Since(start).Seconds(), c.record[out]...)
+	took := time.Since(start)
+	c.o.duration.Record(ctx, took.Seconds(), c.record[out]...)
+	return took
 }
 
 // Counts are the numbers of callbacks by outcome, since New.
@@ -558,13 +564,15 @@ func (d *Dispatcher) closeObservers(ctx context.Context) {
 	d.afterLog.flush(ctx)
 }
 
-// beforeDone counts a Before call that began at start and returned r, and
-// logs the endpoint's recovery if it was failing.
-func (d *Dispatcher) beforeDone(ctx context.Context, c *commandStats, start time.Time, r Response) {
-	c.endBefore(ctx, start, r)
+// beforeDone counts a Before call that began at start and returned r,
+// logs the endpoint's recovery if it was failing, and returns how long the
+// call took.
+func (d *Dispatcher) beforeDone(ctx context.Context, c *commandStats, start time.Time, r Response) time.Duration {
+	took := c.endBefore(ctx, start, r)
 	if r.Err == nil {
 		d.beforeLog.ok(ctx)
 	}
+	return took
 }
 
 // deliveryDone counts an After event whose delivery ended with err, and

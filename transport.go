@@ -117,6 +117,8 @@ type attempt struct {
 	stats   *commandStats       // counts retries and times attempts
 	permit  permit              // the endpoint's admission, taken before
 	sent    bool                // the request went out
+	began   time.Time           // when it went out, and how long until the
+	took    time.Duration       // answer's headers: for the attempt log
 }
 
 // attemptTransport bounds an After attempt by its own timeout, signs it
@@ -147,7 +149,7 @@ func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	res, err := t.base.RoundTrip(req)
 	a.permit.end(caller, res, err)
 	a.permit = permit{}
-	a.stats.attemptEnd(ctx, start, res, err)
+	a.began, a.took = start, a.stats.attemptEnd(ctx, start, res, err)
 	if err != nil {
 		cancel()
 		return nil, err

@@ -2,7 +2,9 @@ package natsqueue_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -122,3 +124,34 @@ func TestListAndReplayOne(t *testing.T) {
 
 // longWait bounds the waits of a test on a busy machine.
 const longWait = 20 * time.Second
+
+// TestAttemptLogDurable: with a durable queue, the attempt log tells an
+// event's hand-outs as deliverOnce settles them: retried on
+// RetrySchedule, then delivered.
+func TestAttemptLogDurable(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	a := newApp(t, func(_ hit, seen int) int {
+		if seen == 0 {
+			return http.StatusBadGateway
+		}
+		return http.StatusOK
+	})
+	n := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, callback.Config{URL: a.URL, RetrySchedule: short})
+	ctx := callback.WithEventID(context.Background(), "durable-1")
+	require.NoError(t, n.d.After(ctx, 9, "message.send.after", []byte(`{}`)))
+	a.waitDelivered(t, 1, longWait)
+	q := callback.AttemptQuery{EventID: "durable-1", Kind: callback.KindAfter}
+	waitFor(t, "the delivery's record", func() bool {
+		got := n.d.Attempts(q)
+		return len(got) > 0 && got[len(got)-1].Outcome == callback.OutcomeDelivered
+	})
+	var got []string
+	records := n.d.Attempts(q)
+	// After's record of acceptance may be numbered after the first
+	// attempt's; its time is earlier.
+	slices.SortStableFunc(records, func(a, b callback.Attempt) int { return a.Time.Compare(b.Time) })
+	for _, at := range records {
+		got = append(got, fmt.Sprintf("%s#%d:%d", at.Outcome, at.Attempt, at.Status))
+	}
+	assert.Equal(t, []string{"queued#0:0", "retrying#1:502", "delivered#2:200"}, got)
+}
