@@ -20,6 +20,14 @@
 // protocol the App speaks before it builds each body.
 // The callbacks are signed with -secret ($CALLBACK_SECRET), or with a
 // secret made up for the run.
+//
+// The page shows every callback next to the chat, from the Dispatcher's
+// attempt log, under the webhook-ids of the messages' ids (m7/before,
+// m7/after), marked as the App backend's decision or the Dispatcher's
+// fail-open; its buttons make the App backend healthy, slow or down
+// (POST /app/mode) to show fail-open, the breaker and After's retries.
+// The inspector is at /inspector/, without authorisation: fine for this
+// loopback demo only.
 package main
 
 import (
@@ -28,6 +36,7 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -40,6 +49,7 @@ import (
 	"time"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/inspector"
 )
 
 //go:embed index.html
@@ -98,12 +108,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	go func() { _ = appSrv.Serve(appLn) }()
 	defer appSrv.Close()
 
-	d, err := callback.New(callback.Config{
-		URL:      "http://" + appLn.Addr().String() + "/callback",
-		Protocol: o.protocol,
-		Secret:   o.secret,
-		Logger:   logger,
-	})
+	d, err := callback.New(dispatcherConfig("http://"+appLn.Addr().String()+"/callback", o.protocol, o.secret, logger))
 	if err != nil {
 		return err
 	}
@@ -112,13 +117,14 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		_ = d.Close(ctx)
 		return fmt.Errorf("chat server: %w", err)
 	}
-	chat := newServer(d, appID, logger)
-	imSrv := &http.Server{Handler: newMux(chat), ReadHeaderTimeout: 5 * time.Second}
+	chat := newServer(d, appID, logger, app.mode)
+	imSrv := &http.Server{Handler: newMux(chat, app), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = imSrv.Serve(imLn) }()
 
 	fmt.Fprintf(out, "chat server on http://%s (open it in two browser tabs), App backend on http://%s/callback (%s protocol, signed)\n",
 		imLn.Addr(), appLn.Addr(), o.protocol)
-	fmt.Fprintln(out, `try: "spam" is denied, "darn" is masked, "psst" is dropped (tencent only), members named bot* are refused`)
+	fmt.Fprintln(out, `try: "spam" is denied, "darn" is masked, "psst" is dropped (tencent only), members named bot* are refused;`)
+	fmt.Fprintln(out, `the page's buttons make the App backend down or slow (POST /app/mode), to show fail-open, the breaker and After's retries`)
 	<-ctx.Done()
 
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -128,13 +134,57 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	return d.Close(shutdown) // deliver the after-events still queued
 }
 
-// newMux serves the page at / and the websocket at /ws.
-func newMux(s *server) *http.ServeMux {
+// dispatcherConfig is the demo's Dispatcher: the library's defaults (a
+// 2 s timeout, fail-open, a breaker that opens after 5 failures in a row
+// and probes after 5 s) but for After's retries, which here go on for about
+// 2 minutes, at most 4 s apart, so that events held while the App backend
+// is down are delivered within seconds of its coming back.
+func dispatcherConfig(url string, p callback.Protocol, secret string, logger *slog.Logger) callback.Config {
+	return callback.Config{
+		URL:          url,
+		Protocol:     p,
+		Secret:       secret,
+		Logger:       logger,
+		Retries:      30,
+		RetryWaitMin: 500 * time.Millisecond,
+		RetryWaitMax: 4 * time.Second,
+	}
+}
+
+// newMux serves the page at /, the websocket at /ws, the App backend's
+// mode at /app/mode and the Dispatcher's inspector at /inspector/.
+//
+// The inspector is mounted without authorisation because this is a demo
+// on a loopback address: an IM server mounts it on its admin listener,
+// behind its own authentication, with an Options.Authorize.
+func newMux(s *server, app *appBackend) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", s)
+	mux.Handle("/inspector/", http.StripPrefix("/inspector", inspector.New(s.d, inspector.Options{})))
+	mux.HandleFunc("GET /app/mode", func(w http.ResponseWriter, _ *http.Request) { writeMode(w, app.mode()) })
+	mux.HandleFunc("POST /app/mode", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Mode string }
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<10)).Decode(&req); err != nil {
+			http.Error(w, `want {"mode":"healthy"|"slow"|"down"}`, http.StatusBadRequest)
+			return
+		}
+		if err := app.setMode(req.Mode); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		writeMode(w, app.mode())
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(page)
 	})
 	return mux
+}
+
+// writeMode answers {"mode": mode}.
+func writeMode(w http.ResponseWriter, mode string) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(struct {
+		Mode string `json:"mode"`
+	}{mode})
 }

@@ -6,7 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -17,7 +20,11 @@ import (
 
 // frame is one websocket message, in either direction.
 type frame struct {
-	Type    string   `json:"type"`              // client: send, create_group, add_members; server: welcome, message, sent, group, error
+	Type string `json:"type"` // client: send, create_group, add_members; server: welcome, message, sent, group, error, and to panel sessions callbacks, note, status
+	// ID names the message or group operation (m7, op8) in message, sent,
+	// group and error; its callbacks' webhook-ids are ID+"/before" and
+	// ID+"/after". In a note, it is the webhook-id the note is about.
+	ID      string   `json:"id,omitempty"`
 	From    string   `json:"from,omitempty"`    // message: the sender
 	To      string   `json:"to,omitempty"`      // 1:1 message: the receiver
 	Group   string   `json:"group,omitempty"`   // group message or group operation
@@ -26,6 +33,10 @@ type frame struct {
 	Refused []string `json:"refused,omitempty"` // group: members the App refused
 	Code    int      `json:"code,omitempty"`    // error: the App's code
 	Msg     string   `json:"msg,omitempty"`     // error: the App's message
+	Effect  string   `json:"effect,omitempty"`  // note: what the chat server did: delivered, masked, denied, dropped, accepted, refused
+
+	Callbacks []callbackEntry `json:"callbacks,omitempty"` // callbacks: new records of the attempt log
+	Status    *panelStatus    `json:"status,omitempty"`    // status: the App's mode, the breaker, the queue
 }
 
 // server is a small IM server: users log in over a websocket with a name,
@@ -36,18 +47,33 @@ type server struct {
 	appID int
 	log   *slog.Logger
 
+	ids   atomic.Uint64 // numbers messages and group operations
+	panel *panel        // the callbacks panel's feed
+
 	sessions sync.WaitGroup // websocket sessions; closeAll waits for them
 
-	mu     sync.Mutex
-	users  map[string]*websocket.Conn // online users by name
-	groups map[string][]string        // group members by group name
+	mu       sync.Mutex
+	users    map[string]*websocket.Conn // online users by name
+	watchers map[string]bool            // the users who asked for the panel (?panel=1)
+	groups   map[string][]string        // group members by group name
 }
 
-func newServer(d *callback.Dispatcher, appID int, log *slog.Logger) *server {
-	return &server{d: d, appID: appID, log: log, users: map[string]*websocket.Conn{}, groups: map[string][]string{}}
+// newServer returns the chat server on d for appID, and starts the panel's
+// feed, which closeAll ends. appMode tells the panel the demo App
+// backend's mode.
+func newServer(d *callback.Dispatcher, appID int, log *slog.Logger, appMode func() string) *server {
+	s := &server{d: d, appID: appID, log: log, users: map[string]*websocket.Conn{}, watchers: map[string]bool{}, groups: map[string][]string{}}
+	s.panel = startPanel(s, appMode)
+	return s
 }
 
-// ServeHTTP upgrades /ws?name=NAME to a websocket session.
+// nextID names a new message ("m") or group operation ("op").
+func (s *server) nextID(prefix string) string {
+	return prefix + strconv.FormatUint(s.ids.Add(1), 10)
+}
+
+// ServeHTTP upgrades /ws?name=NAME to a websocket session; with panel=1
+// the session also gets the callbacks panel's frames.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("name")
 	if name == "" || len(name) > 32 {
@@ -67,6 +93,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.logout(name)
 	s.send(r.Context(), name, frame{Type: "welcome", To: name})
+	if r.URL.Query().Get("panel") == "1" {
+		s.panel.join(r.Context(), name)
+	}
 
 	for {
 		var f frame
@@ -77,9 +106,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// closeAll disconnects every user and waits for their sessions to end.
-// http.Server.Shutdown does not: websocket connections are hijacked.
+// closeAll ends the panel's feed, disconnects every user and waits for
+// their sessions to end. http.Server.Shutdown does not: websocket
+// connections are hijacked.
 func (s *server) closeAll() {
+	s.panel.close()
 	s.mu.Lock()
 	conns := make([]*websocket.Conn, 0, len(s.users))
 	for _, c := range s.users {
@@ -106,6 +137,7 @@ func (s *server) logout(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.users, name)
+	delete(s.watchers, name)
 }
 
 func (s *server) handle(ctx context.Context, from string, f frame) {
@@ -145,24 +177,30 @@ func (s *server) sendMessage(ctx context.Context, from string, f frame) {
 	}
 	w := s.dialect(ctx)
 	group := m.Group != ""
-	r := s.d.Before(ctx, s.appID, w.command(kindSendBefore, group), w.messageBody(kindSendBefore, m))
+	id := s.nextID("m")
+	r := s.d.Before(callback.WithEventID(ctx, id+"/before"), s.appID, w.command(kindSendBefore, group), w.messageBody(kindSendBefore, m))
 	switch r.Action {
 	case callback.Deny:
-		s.send(ctx, from, frame{Type: "error", Code: r.Code, Msg: r.Msg})
+		s.note(id, r, "denied", "the sender got the error, nobody received the message")
+		s.send(ctx, from, frame{Type: "error", ID: id, Code: r.Code, Msg: r.Msg})
 		return
 	case callback.Drop:
 		// The sender is told success, as for a delivered message; nobody
 		// receives it and the App hears nothing after.
-		s.send(ctx, from, frame{Type: "sent", Text: m.Text})
+		s.note(id, r, "dropped", "the sender was told it was sent; nobody received it, no after-callback")
+		s.send(ctx, from, frame{Type: "sent", ID: id, Text: m.Text})
 		return
 	}
-	if text, ok := w.rewrittenText(r.Data); ok && text != "" {
+	if text, ok := w.rewrittenText(r.Data); ok && text != "" && text != m.Text {
 		// The App rewrote the message: deliver its text, to the original
 		// receivers (an App cannot redirect a message).
 		m.Text = text
+		s.note(id, r, "masked", "delivered as "+strconv.Quote(text))
+	} else {
+		s.note(id, r, "delivered", "delivered as sent")
 	}
 
-	out := frame{Type: "message", From: from, To: m.To, Group: m.Group, Text: m.Text}
+	out := frame{Type: "message", ID: id, From: from, To: m.To, Group: m.Group, Text: m.Text}
 	receivers := []string{m.To}
 	if m.Group != "" {
 		receivers = s.members(m.Group)
@@ -172,8 +210,8 @@ func (s *server) sendMessage(ctx context.Context, from string, f frame) {
 			s.send(ctx, to, out)
 		}
 	}
-	s.send(ctx, from, frame{Type: "sent", Text: m.Text})
-	s.after(ctx, w.command(kindSendAfter, group), w.messageBody(kindSendAfter, m))
+	s.send(ctx, from, frame{Type: "sent", ID: id, Text: m.Text})
+	s.after(ctx, id, w.command(kindSendAfter, group), w.messageBody(kindSendAfter, m))
 }
 
 // addMembers creates a group or adds members to one. The App may refuse
@@ -208,9 +246,11 @@ func (s *server) addMembers(ctx context.Context, from string, f frame) {
 		before, after = kindCreateBefore, kindCreateAfter
 	}
 	w := s.dialect(ctx)
-	r := s.d.Before(ctx, s.appID, w.command(before, true), w.membersBody(before, members{Group: f.Group, Operator: from, Members: asked}))
+	id := s.nextID("op")
+	r := s.d.Before(callback.WithEventID(ctx, id+"/before"), s.appID, w.command(before, true), w.membersBody(before, members{Group: f.Group, Operator: from, Members: asked}))
 	if !r.OK() {
-		s.send(ctx, from, frame{Type: "error", Code: r.Code, Msg: r.Msg})
+		s.note(id, r, "refused", "the group is unchanged")
+		s.send(ctx, from, frame{Type: "error", ID: id, Code: r.Code, Msg: r.Msg})
 		return
 	}
 	accepted := w.accepted(asked, r.Data) // the App may only remove members
@@ -232,19 +272,25 @@ func (s *server) addMembers(ctx context.Context, from string, f frame) {
 	all := slices.Clone(group)
 	s.mu.Unlock()
 
-	note := frame{Type: "group", Group: f.Group, Members: all, Refused: refused}
+	if len(refused) > 0 {
+		s.note(id, r, "refused", "left out "+strings.Join(refused, ", "))
+	} else {
+		s.note(id, r, "accepted", "every member accepted")
+	}
+	note := frame{Type: "group", ID: id, Group: f.Group, Members: all, Refused: refused}
 	for _, m := range all {
 		s.send(ctx, m, note)
 	}
 	if !slices.Contains(all, from) {
 		s.send(ctx, from, note)
 	}
-	s.after(ctx, w.command(after, true), w.membersBody(after, members{Group: f.Group, Operator: from, Members: accepted}))
+	s.after(ctx, id, w.command(after, true), w.membersBody(after, members{Group: f.Group, Operator: from, Members: accepted}))
 }
 
-func (s *server) after(ctx context.Context, command string, body []byte) {
-	if err := s.d.After(ctx, s.appID, command, body); err != nil {
-		s.log.Warn("after-callback not queued", "command", command, "error", err)
+// after queues the after-callback of the message or operation id.
+func (s *server) after(ctx context.Context, id, command string, body []byte) {
+	if err := s.d.After(callback.WithEventID(ctx, id+"/after"), s.appID, command, body); err != nil {
+		s.log.Warn("after-callback not queued", "command", command, "id", id, "error", err)
 	}
 }
 

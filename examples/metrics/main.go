@@ -55,30 +55,74 @@ func main() {
 
 // run is the program: it writes what it shows to out.
 func run(ctx context.Context, out io.Writer, metricsAddr, appAddr string, serve bool) error {
+	dm, err := startDemo(metricsAddr, appAddr)
+	if err != nil {
+		return err
+	}
+	defer dm.close()
+	d := dm.d
+
+	if err := traffic(ctx, d); err != nil {
+		return err
+	}
+
+	s := d.Stats()
+	fmt.Fprintf(out, "Stats: before allowed=%d denied=%d failed_open=%d failed_closed=%d; after queued=%d delivered=%d retried=%d dead_lettered=%d\n",
+		s.Total.Allowed, s.Total.Denied, s.Total.FailedOpen, s.Total.FailedClosed,
+		s.Total.Queued, s.Total.Delivered, s.Total.Retried, s.Total.DeadLettered)
+
+	url := dm.metricsURL
+	lines, err := scrape(ctx, url)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Scraped %s:\n", url)
+	for _, l := range lines {
+		fmt.Fprintln(out, "  "+l)
+	}
+
+	if serve {
+		fmt.Fprintf(out, "Serving %s until Ctrl-C\n", url)
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// demo is the running example: an App backend, a Dispatcher that reports to
+// an SDK MeterProvider and that provider's /metrics.
+type demo struct {
+	d          *callback.Dispatcher
+	metricsURL string // http://host:port/metrics
+	close      func() // ends the Dispatcher (delivering what is queued), the servers and the provider
+}
+
+// startDemo starts the example's servers on metricsAddr and appAddr ("host:0"
+// picks a port) and its Dispatcher.
+func startDemo(metricsAddr, appAddr string) (*demo, error) {
 	// The host application's side: an SDK MeterProvider whose reader is the
 	// Prometheus exporter, registered on its own registry and served on
 	// /metrics.
 	reg := prometheus.NewRegistry()
 	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
-	defer func() { _ = mp.Shutdown(context.Background()) }()
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	shutdown := func() { _ = mp.Shutdown(context.Background()) }
 	metricsSrv, metricsAddr, err := start(metricsAddr, mux)
 	if err != nil {
-		return err
+		shutdown()
+		return nil, err
 	}
-	defer metricsSrv.Close()
-
 	appSrv, appAddr, err := start(appAddr, newApp())
 	if err != nil {
-		return err
+		metricsSrv.Close()
+		shutdown()
+		return nil, err
 	}
-	defer appSrv.Close()
 
 	d, err := callback.New(callback.Config{
 		URL:           "http://" + appAddr + "/callback",
@@ -95,34 +139,17 @@ func run(ctx context.Context, out io.Writer, metricsAddr, appAddr string, serve 
 		LogInterval: time.Second,
 	})
 	if err != nil {
-		return err
+		appSrv.Close()
+		metricsSrv.Close()
+		shutdown()
+		return nil, err
 	}
-	defer func() { _ = d.Close(context.Background()) }()
-
-	if err := traffic(ctx, d); err != nil {
-		return err
-	}
-
-	s := d.Stats()
-	fmt.Fprintf(out, "Stats: before allowed=%d denied=%d failed_open=%d failed_closed=%d; after queued=%d delivered=%d retried=%d dead_lettered=%d\n",
-		s.Total.Allowed, s.Total.Denied, s.Total.FailedOpen, s.Total.FailedClosed,
-		s.Total.Queued, s.Total.Delivered, s.Total.Retried, s.Total.DeadLettered)
-
-	url := "http://" + metricsAddr + "/metrics"
-	lines, err := scrape(ctx, url)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "Scraped %s:\n", url)
-	for _, l := range lines {
-		fmt.Fprintln(out, "  "+l)
-	}
-
-	if serve {
-		fmt.Fprintf(out, "Serving %s until Ctrl-C\n", url)
-		<-ctx.Done()
-	}
-	return nil
+	return &demo{d: d, metricsURL: "http://" + metricsAddr + "/metrics", close: func() {
+		_ = d.Close(context.Background())
+		appSrv.Close()
+		metricsSrv.Close()
+		shutdown()
+	}}, nil
 }
 
 // traffic drives Before and After calls whose outcomes the App backend
