@@ -43,7 +43,7 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkEvent(command, body); err != nil {
+	if err := d.checkEvent(command, body); err != nil {
 		return err
 	}
 	id, givenID, err := eventIDFrom(ctx)

@@ -103,7 +103,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 }
 
 func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int, command, id string, body []byte) (Response, error) {
-	if err := checkEvent(command, body); err != nil {
+	if err := d.checkEvent(command, body); err != nil {
 		return Response{}, err
 	}
 	if d.isClosed.Load() {
@@ -172,10 +172,16 @@ func (d *Dispatcher) failed(ctx context.Context, r *route, rule Rule, appID int,
 }
 
 // checkEvent rejects what must not be sent: an empty command or a body
-// that is not UTF-8 JSON.
-func checkEvent(command string, body []byte) error {
+// that is not UTF-8 JSON (with Config.TrustBodies, only an empty one).
+func (d *Dispatcher) checkEvent(command string, body []byte) error {
 	if command == "" {
 		return ErrInvalidCommand
+	}
+	if d.s.TrustBodies {
+		if len(body) == 0 {
+			return ErrInvalidBody
+		}
+		return nil
 	}
 	if !validBody(body) {
 		return ErrInvalidBody

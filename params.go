@@ -1,10 +1,11 @@
 package callback
 
 import (
-	"encoding/json"
 	"net/url"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/goccy/go-json"
 )
 
 // Query parameters of the seed protocol.
@@ -72,6 +73,10 @@ func appendSeedQuery(b []byte, appID int, command string) []byte {
 // (encoding/json replaces it with U+FFFD only when decoding), which a
 // receiver in another language may refuse or read differently and which
 // Standard Webhooks verifiers that sign text cannot verify.
+//
+// json.Valid is goccy/go-json's, which accepts exactly what encoding/json's
+// does (FuzzValidBody checks it against encoding/json) at two to three
+// times its speed from 4 KiB up (BenchmarkValidBody).
 func validBody(body []byte) bool {
 	return utf8.Valid(body) && json.Valid(body)
 }

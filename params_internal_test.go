@@ -1,7 +1,10 @@
 package callback
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,8 +25,49 @@ func eventBody(n int) []byte {
 	return []byte(b.String())
 }
 
-// BenchmarkValidBody measures the body check of Before and After against
-// json.Valid alone (the check before UTF-8 was required), at three sizes.
+// FuzzValidBody checks validBody (goccy/go-json's Valid and utf8.Valid)
+// against encoding/json's Valid and utf8.Valid: they must accept and
+// refuse the same bodies. The seeds are tricky JSON and the answers of the
+// decode fuzzers' corpus.
+func FuzzValidBody(f *testing.F) {
+	for _, s := range []string{
+		`{"a":1}`, `[1,2,"x"]`, `"\ud800"`, "\"\xff\"", `{"a":1,"a":2}`, `1e400`, `-0`,
+		`01`, ` {} `, `{"a":}`, `[1,]`, "\"\t\"", `"\u00zz"`, `nul`, `true `, "1\x00",
+		`{"a" : [ ] }`, "", " ", `"\/"`, `1.`, `.1`, `1e`, `-`, `[[[[]]]]`, "{\"\x00\":1}",
+		"{\"a\":\"\xed\xa0\x80\"}", `{"a":"héllo ✓"}`, "\xef\xbb\xbf{}", `{"a":1}}`, `{} {}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Add(eventBody(300))
+	for _, dir := range []string{"FuzzSeedDecode", "FuzzTencentDecode"} {
+		files, _ := filepath.Glob(filepath.Join("testdata", "fuzz", dir, "*"))
+		for _, name := range files {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				f.Fatal(err)
+			}
+			_, lit, ok := bytes.Cut(b, []byte("\n[]byte("))
+			if !ok {
+				continue
+			}
+			s, err := strconv.Unquote(string(bytes.TrimSuffix(bytes.TrimSpace(lit), []byte(")"))))
+			if err != nil {
+				f.Fatalf("%s: %v", name, err)
+			}
+			f.Add([]byte(s))
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		want := utf8.Valid(body) && json.Valid(body)
+		if got := validBody(body); got != want {
+			t.Fatalf("validBody(%q) = %v, encoding/json says %v", body, got, want)
+		}
+	})
+}
+
+// BenchmarkValidBody measures the body check of Before and After
+// (validBody: goccy/go-json's Valid and utf8.Valid) against
+// encoding/json's Valid, which it replaced, at three sizes.
 func BenchmarkValidBody(b *testing.B) {
 	for _, size := range []int{100, 4 << 10, 64 << 10} {
 		body := eventBody(size)
@@ -31,10 +75,10 @@ func BenchmarkValidBody(b *testing.B) {
 			b.Fatal("the benchmark body is not valid")
 		}
 		name := strconv.Itoa(size) + "B"
-		b.Run("json.Valid/"+name, func(b *testing.B) {
+		b.Run("encoding-json/"+name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				if !json.Valid(body) {
+				if !utf8.Valid(body) || !json.Valid(body) {
 					b.Fatal("invalid")
 				}
 			}
