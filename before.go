@@ -132,7 +132,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 		reqCtx = wait.trace(ctx)
 	}
 	defer d.beforeInFlight.Add(-1) // after the answer's body is closed, which frees its connection
-	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, r.target.url(r.wire, &c), bytes.NewReader(body))
+	req, err := r.target.newRequest(reqCtx, r.wire, &c, body)
 	if err != nil {
 		done(errAbandoned)
 		return Response{}, err
@@ -189,10 +189,17 @@ func (d *Dispatcher) checkEvent(command string, body []byte) error {
 	return nil
 }
 
+// The values of the fixed headers, made once and shared by every request:
+// neither the transport nor the signing changes them.
+var (
+	contentTypeJSON = []string{"application/json"}
+	userAgentValue  = []string{userAgent}
+)
+
 // setHeaders sets the headers every callback request carries.
 func (d *Dispatcher) setHeaders(h http.Header, id string) {
-	h["Content-Type"] = []string{"application/json"}
-	h["User-Agent"] = []string{userAgent}
+	h["Content-Type"] = contentTypeJSON
+	h["User-Agent"] = userAgentValue
 	h["Webhook-Id"] = []string{id}
 }
 

@@ -2,7 +2,9 @@ package callback
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -127,4 +129,52 @@ func BenchmarkDecodeAnswer(b *testing.B) {
 			}
 		}
 	})
+}
+
+// newRequest builds, from the URL New parsed, the request URL and Host that
+// http.NewRequest would from the string url returns.
+func TestTargetNewRequest(t *testing.T) {
+	calls := []call{
+		{appID: 10000, command: "message.send.before"},
+		{appID: -1, command: "a b&c=d/é", client: client{ip: "10.0.0.1", platform: "iOS"}},
+	}
+	for _, raw := range []string{
+		"http://127.0.0.1:8989/callback",
+		"https://app.example/cb?token=x&appId=7&command=no",
+		"http://user:p%40ss@app.example:80/a%2Fb/c?x=1",
+		"http://[::1]:/cb?",
+		"http://app.example",
+		"https://app.example/path with space?SdkAppid=1&k=v",
+	} {
+		u, err := parseURL(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		for _, w := range []wire{&seedWire{}, &tencentWire{}} {
+			tg := newTarget(u, w.reserved()...)
+			for _, c := range calls {
+				want, err := http.NewRequest(http.MethodPost, tg.url(w, &c), nil)
+				if err != nil {
+					t.Fatalf("%s: %v", raw, err)
+				}
+				got, err := tg.newRequest(context.Background(), w, &c, []byte(`{}`))
+				if err != nil {
+					t.Fatalf("%s: %v", raw, err)
+				}
+				if got.URL.String() != want.URL.String() || got.Host != want.Host || got.URL.User.String() != want.URL.User.String() {
+					t.Errorf("%s: got URL %q host %q, want %q host %q", raw, got.URL, got.Host, want.URL, want.Host)
+				}
+				if *got.URL != *want.URL && got.URL.User.String() == want.URL.User.String() {
+					uw, ug := *want.URL, *got.URL
+					uw.User, ug.User = nil, nil
+					if uw != ug {
+						t.Errorf("%s: got URL %#v, want %#v", raw, ug, uw)
+					}
+				}
+				if got.ContentLength != 2 || got.GetBody == nil {
+					t.Errorf("%s: got ContentLength %d, want 2 and a GetBody", raw, got.ContentLength)
+				}
+			}
+		}
+	}
 }
