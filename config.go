@@ -86,9 +86,9 @@ type Config struct {
 	// false, the default, checks every body and returns ErrInvalidBody
 	// for a bad one, sending nothing; the check costs about 0.1 µs for a
 	// 100-byte body, 3 µs at 4 KiB and 50 µs at 64 KiB (BenchmarkValidBody
-	// on 2 cores). Set it only when the IM server
-	// marshals every body itself (encoding/json makes valid UTF-8 JSON):
-	// a bad body is then sent as it is, and the App backend sees it and
+	// on 2 cores). Set it only when the IM server marshals every body
+	// itself (encoding/json makes valid UTF-8 JSON): a bad body is then
+	// sent as it is, and the App backend sees it and
 	// may refuse it (for Before, the rule's failure policy then applies;
 	// for After, a 4xx answer dead-letters the event), or a receiver in
 	// another language may read it differently.
