@@ -271,10 +271,10 @@ func (l *attemptLog) queued(ev *Event, err error) {
 }
 
 // afterAttempt records one attempt at ev (ev.Attempts is its number),
-// timed by a as the transport measured it (the log reads no clock for a
-// request that went out; a nil for none), with the outcome deliverOnce
+// sent at began and answered took later as the metrics timed it (the log
+// reads no clock for a request that went out; a zero began for none), with the outcome deliverOnce
 // gives it: delivered, retried or dead-lettered, by the same rules.
-func (d *Dispatcher) afterAttempt(ev *Event, r *route, a *attempt, res *http.Response, retry bool, err error) {
+func (d *Dispatcher) afterAttempt(ev *Event, r *route, began time.Time, took time.Duration, res *http.Response, retry bool, err error) {
 	l := d.attempts
 	if l == nil {
 		return
@@ -295,12 +295,8 @@ func (d *Dispatcher) afterAttempt(ev *Event, r *route, a *attempt, res *http.Res
 	if res != nil {
 		status = res.StatusCode
 	}
-	var began time.Time
-	var took time.Duration
-	if a != nil && !a.began.IsZero() {
-		began, took = a.began, a.took
-	} else {
-		began = l.now()
+	if began.IsZero() {
+		began, took = l.now(), 0
 	}
 	l.after(ev, r, out, began.Add(took), took, ev.Attempts, status, err)
 }
