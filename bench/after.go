@@ -59,8 +59,8 @@ const deliveryWorkers = 16
 
 // delivered is one delivery round: events per second from the first After
 // to the last event the backend read, the mean time of one After call
-// (from deliveryWorkers senders, while delivery runs), and this process's
-// CPU time per event.
+// (from one sender, while delivery runs), and this process's CPU time per
+// event.
 type delivered struct{ rate, callNs, cpuNs float64 }
 
 // Delivery queues, and the raw pool they are compared with.
@@ -114,22 +114,15 @@ func deliveryRound(be *backend, queue string, n int) delivered {
 	}
 	defer closeNow(d)
 	want := be.received() + int64(n)
-	var next atomic.Int64
-	var calls atomic.Int64 // ns spent in After, all senders
-	var wg sync.WaitGroup
+	var calls time.Duration // spent in After
 	cpu, start := cpuTime(), time.Now()
-	for range deliveryWorkers {
-		wg.Go(func() {
-			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
-				t := time.Now()
-				if err := d.After(context.Background(), int(i), "message.send.after", body); err != nil {
-					log.Fatal(err)
-				}
-				calls.Add(int64(time.Since(t)))
-			}
-		})
+	for i := range n {
+		t := time.Now()
+		if err := d.After(context.Background(), i, "message.send.after", body); err != nil {
+			log.Fatal(err)
+		}
+		calls += time.Since(t)
 	}
-	wg.Wait()
 	deadline := time.Now().Add(2 * time.Minute)
 	for be.received() < want {
 		if time.Now().After(deadline) {
@@ -139,7 +132,7 @@ func deliveryRound(be *backend, queue string, n int) delivered {
 	}
 	return delivered{
 		rate:   float64(n) / time.Since(start).Seconds(),
-		callNs: float64(calls.Load()) / float64(n),
+		callNs: float64(calls) / float64(n),
 		cpuNs:  float64(cpuTime()-cpu) / float64(n),
 	}
 }

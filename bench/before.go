@@ -19,15 +19,17 @@ type beforeCase struct {
 }
 
 // callsFor is the default number of calls per round at concurrency c and
-// body size bytes: enough for a round to last a few hundred milliseconds
-// on a 2-core machine, so that a full run stays within minutes.
+// body size bytes: enough for a round to last a few tenths of a second on
+// an idle 2-core machine, so that a full run stays within minutes.
 func callsFor(c, size int) int {
-	n := min(10000, max(2000, 20*c))
-	switch c {
-	case 64:
-		n = 6000
-	case 256:
-		n = 8000
+	n := 1000
+	switch {
+	case c >= 1024:
+		n = 5000
+	case c >= 256:
+		n = 4000
+	case c >= 64:
+		n = 3000
 	}
 	return n * 16384 / (16384 + size)
 }

@@ -6,7 +6,7 @@
 // against the raw client's of the same rounds.
 //
 //	go run ./bench [-rounds 5] [-c 1,64,256,1024] [-backends http,tls,h2] [-bodies 100,4096,65536]
-//	               [-peers default,retryablehttp,openim] [-calls 0] [-backend-proc=true]
+//	               [-peers default,retryablehttp,openim] [-peer-backends http] [-calls 0] [-backend-proc=true]
 //	               [-only before,after,delivery,durable,memory,hung,tenant] [-cpuprofile f]
 //
 // Before runs against each backend kind: http (plain HTTP/1.1), tls (HTTPS,
@@ -56,6 +56,7 @@ func main() {
 	kinds := flag.String("backends", "http,tls,h2", "comma-separated Before backends: http, tls (HTTPS, HTTP/1.1 only), h2 (HTTPS with HTTP/2)")
 	bodies := flag.String("bodies", "100", "comma-separated Before body sizes in bytes (valid JSON message events)")
 	peers := flag.String("peers", strings.Join(peerNames, ","), "comma-separated peers measured beside the library and raw: "+strings.Join(peerNames, ", ")+"; empty for none")
+	peerKinds := flag.String("peer-backends", "http", "comma-separated backends the peers run against (on TLS, Go's default client and retryablehttp handshake for most calls at high concurrency, which takes minutes)")
 	libH2 := flag.Bool("lib-h2", true, "against the h2 backend, also measure the library with HTTP2: true")
 	proc := flag.Bool("backend-proc", true, "run the App backend in a separate process, so that the client CPU per call is the client's alone")
 	serveKind := flag.String("serve", "", "internal: be the App backend of this kind for -backend-proc")
@@ -100,8 +101,11 @@ func main() {
 			}
 			bc.calls = tern(*calls > 0, *calls, callsFor(bc.c, bc.size))
 			bc.clients = clients
+			if !slices.Contains(strings.Split(*peerKinds, ","), bc.kind) {
+				bc.clients = clients[:2]
+			}
 			if bc.kind == "h2" && *libH2 {
-				bc.clients = append([]string{nameLibH2}, clients...)
+				bc.clients = append([]string{nameLibH2}, bc.clients...)
 			}
 			start := time.Now()
 			runs := beforeRounds(be, bc, *rounds)
@@ -143,7 +147,7 @@ func main() {
 		if nq, ok := ds[queueNATS]; ok {
 			t.row("After delivery throughput, natsqueue.Embedded vs memory queue",
 				perSec(median(field(nq, rate))), perSec(median(field(mem, rate))), spread(field(nq, rate), field(mem, rate)), "≥ 0.80x")
-			t.row(fmt.Sprintf("After: mean call while delivering (%d senders), natsqueue vs memory", deliveryWorkers),
+			t.row("After: mean call while delivering, natsqueue vs memory",
 				dur(time.Duration(median(field(nq, call)))), dur(time.Duration(median(field(mem, call)))), spread(field(nq, call), field(mem, call)), "")
 			t.row("After delivery, client CPU per event, natsqueue vs memory",
 				dur(time.Duration(median(field(nq, cpu)))), dur(time.Duration(median(field(mem, cpu)))), spread(field(nq, cpu), field(mem, cpu)), "")
