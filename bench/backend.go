@@ -27,6 +27,7 @@ import (
 type backend struct {
 	URL  string
 	tls  *tls.Config
+	pid  int // the backend process, 0 in this process
 	stat func() (conns, received int64)
 	stop func()
 }
@@ -159,7 +160,7 @@ func startProc(kind string) *backend {
 		log.Fatalf("backend process (%s) printed no address", kind)
 	}
 	url, cert, _ := strings.Cut(in.Text(), " ")
-	b := &backend{URL: url}
+	b := &backend{URL: url, pid: cmd.Process.Pid}
 	if cert != "-" {
 		der, err := base64.StdEncoding.DecodeString(cert)
 		if err != nil {
