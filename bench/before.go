@@ -154,7 +154,8 @@ func (t *beforeTable) add(bc beforeCase, runs map[string]*run) {
 		if lib == nameLibH2 {
 			kind += ", library HTTP2: true"
 		}
-		row := []string{kind, size(bc.size), fmt.Sprint(bc.c), fmt.Sprintf("%.0f/s", median(raw.rates)), spread(l.rates, raw.rates)}
+		mark := tern(l.failed+raw.failed > 0, " †", "")
+		row := []string{kind, size(bc.size), fmt.Sprint(bc.c), fmt.Sprintf("%.0f/s", median(raw.rates)), spread(l.rates, raw.rates) + mark}
 		for _, p := range peerNames {
 			if r, ok := runs[p]; ok {
 				row = append(row, spread(l.rates, r.rates))
@@ -176,7 +177,8 @@ func (t *beforeTable) print() {
 	if len(t.rows) == 0 {
 		return
 	}
-	fmt.Println("Before: throughput ratios, median of the rounds [min-max of the per-round ratios]")
+	fmt.Println("Before: throughput ratios, median of the rounds [min-max of the per-round ratios].")
+	fmt.Println("† calls failed (timed out, or refused by an open breaker, which answers at once): the ratio is not a speed.")
 	fmt.Println()
 	fmt.Println("| backend | body | conc. | raw | library / raw | / default client | / retryablehttp | / OpenIM-style | p99 / raw | client CPU per call, library / raw | new conns cold start, library / raw | breaker | failed, library / raw |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
