@@ -41,7 +41,9 @@ type run struct {
 	cpu       []float64 // this process's CPU time per call in ns, per measured round
 	maxConns  int64     // most new connections in one measured round
 	warmConns int64     // new connections in the warm-up round, from an empty pool
-	failed    int       // calls that failed (timed out, say), in every round
+	warmFail  int       // calls that failed in the warm-up round
+	warmBreak int64     // calls the library's breaker refused in the warm-up round
+	failed    int       // calls that failed (timed out, say) in the measured rounds
 	breaker   string    // the library's: calls its breaker refused, its states at the end
 }
 
@@ -66,7 +68,11 @@ func beforeRounds(be *backend, bc beforeCase, rounds int) map[string]*run {
 	for _, cl := range clients {
 		warm := &run{}
 		round(be, bc.c, max(bc.c, bc.calls/10), cl.call, warm)
-		runs[cl.name].warmConns, runs[cl.name].failed = warm.maxConns, warm.failed
+		r := runs[cl.name]
+		r.warmConns, r.warmFail = warm.maxConns, warm.failed
+		if cl.breaker != nil {
+			r.warmBreak, _ = cl.breaker()
+		}
 	}
 	for i := range rounds {
 		order := slices.Clone(clients)
@@ -154,7 +160,7 @@ func (t *beforeTable) add(bc beforeCase, runs map[string]*run) {
 		if lib == nameLibH2 {
 			kind += ", library HTTP2: true"
 		}
-		mark := tern(l.failed+raw.failed > 0, " †", "")
+		mark := tern(l.failed+raw.failed+l.warmFail+raw.warmFail > 0, " †", "")
 		row := []string{kind, size(bc.size), fmt.Sprint(bc.c), fmt.Sprintf("%.0f/s", median(raw.rates)), spread(l.rates, raw.rates) + mark}
 		for _, p := range peerNames {
 			if r, ok := runs[p]; ok {
@@ -166,7 +172,8 @@ func (t *beforeTable) add(bc beforeCase, runs map[string]*run) {
 		row = append(row,
 			fmt.Sprintf("%.2fx", float64(l.pct(99))/float64(raw.pct(99))),
 			fmt.Sprintf("%.1f / %.1f µs", median(l.cpu)/1e3, median(raw.cpu)/1e3),
-			fmt.Sprintf("%d / %d (later ≤ %d / %d)", l.warmConns, raw.warmConns, l.maxConns, raw.maxConns),
+			fmt.Sprintf("%d, %d failed, %d refused / %d, %d failed", l.warmConns, l.warmFail, l.warmBreak, raw.warmConns, raw.warmFail),
+			fmt.Sprintf("%d / %d", l.maxConns, raw.maxConns),
 			l.breaker,
 			fmt.Sprintf("%d / %d", l.failed, raw.failed))
 		t.rows = append(t.rows, row)
@@ -180,8 +187,8 @@ func (t *beforeTable) print() {
 	fmt.Println("Before: throughput ratios, median of the rounds [min-max of the per-round ratios].")
 	fmt.Println("† calls failed (timed out, or refused by an open breaker, which answers at once): the ratio is not a speed.")
 	fmt.Println()
-	fmt.Println("| backend | body | conc. | raw | library / raw | / default client | / retryablehttp | / OpenIM-style | p99 / raw | client CPU per call, library / raw | new conns cold start, library / raw | breaker | failed, library / raw |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| backend | body | conc. | raw | library / raw | / default client | / retryablehttp | / OpenIM-style | p99 / raw | client CPU per call, library / raw | cold start (warm-up round): new conns, failed calls, breaker refusals; library / raw | new conns in a measured round, most; library / raw | library breaker, all rounds | failed in measured rounds, library / raw |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range t.rows {
 		fmt.Printf("| %s |\n", strings.Join(r, " | "))
 	}
