@@ -43,7 +43,7 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkEvent(command, body); err != nil {
+	if err := d.checkEvent(command, body); err != nil {
 		return err
 	}
 	id, givenID, err := eventIDFrom(ctx)
@@ -120,18 +120,6 @@ func (d *Dispatcher) work() {
 	}
 }
 
-// attemptOf returns the state of ev's attempt under p: its timeout, its
-// metrics, and its signature, made afresh per attempt: a Standard
-// Webhooks timestamp or a Tencent RequestTime must be new.
-func (d *Dispatcher) attemptOf(ev *Event, r *route, stats *commandStats, p permit) *attempt {
-	a := &attempt{timeout: r.rule(ev.Command).Timeout, n: ev.Attempts, stats: stats, permit: p}
-	if r.wire.signs() {
-		id, body := ev.ID, ev.Body
-		a.sign = func(req *http.Request) { r.wire.sign(req, id, body, d.now()) }
-	}
-	return a
-}
-
 // routeOfEvent returns the route of ev: the one After resolved or, for an
 // event handed out by a Config.Queue (which stores no route), the app's
 // endpoint resolved again now.
@@ -142,10 +130,10 @@ func (d *Dispatcher) routeOfEvent(ev *Event) (*route, error) {
 	return d.routeOf(d.life, ev.AppID)
 }
 
-// eventURL returns the request URL of ev.
-func eventURL(ev *Event, r *route) string {
+// eventRequest returns the request of ev, unsigned.
+func eventRequest(ctx context.Context, ev *Event, r *route) (*http.Request, error) {
 	c := call{appID: ev.AppID, command: ev.Command, client: client{ip: ev.ClientIP, platform: ev.Platform}}
-	return r.target.url(r.wire, &c)
+	return r.target.newRequest(ctx, r.wire, &c, ev.Body)
 }
 
 // deadLetter logs an undelivered event (flood-controlled) and hands it to

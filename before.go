@@ -103,7 +103,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 }
 
 func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int, command, id string, body []byte) (Response, error) {
-	if err := checkEvent(command, body); err != nil {
+	if err := d.checkEvent(command, body); err != nil {
 		return Response{}, err
 	}
 	if d.isClosed.Load() {
@@ -132,7 +132,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 		reqCtx = wait.trace(ctx)
 	}
 	defer d.beforeInFlight.Add(-1) // after the answer's body is closed, which frees its connection
-	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, r.target.url(r.wire, &c), bytes.NewReader(body))
+	req, err := r.target.newRequest(reqCtx, r.wire, &c, body)
 	if err != nil {
 		done(errAbandoned)
 		return Response{}, err
@@ -172,10 +172,16 @@ func (d *Dispatcher) failed(ctx context.Context, r *route, rule Rule, appID int,
 }
 
 // checkEvent rejects what must not be sent: an empty command or a body
-// that is not UTF-8 JSON.
-func checkEvent(command string, body []byte) error {
+// that is not UTF-8 JSON (with Config.TrustBodies, only an empty one).
+func (d *Dispatcher) checkEvent(command string, body []byte) error {
 	if command == "" {
 		return ErrInvalidCommand
+	}
+	if d.s.TrustBodies {
+		if len(body) == 0 {
+			return ErrInvalidBody
+		}
+		return nil
 	}
 	if !validBody(body) {
 		return ErrInvalidBody
@@ -183,10 +189,17 @@ func checkEvent(command string, body []byte) error {
 	return nil
 }
 
+// The values of the fixed headers, made once and shared by every request:
+// neither the transport nor the signing changes them.
+var (
+	contentTypeJSON = []string{"application/json"}
+	userAgentValue  = []string{userAgent}
+)
+
 // setHeaders sets the headers every callback request carries.
 func (d *Dispatcher) setHeaders(h http.Header, id string) {
-	h["Content-Type"] = []string{"application/json"}
-	h["User-Agent"] = []string{userAgent}
+	h["Content-Type"] = contentTypeJSON
+	h["User-Agent"] = userAgentValue
 	h["Webhook-Id"] = []string{id}
 }
 

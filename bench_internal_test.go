@@ -106,11 +106,11 @@ func BenchmarkAfter(b *testing.B) {
 func (q *memQueue) discardQueued() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.intake()
 	for _, l := range q.ready {
 		for l.len() > 0 {
 			l.pop()
 			l.held--
-			q.held--
 			q.n.Add(-1)
 			l.e.held.Add(-1)
 		}

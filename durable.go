@@ -1,7 +1,6 @@
 package callback
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -135,23 +134,36 @@ func (d *Dispatcher) postpone(dl Delivery, ev Event, delay time.Duration) {
 // 501), whether the request went out, and the answer, whose body is
 // closed.
 func (d *Dispatcher) attempt(ev *Event, r *route, stats *commandStats, p permit) (retry, sent bool, res *http.Response, err error) {
-	a := d.attemptOf(ev, r, stats, p)
 	defer func() {
-		if a.permit.valid() {
-			a.permit.abandon() // no request was made
+		if p.valid() {
+			p.abandon() // no request was made
 		}
 	}()
 	if err := d.life.Err(); err != nil {
 		return false, false, nil, err
 	}
-	ctx := context.WithValue(d.life, attemptKey{}, a)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, eventURL(ev, r), bytes.NewReader(ev.Body))
+	// One context per attempt: its timeout, which also bounds reading the
+	// answer (drained and closed here, before cancel).
+	ctx, cancel := context.WithTimeout(d.life, r.rule(ev.Command).Timeout)
+	defer cancel()
+	req, err := eventRequest(ctx, ev, r)
 	if err != nil {
 		return false, false, nil, err
 	}
 	d.setHeaders(req.Header, ev.ID)
+	if r.wire.signs() {
+		// Signed afresh per attempt: a Standard Webhooks timestamp or a
+		// Tencent RequestTime must be new.
+		r.wire.sign(req, ev.ID, ev.Body, d.now())
+	}
+	start := stats.attemptStart(ev.Attempts)
 	res, err = d.client.Do(req)
-	sent = a.sent
+	sent = true // the client hands every well-formed request to the transport
+	// The breaker hears the outcome: d.life, not ctx, tells an attempt that
+	// Close cut short from one that the App backend failed.
+	p.end(d.life, res, err)
+	p = permit{}
+	stats.attemptEnd(ctx, start, res, err)
 	if err != nil {
 		retry, _ = retryPolicy(d.life, nil, err)
 		return retry, sent, nil, r.redact(err)

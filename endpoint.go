@@ -298,6 +298,7 @@ type endpoint struct {
 
 	cooldown time.Duration
 	halfOpen atomic.Int64 // UnixNano when the open breaker lets a probe through
+	open     atomic.Bool  // the breaker is open: set as it changes state
 
 	inflight atomic.Int32 // After attempts in flight
 	held     atomic.Int32 // events the memory queue holds for it
@@ -352,8 +353,10 @@ func (e *endpoint) stateChanged(log *slog.Logger, from, to gobreaker.State) {
 	}
 	if to == gobreaker.StateOpen {
 		e.halfOpen.Store(time.Now().Add(e.cooldown).UnixNano())
+		e.open.Store(true)
 		log.Error(msg, attrs...)
 	} else {
+		e.open.Store(false)
 		log.Info(msg, attrs...)
 	}
 }
@@ -433,9 +436,13 @@ func reportNothing(error) {}
 // the function that reports the call's outcome, which must be called once.
 // It never waits: an open breaker is an error wrapping ErrBreakerOpen.
 func (e *endpoint) allow() (done func(error), err error) {
-	e.used.Store(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	e.used.Store(now)
 	if e.breaker == nil {
 		return reportNothing, nil
+	}
+	if e.open.Load() && now < e.halfOpen.Load() {
+		return nil, errOpen // refused without the breaker's lock
 	}
 	done, err = e.breaker.Allow()
 	switch {
@@ -491,7 +498,9 @@ func (e *endpoint) take(now time.Time) (p permit, wake time.Time, ok bool) {
 		e.inflight.Add(-1)
 		return p, time.Time{}, false
 	}
-	if e.breaker != nil && e.breaker.State() == gobreaker.StateOpen {
+	// gobreaker takes its lock for State as for Allow: the open flag tells
+	// without one that the breaker is open and its cooldown not over.
+	if e.open.Load() {
 		if at := time.Unix(0, e.halfOpen.Load()); at.After(now) {
 			e.inflight.Add(-1)
 			return p, at, false

@@ -146,3 +146,23 @@ func TestResponseHeadersBounded(t *testing.T) {
 	_, err := callback.New(callback.Config{URL: "http://127.0.0.1:1/", MaxResponseHeaderBytes: -1})
 	assert.ErrorIs(t, err, callback.ErrInvalidConfig)
 }
+
+// TrustBodies sends a body as it is, unchecked, for IM servers that
+// marshal bodies themselves; an empty body is still refused.
+func TestTrustBodies(t *testing.T) {
+	b := newBackend(t, answerJSON(200, `{"code":200}`))
+	d, _ := newDispatcher(t, callback.Config{URL: b.URL, TrustBodies: true})
+	bad := []byte("{\"a\":\"\xff\"")
+	r := d.Before(context.Background(), 1, "cmd", bad)
+	require.NoError(t, r.Err, "an unchecked body is sent")
+	require.NoError(t, d.After(context.Background(), 1, "cmd", bad))
+	require.NoError(t, d.Close(context.Background()))
+	got := b.requests()
+	require.Len(t, got, 2, "Before and After both sent")
+	for _, req := range got {
+		assert.Equal(t, bad, req.Body, "the body goes out as given")
+	}
+	d2, _ := newDispatcher(t, callback.Config{URL: b.URL, TrustBodies: true})
+	assert.ErrorIs(t, d2.Before(context.Background(), 1, "cmd", nil).Err, callback.ErrInvalidBody, "an empty body is still refused")
+	assert.ErrorIs(t, d2.After(context.Background(), 1, "cmd", nil), callback.ErrInvalidBody, "an empty body is still refused")
+}

@@ -27,29 +27,49 @@ import (
 // its endpoint's state or its retry's time, so that the worker can
 // dead-letter it.
 //
+// Put does not take the lock of the lanes, which the workers hold while
+// they pick: it appends the event to an inbound fifo under a lock of its
+// own, held only for the counts and the append, and Get moves the inbound
+// events into their lanes before it picks (intake). The counts are
+// checked and raised under that lock, so QueueSize and EndpointQueueSize
+// are exact: Puts are serialised there, and the workers only lower the
+// counts (but for retries, which are taken back whatever the counts).
+//
 // The queue starts no goroutine: the workers waiting in Get wait for the
 // next timer themselves.
 type memQueue struct {
 	size, share int
 	eps         *endpoints
 
+	inMu     sync.Mutex
+	in       fifo[inbound] // Put's events, not yet in their lanes
+	inClosed bool          // Stop was called; Put refuses
+
 	mu     sync.Mutex
 	lanes  map[*endpoint]*lane
-	ready  []*lane  // lanes with events and not parked, in turn order
-	waits  waitHeap // retries and parked lanes, soonest first
-	held   int      // events in lanes and waits
-	out    int      // handed out, not settled
-	closed bool     // Stop was called
+	ready  []*lane       // lanes with events and not parked, in turn order
+	waits  waitHeap      // retries and parked lanes, soonest first
+	taking fifo[inbound] // the inbound events being moved into lanes
+	out    int           // handed out, not settled
+	closed bool          // Stop was called
 	done   chan struct{}
 
-	n    atomic.Int64  // held, for metrics without the lock
+	// n counts the events held: inbound, in lanes and in waits. It is
+	// raised under inMu (Put) or mu (a retry) and lowered under mu.
+	n    atomic.Int64
 	kick chan struct{} // wakes a waiting worker: something changed
+}
+
+// inbound is an event given to Put, with its endpoint.
+type inbound struct {
+	e  *endpoint
+	ev Event
 }
 
 // lane is the events of one endpoint.
 type lane struct {
 	e      *endpoint
-	evs    fifo
+	evs    fifo[Event]
 	held   int  // events in evs and in waits
 	out    int  // handed out, not settled
 	queued bool // in ready
@@ -65,23 +85,23 @@ const chunkSize = 64
 
 // fifo is a queue of events in chunks, so that a long queue neither
 // copies its events as it grows nor allocates per event.
-type fifo struct {
-	head, tail *chunk
+type fifo[T any] struct {
+	head, tail *chunk[T]
 	hi, ti     int // next to pop in head, next free in tail
 	n          int
-	spare      *chunk // the last emptied chunk, for reuse
+	spare      *chunk[T] // the last emptied chunk, for reuse
 }
 
-type chunk struct {
-	evs  [chunkSize]Event
-	next *chunk
+type chunk[T any] struct {
+	evs  [chunkSize]T
+	next *chunk[T]
 }
 
-func (f *fifo) push(ev Event) {
+func (f *fifo[T]) push(ev T) {
 	if f.tail == nil || f.ti == chunkSize {
 		c := f.spare
 		if c == nil {
-			c = new(chunk)
+			c = new(chunk[T])
 		}
 		f.spare = nil
 		if f.tail == nil {
@@ -96,9 +116,10 @@ func (f *fifo) push(ev Event) {
 	f.n++
 }
 
-func (f *fifo) pop() Event {
+func (f *fifo[T]) pop() T {
 	ev := f.head.evs[f.hi]
-	f.head.evs[f.hi] = Event{} // let the body go
+	var zero T
+	f.head.evs[f.hi] = zero // let the body go
 	f.hi++
 	f.n--
 	switch {
@@ -143,36 +164,55 @@ func newMemQueue(size, share, workers int, eps *endpoints) *memQueue {
 	}
 }
 
-// Put queues ev in its endpoint's lane. ev.route is set: After resolved it.
+// Put queues ev for its endpoint's lane. ev.route is set: After resolved it.
 func (q *memQueue) Put(_ context.Context, ev Event) error {
 	e := q.eps.forRoute(ev.route)
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
+	q.inMu.Lock()
+	if q.inClosed {
+		q.inMu.Unlock()
 		return ErrClosed
 	}
-	l := q.lanes[e]
-	if q.held >= q.size || l != nil && l.held >= q.share {
-		q.mu.Unlock()
+	if q.n.Load() >= int64(q.size) || e.held.Load() >= int32(q.share) {
+		q.inMu.Unlock()
 		return ErrQueueFull
 	}
-	if l == nil {
-		l = &lane{e: e}
-		q.lanes[e] = l
-	}
-	l.push(ev)
-	q.add(l)
-	q.enqueue(l)
-	q.mu.Unlock()
+	q.n.Add(1)
+	e.held.Add(1)
+	q.in.push(inbound{e: e, ev: ev})
+	q.inMu.Unlock()
 	e.wanted(ev.Queued)
 	q.wake()
 	return nil
 }
 
-// add counts one more event held for l.
+// intake moves the inbound events into their lanes, in the order Put
+// took them; they are counted already. It runs with mu held and takes
+// inMu only to swap the inbound fifo for the empty one it drained last.
+func (q *memQueue) intake() {
+	q.inMu.Lock()
+	if q.in.n == 0 {
+		q.inMu.Unlock()
+		return
+	}
+	q.in, q.taking = q.taking, q.in
+	q.inMu.Unlock()
+	for q.taking.n > 0 {
+		in := q.taking.pop()
+		l := q.lanes[in.e]
+		if l == nil {
+			l = &lane{e: in.e}
+			q.lanes[in.e] = l
+		}
+		l.push(in.ev)
+		l.held++
+		q.enqueue(l)
+	}
+}
+
+// add counts one more event held for l: a retry, taken back whatever
+// the counts.
 func (q *memQueue) add(l *lane) {
 	l.held++
-	q.held++
 	q.n.Add(1)
 	l.e.held.Add(1)
 }
@@ -206,12 +246,13 @@ func (q *memQueue) Get(ctx context.Context) (Delivery, error) {
 		q.mu.Lock()
 		now := time.Now()
 		flush := ctx.Err() != nil
+		q.intake()
 		q.fire(now, flush)
 		if dl := q.pick(now, flush); dl != nil {
 			q.mu.Unlock()
 			return dl, nil
 		}
-		if q.closed && q.held == 0 && q.out == 0 {
+		if q.closed && q.n.Load() == 0 && q.out == 0 {
 			q.finish()
 			q.mu.Unlock()
 			return nil, ErrClosed
@@ -280,7 +321,6 @@ func (q *memQueue) pick(now time.Time, flush bool) *memDelivery {
 		l.queued = false
 		q.enqueue(l)
 		l.held--
-		q.held--
 		q.n.Add(-1)
 		l.e.held.Add(-1)
 		l.out++
@@ -301,7 +341,7 @@ func (q *memQueue) settled(l *lane, retry *Event, at time.Time) {
 	} else if l.held == 0 && l.out == 0 && !l.parked {
 		delete(q.lanes, l.e)
 	}
-	if q.closed && q.held == 0 && q.out == 0 {
+	if q.closed && q.n.Load() == 0 && q.out == 0 {
 		q.finish()
 	}
 	q.mu.Unlock()
@@ -318,10 +358,13 @@ func (q *memQueue) finish() {
 }
 
 func (q *memQueue) Stop() {
+	q.inMu.Lock()
+	q.inClosed = true // no Put counts an event from now on
+	q.inMu.Unlock()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
-	if q.held == 0 && q.out == 0 {
+	if q.n.Load() == 0 && q.out == 0 {
 		q.finish()
 	}
 }

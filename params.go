@@ -1,10 +1,15 @@
 package callback
 
 import (
-	"encoding/json"
+	"bytes"
+	"context"
+	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"unicode/utf8"
+
+	"github.com/goccy/go-json"
 )
 
 // Query parameters of the seed protocol.
@@ -16,8 +21,11 @@ const (
 // target is the callback URL prepared once by New, so that each call only
 // appends its own query parameters.
 type target struct {
-	prefix string // scheme://host/path?own-query& : the URL up to our parameters
-	logURL string // scheme://host/path, without user information or query
+	prefix string  // scheme://host/path?own-query& : the URL up to our parameters
+	logURL string  // scheme://host/path, without user information or query
+	base   url.URL // the URL parsed, user information kept, without query
+	own    string  // own-query& : the query up to our parameters
+	host   string  // the Host header: base.Host without an empty port
 }
 
 // newTarget prepares u. Parameters of u's query that the protocol sets itself
@@ -32,20 +40,31 @@ func newTarget(u *url.URL, reserved ...string) target {
 	base.RawQuery = ""
 	base.ForceQuery = false
 	base.Fragment = ""
+	base.RawFragment = ""
 	log := base.String()
 
-	prefix := log + "?"
+	t := target{logURL: log, host: strings.TrimSuffix(base.Host, ":")}
 	if q := own.Encode(); q != "" {
-		prefix += q + "&"
+		t.own = q + "&"
 	}
+	full := log
 	if u.User != nil {
 		// Keep credentials in the request URL (Go sends them as basic auth)
 		// but never in logURL.
 		withUser := base
 		withUser.User = u.User
-		prefix = withUser.String() + prefix[len(log):]
+		full = withUser.String()
 	}
-	return target{prefix: prefix, logURL: log}
+	t.prefix = full + "?" + t.own
+	// base is what http.NewRequest makes of the URL, parsed once here.
+	if p, err := url.Parse(full); err == nil {
+		base = *p
+	} else {
+		base.User = u.User // not reached: full is a URL's String
+	}
+	base.Host = t.host
+	t.base = base
+	return t
 }
 
 // url returns the request URL for call c in wire format w, unsigned.
@@ -54,6 +73,25 @@ func (t *target) url(w wire, c *call) string {
 	b = append(b, t.prefix...)
 	b = w.appendQuery(b, c)
 	return string(b)
+}
+
+// newRequest returns the POST of body for call c in wire format w,
+// unsigned, to the URL that url returns. The URL is t's, parsed once by
+// New, with only the query made per call: http.NewRequest would parse the
+// whole URL again on every call.
+func (t *target) newRequest(ctx context.Context, w wire, c *call, body []byte) (*http.Request, error) {
+	// An empty URL parses to an empty url.URL at no cost; it is then set.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	q := make([]byte, 0, len(t.own)+len(c.command)+48)
+	q = append(q, t.own...)
+	q = w.appendQuery(q, c)
+	*req.URL = t.base
+	req.URL.RawQuery = string(q)
+	req.Host = t.host
+	return req, nil
 }
 
 // appendSeedQuery appends appId=..&command=.. to b.
@@ -72,6 +110,10 @@ func appendSeedQuery(b []byte, appID int, command string) []byte {
 // (encoding/json replaces it with U+FFFD only when decoding), which a
 // receiver in another language may refuse or read differently and which
 // Standard Webhooks verifiers that sign text cannot verify.
+//
+// json.Valid is goccy/go-json's, which accepts exactly what encoding/json's
+// does (FuzzValidBody checks it against encoding/json) at two to three
+// times its speed from 4 KiB up (BenchmarkValidBody).
 func validBody(body []byte) bool {
 	return utf8.Valid(body) && json.Valid(body)
 }

@@ -1,7 +1,12 @@
 package callback
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,8 +27,49 @@ func eventBody(n int) []byte {
 	return []byte(b.String())
 }
 
-// BenchmarkValidBody measures the body check of Before and After against
-// json.Valid alone (the check before UTF-8 was required), at three sizes.
+// FuzzValidBody checks validBody (goccy/go-json's Valid and utf8.Valid)
+// against encoding/json's Valid and utf8.Valid: they must accept and
+// refuse the same bodies. The seeds are tricky JSON and the answers of the
+// decode fuzzers' corpus.
+func FuzzValidBody(f *testing.F) {
+	for _, s := range []string{
+		`{"a":1}`, `[1,2,"x"]`, `"\ud800"`, "\"\xff\"", `{"a":1,"a":2}`, `1e400`, `-0`,
+		`01`, ` {} `, `{"a":}`, `[1,]`, "\"\t\"", `"\u00zz"`, `nul`, `true `, "1\x00",
+		`{"a" : [ ] }`, "", " ", `"\/"`, `1.`, `.1`, `1e`, `-`, `[[[[]]]]`, "{\"\x00\":1}",
+		"{\"a\":\"\xed\xa0\x80\"}", `{"a":"héllo ✓"}`, "\xef\xbb\xbf{}", `{"a":1}}`, `{} {}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Add(eventBody(300))
+	for _, dir := range []string{"FuzzSeedDecode", "FuzzTencentDecode"} {
+		files, _ := filepath.Glob(filepath.Join("testdata", "fuzz", dir, "*"))
+		for _, name := range files {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				f.Fatal(err)
+			}
+			_, lit, ok := bytes.Cut(b, []byte("\n[]byte("))
+			if !ok {
+				continue
+			}
+			s, err := strconv.Unquote(string(bytes.TrimSuffix(bytes.TrimSpace(lit), []byte(")"))))
+			if err != nil {
+				f.Fatalf("%s: %v", name, err)
+			}
+			f.Add([]byte(s))
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		want := utf8.Valid(body) && json.Valid(body)
+		if got := validBody(body); got != want {
+			t.Fatalf("validBody(%q) = %v, encoding/json says %v", body, got, want)
+		}
+	})
+}
+
+// BenchmarkValidBody measures the body check of Before and After
+// (validBody: goccy/go-json's Valid and utf8.Valid) against
+// encoding/json's Valid, which it replaced, at three sizes.
 func BenchmarkValidBody(b *testing.B) {
 	for _, size := range []int{100, 4 << 10, 64 << 10} {
 		body := eventBody(size)
@@ -31,10 +77,10 @@ func BenchmarkValidBody(b *testing.B) {
 			b.Fatal("the benchmark body is not valid")
 		}
 		name := strconv.Itoa(size) + "B"
-		b.Run("json.Valid/"+name, func(b *testing.B) {
+		b.Run("encoding-json/"+name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				if !json.Valid(body) {
+				if !utf8.Valid(body) || !json.Valid(body) {
 					b.Fatal("invalid")
 				}
 			}
@@ -83,4 +129,52 @@ func BenchmarkDecodeAnswer(b *testing.B) {
 			}
 		}
 	})
+}
+
+// newRequest builds, from the URL New parsed, the request URL and Host that
+// http.NewRequest would from the string url returns.
+func TestTargetNewRequest(t *testing.T) {
+	calls := []call{
+		{appID: 10000, command: "message.send.before"},
+		{appID: -1, command: "a b&c=d/é", client: client{ip: "10.0.0.1", platform: "iOS"}},
+	}
+	for _, raw := range []string{
+		"http://127.0.0.1:8989/callback",
+		"https://app.example/cb?token=x&appId=7&command=no",
+		"http://user:p%40ss@app.example:80/a%2Fb/c?x=1",
+		"http://[::1]:/cb?",
+		"http://app.example",
+		"https://app.example/path with space?SdkAppid=1&k=v",
+	} {
+		u, err := parseURL(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		for _, w := range []wire{&seedWire{}, &tencentWire{}} {
+			tg := newTarget(u, w.reserved()...)
+			for _, c := range calls {
+				want, err := http.NewRequest(http.MethodPost, tg.url(w, &c), nil)
+				if err != nil {
+					t.Fatalf("%s: %v", raw, err)
+				}
+				got, err := tg.newRequest(context.Background(), w, &c, []byte(`{}`))
+				if err != nil {
+					t.Fatalf("%s: %v", raw, err)
+				}
+				if got.URL.String() != want.URL.String() || got.Host != want.Host || got.URL.User.String() != want.URL.User.String() {
+					t.Errorf("%s: got URL %q host %q, want %q host %q", raw, got.URL, got.Host, want.URL, want.Host)
+				}
+				if *got.URL != *want.URL && got.URL.User.String() == want.URL.User.String() {
+					uw, ug := *want.URL, *got.URL
+					uw.User, ug.User = nil, nil
+					if uw != ug {
+						t.Errorf("%s: got URL %#v, want %#v", raw, ug, uw)
+					}
+				}
+				if got.ContentLength != 2 || got.GetBody == nil {
+					t.Errorf("%s: got ContentLength %d, want 2 and a GetBody", raw, got.ContentLength)
+				}
+			}
+		}
+	}
 }

@@ -3,7 +3,6 @@ package callback
 import (
 	"context"
 	"crypto/tls"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -69,10 +68,13 @@ func newTransport(s *settings) *http.Transport {
 // newClient returns the HTTP client shared by Before and After. It never
 // follows a redirect: a 3xx is a failed callback. After retries are the
 // Dispatcher's own (see deliverOnce), one request per hand-out, so the
-// client makes one attempt per call.
+// client makes one attempt per call. Each call bounds its own request
+// (its context's timeout), and an After attempt reports its outcome to
+// its endpoint's breaker and the metrics itself (Dispatcher.attempt), so
+// nothing wraps the transport.
 func newClient(t *http.Transport) *http.Client {
 	return &http.Client{
-		Transport: attemptTransport{base: t},
+		Transport: t,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -104,67 +106,4 @@ func backoff(lo, hi, waitCap time.Duration, n int, res *http.Response) time.Dura
 		w = half + rand.N(half+1)
 	}
 	return w
-}
-
-// attemptKey marks a request context that carries an *attempt.
-type attemptKey struct{}
-
-// attempt is the state of one After attempt.
-type attempt struct {
-	timeout time.Duration       // bound of the attempt
-	n       int                 // its number: 1 for the first attempt of the event
-	sign    func(*http.Request) // signs the request; nil: unsigned
-	stats   *commandStats       // counts retries and times attempts
-	permit  permit              // the endpoint's admission, taken before
-	sent    bool                // the request went out
-}
-
-// attemptTransport bounds an After attempt by its own timeout, signs it
-// afresh (a Standard Webhooks timestamp or a Tencent RequestTime must be
-// new) and reports its outcome to the endpoint's breaker (through the
-// permit the queue or deliverOnce took, without waiting, before the
-// attempt) and to the metrics. Requests without an attempt (Before) pass
-// through untouched.
-type attemptTransport struct {
-	base http.RoundTripper
-}
-
-func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	a, _ := req.Context().Value(attemptKey{}).(*attempt)
-	if a == nil {
-		return t.base.RoundTrip(req)
-	}
-	caller := req.Context() // Close's deadline, not the attempt's timeout
-	a.sent = true
-	start := a.stats.attemptStart(a.n)
-	ctx, cancel := context.WithTimeout(caller, a.timeout)
-	if a.sign != nil {
-		req = req.Clone(ctx) // a RoundTripper must not change the caller's request
-		a.sign(req)
-	} else {
-		req = req.WithContext(ctx)
-	}
-	res, err := t.base.RoundTrip(req)
-	a.permit.end(caller, res, err)
-	a.permit = permit{}
-	a.stats.attemptEnd(ctx, start, res, err)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	res.Body = &cancelOnClose{ReadCloser: res.Body, cancel: cancel}
-	return res, nil
-}
-
-// cancelOnClose ends an attempt's context once its body is closed, so the
-// timeout also bounds reading the answer.
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b *cancelOnClose) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
 }
