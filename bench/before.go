@@ -151,14 +151,17 @@ type beforeTable struct{ rows [][]string }
 // add appends the rows of one case: one for each library client in runs.
 func (t *beforeTable) add(bc beforeCase, runs map[string]*run) {
 	raw := runs[nameRaw]
-	for _, lib := range []string{nameLib, nameLibH2} {
+	for _, lib := range []string{nameLib, nameLibH2, nameLibTrust} {
 		l, ok := runs[lib]
 		if !ok {
 			continue
 		}
 		kind := bc.kind
-		if lib == nameLibH2 {
+		switch lib {
+		case nameLibH2:
 			kind += ", library HTTP2: true"
+		case nameLibTrust:
+			kind += ", library TrustBodies: true"
 		}
 		mark := tern(l.failed+raw.failed+l.warmFail+raw.warmFail > 0, " †", "")
 		row := []string{kind, size(bc.size), fmt.Sprint(bc.c), fmt.Sprintf("%.0f/s", median(raw.rates)), spread(l.rates, raw.rates) + mark}

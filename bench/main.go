@@ -58,6 +58,7 @@ func main() {
 	peers := flag.String("peers", strings.Join(peerNames, ","), "comma-separated peers measured beside the library and raw: "+strings.Join(peerNames, ", ")+"; empty for none")
 	peerKinds := flag.String("peer-backends", "http", "comma-separated backends the peers run against (on TLS, Go's default client and retryablehttp handshake for most calls at high concurrency, which takes minutes)")
 	libH2 := flag.Bool("lib-h2", true, "against the h2 backend, also measure the library with HTTP2: true")
+	trust := flag.Bool("trust-bodies", true, "with bodies of 4 KiB and more, also measure the library with TrustBodies: true")
 	proc := flag.Bool("backend-proc", true, "run the App backend in a separate process, so that the client CPU per call is the client's alone")
 	serveKind := flag.String("serve", "", "internal: be the App backend of this kind for -backend-proc")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -106,6 +107,9 @@ func main() {
 			}
 			if bc.kind == "h2" && *libH2 {
 				bc.clients = append([]string{nameLibH2}, bc.clients...)
+			}
+			if bc.size >= 4096 && *trust {
+				bc.clients = append([]string{nameLibTrust}, bc.clients...)
 			}
 			start := time.Now()
 			runs := beforeRounds(be, bc, *rounds)

@@ -80,6 +80,7 @@ type client struct {
 const (
 	nameLib       = "library"
 	nameLibH2     = "library HTTP2"
+	nameLibTrust  = "library TrustBodies"
 	nameRaw       = "raw"
 	nameDefault   = "default"
 	nameRetryable = "retryablehttp"
@@ -102,8 +103,8 @@ func newClient(name string, c int, t target) *client {
 	body := eventBody(t.size)
 	url := t.url + t.query
 	switch name {
-	case nameLib, nameLibH2:
-		return libClient(name == nameLibH2, t, body)
+	case nameLib, nameLibH2, nameLibTrust:
+		return libClient(name, t, body)
 	case nameRaw:
 		cl := rawClient(c, t.tls)
 		return &client{name: name, call: func() error { return post(cl, url, body) }, close: cl.CloseIdleConnections}
@@ -127,14 +128,18 @@ func newClient(name string, c int, t target) *client {
 	return nil
 }
 
-// libClient is a Dispatcher with its defaults (HTTP/2 offered if h2).
-func libClient(h2 bool, t target, body []byte) *client {
-	d, err := callback.New(callback.Config{URL: t.url, TLSConfig: t.tls, HTTP2: h2, Logger: slog.New(slog.DiscardHandler)})
+// libClient is a Dispatcher with its defaults, but HTTP/2 offered for
+// nameLibH2 and bodies not checked for nameLibTrust.
+func libClient(name string, t target, body []byte) *client {
+	d, err := callback.New(callback.Config{
+		URL: t.url, TLSConfig: t.tls, HTTP2: name == nameLibH2, TrustBodies: name == nameLibTrust,
+		Logger: slog.New(slog.DiscardHandler),
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	var refused atomic.Int64
-	c := &client{name: tern(h2, nameLibH2, nameLib), close: func() { closeNow(d) }}
+	c := &client{name: name, close: func() { closeNow(d) }}
 	c.call = func() error {
 		r := d.Before(context.Background(), appID, command, body)
 		if errors.Is(r.Err, callback.ErrBreakerOpen) {
