@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // backend is a loopback App backend that reads each request and allows
@@ -29,6 +30,7 @@ type backend struct {
 	tls  *tls.Config
 	pid  int // the backend process, 0 in this process
 	stat func() (conns, received int64)
+	cpu  func() time.Duration // the backend process's CPU time so far; nil in this process
 	stop func()
 }
 
@@ -37,6 +39,28 @@ func (b *backend) conns() int64 { c, _ := b.stat(); return c }
 
 // received is how many requests the backend has read so far.
 func (b *backend) received() int64 { _, r := b.stat(); return r }
+
+// settle waits until the backend process is close to idle (under a tenth
+// of a core over 20 ms), for at most 5 s, so that a round does not pay
+// for the work a previous round left behind: a client that gave up on its
+// calls leaves the backend finishing handshakes and requests. It does
+// nothing for a backend in this process, whose CPU is the bench's.
+func (b *backend) settle() {
+	if b.cpu == nil {
+		return
+	}
+	const tick = 20 * time.Millisecond
+	deadline := time.Now().Add(5 * time.Second)
+	last := b.cpu()
+	for time.Now().Before(deadline) {
+		time.Sleep(tick)
+		now := b.cpu()
+		if now-last < tick/10 {
+			return
+		}
+		last = now
+	}
+}
 
 // Close stops the backend (and ends its process).
 func (b *backend) Close() { b.stop() }
@@ -108,7 +132,7 @@ func newBackend(kind string, proc bool) *backend {
 
 // serve is the child's side of -backend-proc: it starts a server of kind,
 // prints its URL and certificate (base64 DER, or "-") on one line, then
-// answers each "stats" line on stdin with "conns received". It ends when
+// answers each "stats" line on stdin with "conns received cpu-ns". It ends when
 // stdin closes, that is when the parent ends, whichever way.
 func serve(kind string) {
 	s := newServer(kind)
@@ -122,7 +146,7 @@ func serve(kind string) {
 	_ = out.Flush()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		fmt.Fprintln(out, s.conns.Load(), s.received.Load())
+		fmt.Fprintln(out, s.conns.Load(), s.received.Load(), int64(cpuTime()))
 		_ = out.Flush()
 	}
 }
@@ -169,17 +193,19 @@ func startProc(kind string) *backend {
 		b.tls = trust(der)
 	}
 	var mu sync.Mutex // serialises the stats exchanges
-	b.stat = func() (conns, received int64) {
+	stats := func() (conns, received, cpu int64) {
 		mu.Lock()
 		defer mu.Unlock()
 		if _, err := io.WriteString(stdin, "stats\n"); err != nil || !in.Scan() {
 			log.Fatalf("backend process (%s) is gone: %v", kind, err)
 		}
-		if _, err := fmt.Sscan(in.Text(), &conns, &received); err != nil {
+		if _, err := fmt.Sscan(in.Text(), &conns, &received, &cpu); err != nil {
 			log.Fatalf("backend process (%s): %v", kind, err)
 		}
-		return conns, received
+		return conns, received, cpu
 	}
+	b.stat = func() (int64, int64) { c, r, _ := stats(); return c, r }
+	b.cpu = func() time.Duration { _, _, c := stats(); return time.Duration(c) }
 	b.stop = func() {
 		_ = stdin.Close()
 		cancel()

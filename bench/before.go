@@ -98,6 +98,7 @@ func beforeRounds(be *backend, bc beforeCase, rounds int) map[string]*run {
 
 // round makes n calls from c goroutines and records them in into.
 func round(be *backend, c, n int, call func() error, into *run) {
+	be.settle()
 	lats := make([]time.Duration, n)
 	var next, failed atomic.Int64
 	var wg sync.WaitGroup
