@@ -43,10 +43,16 @@ func TestBackendProcess(t *testing.T) {
 			cl := rawClient(1, be.tls)
 			require.NoError(t, post(cl, be.URL+"/callback", body))
 			require.NoError(t, post(cl, be.URL+"/callback", body))
-			cl.CloseIdleConnections()
 			conns, received := be.stat()
 			assert.Equal(t, int64(1), conns, "connections")
 			assert.Equal(t, int64(2), received, "requests")
+			defer cl.CloseIdleConnections()
+			cpu := be.cpu()
+			for range 200 {
+				require.NoError(t, post(cl, be.URL+"/callback", body))
+			}
+			assert.Greater(t, be.cpu(), cpu, "the backend process's CPU time after 200 requests")
+			be.settle()
 			be.Close()
 			err := syscall.Kill(be.pid, 0)
 			assert.True(t, errors.Is(err, syscall.ESRCH), "backend process %d after Close: %v, want gone", be.pid, err)
