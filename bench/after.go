@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/natsqueue"
+)
+
+// afterCost measures one After call with testing.Benchmark. The workers are
+// held by a backend that never answers, so no delivery competes for the
+// CPU; each batch gets a fresh Dispatcher, built with the timer stopped.
+func afterCost() (ns float64, allocs, bytes int64) {
+	srv := hangingServer()
+	defer srv.Close()
+	const batch = 1 << 16
+	cfg := callback.Config{URL: srv.URL + "/callback", QueueSize: batch, Logger: slog.New(slog.DiscardHandler)}
+	r := testing.Benchmark(func(b *testing.B) {
+		var d *callback.Dispatcher
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if i%batch == 0 {
+				b.StopTimer()
+				closeNow(d)
+				var err error
+				if d, err = callback.New(cfg); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			i++
+			if err := d.After(context.Background(), appID, "message.send.after", body); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		closeNow(d)
+	})
+	return float64(r.T.Nanoseconds()) / float64(r.N), r.AllocsPerOp(), r.AllocedBytesPerOp()
+}
+
+// deliveryWorkers is the library's default Workers, and the raw pool's
+// goroutines it is compared with.
+const deliveryWorkers = 16
+
+// delivered is one delivery round: events per second from the first After
+// to the last event the backend read, the mean time of one After call
+// (from one sender, while delivery runs), and this process's CPU time per
+// event.
+type delivered struct{ rate, callNs, cpuNs float64 }
+
+// Delivery queues, and the raw pool they are compared with.
+const (
+	queueMemory = "memory"
+	queueNATS   = "natsqueue"
+	queueRaw    = "raw"
+)
+
+// deliveryRound delivers n events through queue (memory, natsqueue
+// Embedded, or raw: deliveryWorkers goroutines of a raw client POSTing
+// the same requests) to be.
+func deliveryRound(be *backend, queue string, n int) delivered {
+	url := be.URL + "/callback"
+	if queue == queueRaw {
+		cl := rawClient(deliveryWorkers, be.tls)
+		defer cl.CloseIdleConnections()
+		rawURL := url + "?appId=10000&command=message.send.after"
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		cpu, start := cpuTime(), time.Now()
+		for range deliveryWorkers {
+			wg.Go(func() {
+				for next.Add(1) <= int64(n) {
+					if err := post(cl, rawURL, body); err != nil {
+						log.Fatal(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return delivered{rate: float64(n) / time.Since(start).Seconds(), cpuNs: float64(cpuTime()-cpu) / float64(n)}
+	}
+	cfg := callback.Config{
+		URL: url, TLSConfig: be.tls, Workers: deliveryWorkers, QueueSize: n, Logger: slog.New(slog.DiscardHandler),
+		AfterLimit: callback.AfterLimit{Rate: -1}, // measure the library, not the limit
+	}
+	if queue == queueNATS {
+		dir, err := os.MkdirTemp("", "imcallback-bench-")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		if cfg.Queue, err = natsqueue.Embedded(context.Background(), dir, natsqueue.Options{Logger: slog.New(slog.DiscardHandler)}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	d, err := callback.New(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer closeNow(d)
+	want := be.received() + int64(n)
+	var calls time.Duration // spent in After
+	cpu, start := cpuTime(), time.Now()
+	for i := range n {
+		t := time.Now()
+		if err := d.After(context.Background(), i, "message.send.after", body); err != nil {
+			log.Fatal(err)
+		}
+		calls += time.Since(t)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for be.received() < want {
+		if time.Now().After(deadline) {
+			log.Fatalf("%s delivered %d of %d events in 2 min", queue, be.received()-want+int64(n), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return delivered{
+		rate:   float64(n) / time.Since(start).Seconds(),
+		callNs: float64(calls) / float64(n),
+		cpuNs:  float64(cpuTime()-cpu) / float64(n),
+	}
+}
+
+// deliveryRounds runs the queues' delivery rounds of n events each (the
+// first queue's n, the others' durableN when durable), alternating their
+// order, after a warm-up round each.
+func deliveryRounds(be *backend, queues []string, n, durableN, rounds int) map[string][]delivered {
+	events := func(q string) int { return tern(q == queueNATS, durableN, n) }
+	for _, q := range queues {
+		deliveryRound(be, q, max(1, events(q)/10))
+	}
+	out := make(map[string][]delivered)
+	for i := range rounds {
+		order := slices.Clone(queues)
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, q := range order {
+			out[q] = append(out[q], deliveryRound(be, q, events(q)))
+		}
+	}
+	return out
+}
+
+// field returns f of each of ds.
+func field(ds []delivered, f func(delivered) float64) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = f(d)
+	}
+	return out
+}
+
+// queueMemoryUse returns the heap bytes per event of a Dispatcher whose
+// queue holds n events of size bytes each, its workers held by a backend
+// that never answers.
+func queueMemoryUse(n, size int) float64 {
+	srv := hangingServer()
+	defer srv.Close()
+	ev := []byte(`{"pad":"` + strings.Repeat("x", size-10) + `"}`)
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	d, err := callback.New(callback.Config{URL: srv.URL, QueueSize: n, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i := range n {
+		if err := d.After(context.Background(), i, "message.send.after", ev); err != nil {
+			log.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	closeNow(d)
+	return float64(m1.HeapAlloc-m0.HeapAlloc) / float64(n)
+}
+
+// hungBackend times hungCalls Before calls at concurrency hungConc against
+// a backend that accepts connections and never answers, with the default
+// 2 s timeout and breaker. It returns the time and the requests sent.
+func hungBackend() (time.Duration, int64) {
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sent.Add(1)
+		hang(w, r)
+	}))
+	defer srv.Close()
+	d, err := callback.New(callback.Config{URL: srv.URL, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer closeNow(d)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range hungConc {
+		wg.Go(func() {
+			for next.Add(1) <= hungCalls {
+				d.Before(context.Background(), appID, command, body)
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start), sent.Load()
+}
+
+// hangingServer is an App backend that accepts requests and never answers.
+func hangingServer() *httptest.Server { return httptest.NewServer(http.HandlerFunc(hang)) }
+
+// hang reads the request and never answers. Reading the body to its end
+// lets the server notice when the client gives up and end the handler.
+func hang(_ http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	<-r.Context().Done()
+}
+
+// closeNow closes d at once, dead-lettering whatever it still holds.
+func closeNow(d *callback.Dispatcher) {
+	if d == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = d.Close(ctx)
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// beforeCase is one cell of the Before matrix: a backend kind, a body
+// size and a concurrency, with calls calls per measured round.
+type beforeCase struct {
+	kind    string
+	size, c int
+	calls   int
+	clients []string // the library first, then raw, then the peers
+}
+
+// callsFor is the default number of calls per round at concurrency c and
+// body size bytes: enough for a round to last a few tenths of a second on
+// an idle 2-core machine, so that a full run stays within minutes.
+func callsFor(c, size int) int {
+	n := 1000
+	switch {
+	case c >= 1024:
+		n = 5000
+	case c >= 256:
+		n = 4000
+	case c >= 64:
+		n = 3000
+	}
+	return n * 16384 / (16384 + size)
+}
+
+// run is what one client measured over its rounds.
+type run struct {
+	lat       []time.Duration
+	rates     []float64 // calls per second, per measured round
+	cpu       []float64 // this process's CPU time per call in ns, per measured round
+	maxConns  int64     // most new connections in one measured round
+	warmConns int64     // new connections in the warm-up round, from an empty pool
+	warmFail  int       // calls that failed in the warm-up round
+	warmBreak int64     // calls the library's breaker refused in the warm-up round
+	failed    int       // calls that failed (timed out, say) in the measured rounds
+	breaker   string    // the library's: calls its breaker refused, its states at the end
+}
+
+func (r *run) pct(p int) time.Duration {
+	slices.Sort(r.lat)
+	return r.lat[min(len(r.lat)-1, len(r.lat)*p/100)]
+}
+
+// beforeRounds measures the clients of bc in alternating rounds (forward
+// in even rounds, backward in odd ones), after a warm-up round each from
+// an empty pool, and returns their runs by name. Every client is new, so
+// each warm-up is a cold start.
+func beforeRounds(be *backend, bc beforeCase, rounds int) map[string]*run {
+	t := target{url: be.URL + "/callback", query: "?appId=10000&command=" + command, tls: be.tls, size: bc.size}
+	clients := make([]*client, len(bc.clients))
+	runs := make(map[string]*run)
+	for i, name := range bc.clients {
+		clients[i] = newClient(name, bc.c, t)
+		defer clients[i].close()
+		runs[name] = &run{}
+	}
+	for _, cl := range clients {
+		warm := &run{}
+		round(be, bc.c, max(bc.c, bc.calls/10), cl.call, warm)
+		r := runs[cl.name]
+		r.warmConns, r.warmFail = warm.maxConns, warm.failed
+		if cl.breaker != nil {
+			r.warmBreak, _ = cl.breaker()
+		}
+	}
+	for i := range rounds {
+		order := slices.Clone(clients)
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, cl := range order {
+			round(be, bc.c, bc.calls, cl.call, runs[cl.name])
+		}
+	}
+	for _, cl := range clients {
+		if cl.breaker != nil {
+			refused, states := cl.breaker()
+			r := runs[cl.name]
+			r.breaker = fmt.Sprintf("%d refused, now %s", refused, or(states, "none"))
+			if refused > 0 || strings.Contains(states, "open") {
+				r.breaker = "OPENED: " + r.breaker
+			}
+		}
+	}
+	return runs
+}
+
+// round makes n calls from c goroutines and records them in into.
+func round(be *backend, c, n int, call func() error, into *run) {
+	be.settle()
+	lats := make([]time.Duration, n)
+	var next, failed atomic.Int64
+	var wg sync.WaitGroup
+	conns := be.conns()
+	cpu := cpuTime()
+	start := time.Now()
+	for range c {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				t := time.Now()
+				if err := call(); err != nil {
+					failed.Add(1)
+				}
+				lats[i] = time.Since(t)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	into.cpu = append(into.cpu, float64(cpuTime()-cpu)/float64(n))
+	into.failed += int(failed.Load())
+	into.lat = append(into.lat, lats...)
+	into.rates = append(into.rates, float64(n)/elapsed.Seconds())
+	into.maxConns = max(into.maxConns, be.conns()-conns)
+}
+
+// spread is the median of the per-round ratios a/b, with their range.
+func spread(a, b []float64) string {
+	rs := make([]float64, len(a))
+	for i := range a {
+		rs[i] = a[i] / b[i]
+	}
+	slices.Sort(rs)
+	return fmt.Sprintf("%.2fx [%.2f-%.2f]", rs[len(rs)/2], rs[0], rs[len(rs)-1])
+}
+
+// median is the median of vs.
+func median(vs []float64) float64 {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// beforeTable prints the Before measurements as ratios.
+type beforeTable struct{ rows [][]string }
+
+// add appends the rows of one case: one for each library client in runs.
+func (t *beforeTable) add(bc beforeCase, runs map[string]*run) {
+	raw := runs[nameRaw]
+	for _, lib := range []string{nameLib, nameLibH2, nameLibTrust} {
+		l, ok := runs[lib]
+		if !ok {
+			continue
+		}
+		kind := bc.kind
+		switch lib {
+		case nameLibH2:
+			kind += ", library HTTP2: true"
+		case nameLibTrust:
+			kind += ", library TrustBodies: true"
+		}
+		mark := tern(l.failed+raw.failed+l.warmFail+raw.warmFail > 0, " †", "")
+		row := []string{kind, size(bc.size), fmt.Sprint(bc.c), fmt.Sprintf("%.0f/s", median(raw.rates)), spread(l.rates, raw.rates) + mark}
+		for _, p := range peerNames {
+			if r, ok := runs[p]; ok {
+				row = append(row, spread(l.rates, r.rates))
+			} else {
+				row = append(row, "")
+			}
+		}
+		row = append(row,
+			fmt.Sprintf("%.2fx", float64(l.pct(99))/float64(raw.pct(99))),
+			fmt.Sprintf("%.1f / %.1f µs", median(l.cpu)/1e3, median(raw.cpu)/1e3),
+			fmt.Sprintf("%d, %d failed, %d refused / %d, %d failed", l.warmConns, l.warmFail, l.warmBreak, raw.warmConns, raw.warmFail),
+			fmt.Sprintf("%d / %d", l.maxConns, raw.maxConns),
+			l.breaker,
+			fmt.Sprintf("%d / %d", l.failed, raw.failed))
+		t.rows = append(t.rows, row)
+	}
+}
+
+func (t *beforeTable) print() {
+	if len(t.rows) == 0 {
+		return
+	}
+	fmt.Println("Before: throughput ratios, median of the rounds [min-max of the per-round ratios].")
+	fmt.Println("† calls failed (timed out, or refused by an open breaker, which answers at once): the ratio is not a speed.")
+	fmt.Println()
+	fmt.Println("| backend | body | conc. | raw | library / raw | / default client | / retryablehttp | / OpenIM-style | p99 / raw | client CPU per call, library / raw | cold start (warm-up round): new conns, failed calls, breaker refusals; library / raw | new conns in a measured round, most; library / raw | library breaker, all rounds | failed in measured rounds, library / raw |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range t.rows {
+		fmt.Printf("| %s |\n", strings.Join(r, " | "))
+	}
+	fmt.Println()
+}
+
+// size formats a body size.
+func size(n int) string {
+	if n >= 1024 && n%1024 == 0 {
+		return fmt.Sprintf("%d KiB", n/1024)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// or returns s, or def if s is empty.
+func or(s, def string) string { return tern(s == "", def, s) }

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// TestMain is also the backend process of the tests that start one: the
+// test binary is what os.Executable returns.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == "-serve" {
+		serve(os.Args[2])
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func TestEventBody(t *testing.T) {
+	for _, size := range []int{100, 4096, 65536} {
+		b := eventBody(size)
+		assert.Len(t, b, size)
+		assert.True(t, json.Valid(b), "size %d: not valid JSON", size)
+		m, err := json.Marshal(newEvent(size))
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(m, b), "size %d: the OpenIM-style request differs from the others'", size)
+	}
+}
+
+func TestBackendProcess(t *testing.T) {
+	for _, kind := range []string{"http", "tls"} {
+		t.Run(kind, func(t *testing.T) {
+			be := newBackend(kind, true)
+			require.NotZero(t, be.pid)
+			assert.Equal(t, kind == "tls", be.tls != nil)
+			cl := rawClient(1, be.tls)
+			require.NoError(t, post(cl, be.URL+"/callback", body))
+			require.NoError(t, post(cl, be.URL+"/callback", body))
+			conns, received := be.stat()
+			assert.Equal(t, int64(1), conns, "connections")
+			assert.Equal(t, int64(2), received, "requests")
+			defer cl.CloseIdleConnections()
+			cpu := be.cpu()
+			for range 200 {
+				require.NoError(t, post(cl, be.URL+"/callback", body))
+			}
+			assert.Greater(t, be.cpu(), cpu, "the backend process's CPU time after 200 requests")
+			be.settle()
+			be.Close()
+			err := syscall.Kill(be.pid, 0)
+			assert.True(t, errors.Is(err, syscall.ESRCH), "backend process %d after Close: %v, want gone", be.pid, err)
+		})
+	}
+}
+
+func TestBeforeRounds(t *testing.T) {
+	be := newBackend("http", false)
+	defer be.Close()
+	bc := beforeCase{kind: "http", size: 4096, c: 4, calls: 40, clients: []string{nameLib, nameRaw, nameOpenIM}}
+	runs := beforeRounds(be, bc, 3)
+	require.Len(t, runs, 3)
+	for name, r := range runs {
+		assert.Len(t, r.rates, 3, name)
+		assert.Len(t, r.lat, 120, name)
+		assert.Zero(t, r.failed, name)
+		assert.LessOrEqual(t, r.warmConns, int64(2*bc.c), name)
+	}
+	// The OpenIM-style peer keeps Go's default 2 idle connections, so at
+	// concurrency 4 it dials in every round; the library and raw pools keep
+	// theirs (a short warm-up may leave one to dial).
+	assert.LessOrEqual(t, runs[nameLib].maxConns, int64(bc.c), "library: new connections in a round after the warm-up")
+	assert.LessOrEqual(t, runs[nameRaw].maxConns, int64(bc.c), "raw: new connections in a round after the warm-up")
+	assert.Equal(t, "0 refused, now closed", runs[nameLib].breaker)
+	assert.Equal(t, int64(3*3*bc.calls+3*max(bc.c, bc.calls/10)), be.received(), "requests the backend read")
+}
