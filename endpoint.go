@@ -90,7 +90,8 @@ type AfterLimit struct {
 	// Concurrency is how many After requests may be in flight at once. 0
 	// means Config.Workers, so with one endpoint only the worker pool bounds
 	// it; lower it to spare a slow App backend. Whatever it is, while n
-	// endpoints have had After work in the last second, each gets at most
+	// endpoints have had After work lately (in the last second, or the
+	// longest Timeout if that is longer), each gets at most
 	// Workers/n (rounded up) of the workers: a slow App backend cannot
 	// take them all from the others.
 	Concurrency int
@@ -172,13 +173,25 @@ type endpoints struct {
 	idle  time.Duration // how long an unused endpoint is kept; a test seam
 	swept atomic.Int64  // UnixNano of the last sweep
 
-	active    atomic.Int32 // endpoints with work lately: see fairCap
-	counted   atomic.Int64 // UnixNano when active was counted
-	countLock sync.Mutex   // one counter at a time
+	active    atomic.Int32  // endpoints with work lately: see fairCap
+	counted   atomic.Int64  // UnixNano when active was counted
+	countLock sync.Mutex    // one counter at a time
+	wantFor   time.Duration // how long a wanted endpoint counts as active: see newEndpoints
 }
 
 func newEndpoints(s *settings) *endpoints {
-	return &endpoints{s: s, log: s.Logger, m: make(map[endpointKey]*endpoint), idle: defaultEndpointIdle}
+	// An endpoint whose events wait while the others' attempts hold every
+	// worker must still count as active when those attempts end, which may
+	// be a Timeout later: with a durable Queue its events are not held in
+	// this node's memory, only noted as wanted when After took them. So
+	// the demand counts for the longest timeout the settings give, if that
+	// is longer than activeWindow (with an activeWindow of 1 s, a slow App
+	// answering in 1.5 s kept its workers beside a waiting app).
+	want := max(activeWindow, s.Timeout)
+	for _, r := range s.Commands {
+		want = max(want, r.Timeout)
+	}
+	return &endpoints{s: s, log: s.Logger, m: make(map[endpointKey]*endpoint), idle: defaultEndpointIdle, wantFor: want}
 }
 
 // of returns the endpoint that u calls.
@@ -250,14 +263,15 @@ func (es *endpoints) sweep(now time.Time) {
 
 // fairCap returns how many After attempts one endpoint may have in flight
 // now: AfterLimit.Concurrency, and, while several endpoints have had work
-// in the last activeWindow, no more than an equal share of the workers,
+// lately (one in flight or held, or wanted within wantFor), no more than
+// an equal share of the workers,
 // so a slow App backend cannot take them all. The count of active
 // endpoints is redone at most every activeRefresh.
 func (es *endpoints) fairCap(now time.Time) int32 {
 	c := int32(es.s.AfterLimit.Concurrency)
 	if now.UnixNano()-es.counted.Load() > int64(activeRefresh) && es.countLock.TryLock() {
 		es.counted.Store(now.UnixNano())
-		recent := now.Add(-activeWindow).UnixNano()
+		recent := now.Add(-es.wantFor).UnixNano()
 		n := int32(0)
 		es.mu.RLock()
 		for _, e := range es.m {
@@ -463,11 +477,11 @@ var (
 )
 
 // wanted notes that an After event for e came at now. An endpoint that
-// was quiet for activeWindow becomes active at once: the count of active
+// was quiet for wantFor becomes active at once: the count of active
 // endpoints is redone at the next fairCap, so its share is kept from the
 // start.
 func (e *endpoint) wanted(now time.Time) {
-	if prev := e.demand.Swap(now.UnixNano()); now.UnixNano()-prev > int64(activeWindow) {
+	if prev := e.demand.Swap(now.UnixNano()); now.UnixNano()-prev > int64(e.es.wantFor) {
 		e.es.counted.Store(0)
 	}
 }
