@@ -104,7 +104,7 @@ func (d *Dispatcher) Check(ctx context.Context, appID int) error {
 	defer cancel()
 	body := checkBody(r.protocol)
 	c := call{appID: appID, command: CheckCommand}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.target.url(r.wire, &c), bytes.NewReader(body))
+	req, err := r.target.newRequest(ctx, r.wire, &c, body)
 	if err != nil {
 		return fail(0, nil, fmt.Errorf("%w: %w", ErrUnreachable, r.redact(err)))
 	}

@@ -21,7 +21,6 @@ const (
 // target is the callback URL prepared once by New, so that each call only
 // appends its own query parameters.
 type target struct {
-	prefix string  // scheme://host/path?own-query& : the URL up to our parameters
 	logURL string  // scheme://host/path, without user information or query
 	base   url.URL // the URL parsed, user information kept, without query
 	own    string  // own-query& : the query up to our parameters
@@ -55,7 +54,6 @@ func newTarget(u *url.URL, reserved ...string) target {
 		withUser.User = u.User
 		full = withUser.String()
 	}
-	t.prefix = full + "?" + t.own
 	// base is what http.NewRequest makes of the URL, parsed once here.
 	if p, err := url.Parse(full); err == nil {
 		base = *p
@@ -67,16 +65,8 @@ func newTarget(u *url.URL, reserved ...string) target {
 	return t
 }
 
-// url returns the request URL for call c in wire format w, unsigned.
-func (t *target) url(w wire, c *call) string {
-	b := make([]byte, 0, len(t.prefix)+len(c.command)+48)
-	b = append(b, t.prefix...)
-	b = w.appendQuery(b, c)
-	return string(b)
-}
-
 // newRequest returns the POST of body for call c in wire format w,
-// unsigned, to the URL that url returns. The URL is t's, parsed once by
+// unsigned. The URL is t's, parsed once by
 // New, with only the query made per call: http.NewRequest would parse the
 // whole URL again on every call.
 func (t *target) newRequest(ctx context.Context, w wire, c *call, body []byte) (*http.Request, error) {
