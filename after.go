@@ -107,6 +107,11 @@ func (d *Dispatcher) work() {
 			close(d.drained)
 		}
 	}()
+	// Each attempt's timeout context is a child of this worker's own, not
+	// of d.life: the children of one context are registered under its
+	// lock, which the workers would otherwise all take twice per attempt.
+	wctx, cancel := context.WithCancel(d.life)
+	defer cancel()
 	var pause time.Duration
 	for {
 		dl, err := d.queue.Get(d.life)
@@ -118,7 +123,7 @@ func (d *Dispatcher) work() {
 			continue
 		}
 		pause = 0
-		d.deliverOnce(dl)
+		d.deliverOnce(wctx, dl)
 	}
 }
 

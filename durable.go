@@ -25,8 +25,9 @@ const (
 // event with its endpoint's permit already taken; for a Config.Queue the
 // permit is taken here, without waiting: an event whose endpoint cannot
 // take it now is handed back with a delay (postpone), so a dead App
-// backend's events never hold the workers.
-func (d *Dispatcher) deliverOnce(dl Delivery) {
+// backend's events never hold the workers. wctx is the worker's context,
+// a child of d.life.
+func (d *Dispatcher) deliverOnce(wctx context.Context, dl Delivery) {
 	ev := dl.Event()
 	if ev.ID == "" {
 		ev.ID = d.eventID(ev.seq) // the memory queue's: formatted here, not in After
@@ -60,10 +61,14 @@ func (d *Dispatcher) deliverOnce(dl Delivery) {
 		retry = !errors.Is(err, ErrUnknownApp) && !errors.Is(err, ErrInvalidConfig)
 		d.afterAttempt(&ev, nil, time.Time{}, 0, nil, retry, err)
 	} else {
-		retry, sent, res, err = d.attempt(&ev, r, stats, p)
+		retry, sent, res, err = d.attempt(wctx, &ev, r, stats, p)
 	}
 	if err == nil {
 		d.deliveryDone(stats, nil)
+		if d.mem != nil {
+			_ = dl.Ack(d.life) // the memory queue's never fails nor waits: no timeout needed
+			return
+		}
 		d.settle(ev, "ack", func(ctx context.Context) error { return dl.Ack(ctx) })
 		return
 	}
@@ -131,11 +136,12 @@ func (d *Dispatcher) postpone(dl Delivery, ev Event, delay time.Duration) {
 	d.settle(ev, "retry", func(ctx context.Context) error { return dl.Retry(ctx, delay) })
 }
 
-// attempt sends ev once under permit p, which it ends. It reports whether
+// attempt sends ev once under permit p, which it ends, with a timeout
+// context derived from wctx. It reports whether
 // a failure may succeed later (a transport error, 408, 429 or 5xx but
 // 501), whether the request went out, and the answer, whose body is
 // closed.
-func (d *Dispatcher) attempt(ev *Event, r *route, stats *commandStats, p permit) (retry, sent bool, res *http.Response, err error) {
+func (d *Dispatcher) attempt(wctx context.Context, ev *Event, r *route, stats *commandStats, p permit) (retry, sent bool, res *http.Response, err error) {
 	var start time.Time    // when the request went out, and how long
 	var took time.Duration // until the answer's headers: for the attempt log
 	defer func() {
@@ -149,7 +155,7 @@ func (d *Dispatcher) attempt(ev *Event, r *route, stats *commandStats, p permit)
 	}
 	// One context per attempt: its timeout, which also bounds reading the
 	// answer (drained and closed here, before cancel).
-	ctx, cancel := context.WithTimeout(d.life, r.rule(ev.Command).Timeout)
+	ctx, cancel := context.WithTimeout(wctx, r.rule(ev.Command).Timeout)
 	defer cancel()
 	req, err := eventRequest(ctx, ev, r)
 	if err != nil {
