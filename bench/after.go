@@ -59,8 +59,7 @@ const deliveryWorkers = 16
 
 // delivered is one delivery round: events per second from the first After
 // to the last event the backend read, the mean time of one After call
-// (from one sender, while delivery runs), and this process's CPU time per
-// event.
+// (while delivery runs), and this process's CPU time per event.
 type delivered struct{ rate, callNs, cpuNs float64 }
 
 // Delivery queues, and the raw pool they are compared with.
@@ -72,8 +71,11 @@ const (
 
 // deliveryRound delivers n events through queue (memory, natsqueue
 // Embedded, or raw: deliveryWorkers goroutines of a raw client POSTing
-// the same requests) to be.
-func deliveryRound(be *backend, queue string, n int) delivered {
+// the same requests) to be, from senders goroutines calling After (an IM
+// server calls it from its request goroutines; one sender measures how
+// long one After call takes, not how fast the queue delivers). The raw
+// pool has no senders.
+func deliveryRound(be *backend, queue string, n, senders int) delivered {
 	url := be.URL + "/callback"
 	if queue == queueRaw {
 		cl := rawClient(deliveryWorkers, be.tls)
@@ -114,15 +116,24 @@ func deliveryRound(be *backend, queue string, n int) delivered {
 	}
 	defer closeNow(d)
 	want := be.received() + int64(n)
-	var calls time.Duration // spent in After
+	var calls atomic.Int64 // nanoseconds spent in After, all senders
+	var next atomic.Int64
+	var wg sync.WaitGroup
 	cpu, start := cpuTime(), time.Now()
-	for i := range n {
-		t := time.Now()
-		if err := d.After(context.Background(), i, "message.send.after", body); err != nil {
-			log.Fatal(err)
-		}
-		calls += time.Since(t)
+	for range senders {
+		wg.Go(func() {
+			var spent time.Duration
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				t := time.Now()
+				if err := d.After(context.Background(), int(i), "message.send.after", body); err != nil {
+					log.Fatal(err)
+				}
+				spent += time.Since(t)
+			}
+			calls.Add(int64(spent))
+		})
 	}
+	wg.Wait()
 	deadline := time.Now().Add(2 * time.Minute)
 	for be.received() < want {
 		if time.Now().After(deadline) {
@@ -132,18 +143,18 @@ func deliveryRound(be *backend, queue string, n int) delivered {
 	}
 	return delivered{
 		rate:   float64(n) / time.Since(start).Seconds(),
-		callNs: float64(calls) / float64(n),
+		callNs: float64(calls.Load()) / float64(n),
 		cpuNs:  float64(cpuTime()-cpu) / float64(n),
 	}
 }
 
 // deliveryRounds runs the queues' delivery rounds of n events each (the
-// first queue's n, the others' durableN when durable), alternating their
-// order, after a warm-up round each.
-func deliveryRounds(be *backend, queues []string, n, durableN, rounds int) map[string][]delivered {
+// natsqueue's durableN), from senders goroutines, alternating their order,
+// after a warm-up round each.
+func deliveryRounds(be *backend, queues []string, n, durableN, rounds, senders int) map[string][]delivered {
 	events := func(q string) int { return tern(q == queueNATS, durableN, n) }
 	for _, q := range queues {
-		deliveryRound(be, q, max(1, events(q)/10))
+		deliveryRound(be, q, max(1, events(q)/10), senders)
 	}
 	out := make(map[string][]delivered)
 	for i := range rounds {
@@ -152,7 +163,7 @@ func deliveryRounds(be *backend, queues []string, n, durableN, rounds int) map[s
 			slices.Reverse(order)
 		}
 		for _, q := range order {
-			out[q] = append(out[q], deliveryRound(be, q, events(q)))
+			out[q] = append(out[q], deliveryRound(be, q, events(q), senders))
 		}
 	}
 	return out

@@ -51,6 +51,7 @@ func main() {
 	rounds := flag.Int("rounds", 5, "alternating measured rounds of each client")
 	events := flag.Int("events", 20000, "After events per memory-queue delivery round")
 	durableEvents := flag.Int("durable-events", 5000, "After events per natsqueue delivery round")
+	senderList := flag.String("senders", "1,64", "comma-separated numbers of goroutines calling After in the delivery rounds (the raw pool is measured with the first)")
 	only := flag.String("only", "before,after,delivery,durable,memory,hung,tenant", "comma-separated cases to run")
 	concs := flag.String("c", "1,64,256,1024", "comma-separated Before concurrencies")
 	kinds := flag.String("backends", "http,tls,h2", "comma-separated Before backends: http, tls (HTTPS, HTTP/1.1 only), h2 (HTTPS with HTTP/2)")
@@ -136,26 +137,14 @@ func main() {
 	}
 	if len(queues) > 0 {
 		be := newBackend("http", *proc)
-		ds := deliveryRounds(be, queues, *events, *durableEvents, *rounds)
+		for i, senders := range ints(*senderList) {
+			qs := queues
+			if i > 0 {
+				qs = slices.DeleteFunc(slices.Clone(queues), func(q string) bool { return q == queueRaw })
+			}
+			deliveryRows(t, deliveryRounds(be, qs, *events, *durableEvents, *rounds, senders), senders)
+		}
 		be.Close()
-		rate := func(d delivered) float64 { return d.rate }
-		call := func(d delivered) float64 { return d.callNs }
-		cpu := func(d delivered) float64 { return d.cpuNs }
-		mem := ds[queueMemory]
-		if raw, ok := ds[queueRaw]; ok {
-			t.row(fmt.Sprintf("After delivery throughput (%d workers), memory queue vs raw pool", deliveryWorkers),
-				perSec(median(field(mem, rate))), perSec(median(field(raw, rate))), spread(field(mem, rate), field(raw, rate)), "≥ 0.95x")
-			t.row("After delivery, client CPU per event, memory queue vs raw pool",
-				dur(time.Duration(median(field(mem, cpu)))), dur(time.Duration(median(field(raw, cpu)))), spread(field(mem, cpu), field(raw, cpu)), "")
-		}
-		if nq, ok := ds[queueNATS]; ok {
-			t.row("After delivery throughput, natsqueue.Embedded vs memory queue",
-				perSec(median(field(nq, rate))), perSec(median(field(mem, rate))), spread(field(nq, rate), field(mem, rate)), "≥ 0.80x")
-			t.row("After: mean call while delivering, natsqueue vs memory",
-				dur(time.Duration(median(field(nq, call)))), dur(time.Duration(median(field(mem, call)))), spread(field(nq, call), field(mem, call)), "")
-			t.row("After delivery, client CPU per event, natsqueue vs memory",
-				dur(time.Duration(median(field(nq, cpu)))), dur(time.Duration(median(field(mem, cpu)))), spread(field(nq, cpu), field(mem, cpu)), "")
-		}
 	}
 	if run("memory") {
 		per := queueMemoryUse(100_000, 200)
@@ -253,4 +242,27 @@ func tern[T any](c bool, a, b T) T {
 		return a
 	}
 	return b
+}
+
+// deliveryRows adds the rows of one senders count's delivery rounds to t.
+func deliveryRows(t *table, ds map[string][]delivered, senders int) {
+	rate := func(d delivered) float64 { return d.rate }
+	call := func(d delivered) float64 { return d.callNs }
+	cpu := func(d delivered) float64 { return d.cpuNs }
+	mem := ds[queueMemory]
+	from := fmt.Sprintf("%d sender%s", senders, tern(senders == 1, "", "s"))
+	if raw, ok := ds[queueRaw]; ok {
+		t.row(fmt.Sprintf("After delivery throughput (%d workers, %s), memory queue vs raw pool", deliveryWorkers, from),
+			perSec(median(field(mem, rate))), perSec(median(field(raw, rate))), spread(field(mem, rate), field(raw, rate)), "≥ 0.95x")
+		t.row(fmt.Sprintf("After delivery, client CPU per event (%s), memory queue vs raw pool", from),
+			dur(time.Duration(median(field(mem, cpu)))), dur(time.Duration(median(field(raw, cpu)))), spread(field(mem, cpu), field(raw, cpu)), "")
+	}
+	if nq, ok := ds[queueNATS]; ok {
+		t.row(fmt.Sprintf("After delivery throughput (%s), natsqueue.Embedded vs memory queue", from),
+			perSec(median(field(nq, rate))), perSec(median(field(mem, rate))), spread(field(nq, rate), field(mem, rate)), "≥ 0.80x")
+		t.row(fmt.Sprintf("After: mean call while delivering (%s), natsqueue vs memory", from),
+			dur(time.Duration(median(field(nq, call)))), dur(time.Duration(median(field(mem, call)))), spread(field(nq, call), field(mem, call)), "")
+		t.row(fmt.Sprintf("After delivery, client CPU per event (%s), natsqueue vs memory", from),
+			dur(time.Duration(median(field(nq, cpu)))), dur(time.Duration(median(field(mem, cpu)))), spread(field(nq, cpu), field(mem, cpu)), "")
+	}
 }
