@@ -18,6 +18,7 @@ import (
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/natsqueue"
+	"github.com/nats-io/nats.go"
 )
 
 // afterCost measures one After call with testing.Benchmark. The workers are
@@ -59,14 +60,16 @@ const deliveryWorkers = 16
 
 // delivered is one delivery round: events per second from the first After
 // to the last event the backend read, the mean time of one After call
-// (while delivery runs), and this process's CPU time per event.
-type delivered struct{ rate, callNs, cpuNs float64 }
+// (while delivery runs), this process's CPU time per event, and for
+// natsqueue-proc the NATS server process's.
+type delivered struct{ rate, callNs, cpuNs, serverCPUNs float64 }
 
 // Delivery queues, and the raw pool they are compared with.
 const (
-	queueMemory = "memory"
-	queueNATS   = "natsqueue"
-	queueRaw    = "raw"
+	queueMemory   = "memory"
+	queueNATS     = "natsqueue"
+	queueNATSProc = "natsqueue-proc" // natsqueue.New, the NATS server in a child process
+	queueRaw      = "raw"
 )
 
 // deliveryRound delivers n events through queue (memory, natsqueue
@@ -100,13 +103,27 @@ func deliveryRound(be *backend, queue string, n, senders int) delivered {
 		URL: url, TLSConfig: be.tls, Workers: deliveryWorkers, QueueSize: n, Logger: slog.New(slog.DiscardHandler),
 		AfterLimit: callback.AfterLimit{Rate: -1}, // measure the library, not the limit
 	}
-	if queue == queueNATS {
+	serverCPU := func() time.Duration { return 0 }
+	switch queue {
+	case queueNATS:
 		dir, err := os.MkdirTemp("", "imcallback-bench-")
 		if err != nil {
 			log.Fatal(err)
 		}
 		defer os.RemoveAll(dir)
 		if cfg.Queue, err = natsqueue.Embedded(context.Background(), dir, natsqueue.Options{Logger: slog.New(slog.DiscardHandler)}); err != nil {
+			log.Fatal(err)
+		}
+	case queueNATSProc:
+		ns := startProc(kindNATS) // a fresh store each round, as Embedded's
+		defer ns.Close()
+		serverCPU = ns.cpu
+		nc, err := nats.Connect(ns.URL, nats.Name("imcallback-bench"))
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer nc.Close() // after closeNow(d), deferred below
+		if cfg.Queue, err = natsqueue.New(context.Background(), nc, natsqueue.Options{Logger: slog.New(slog.DiscardHandler)}); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -119,7 +136,7 @@ func deliveryRound(be *backend, queue string, n, senders int) delivered {
 	var calls atomic.Int64 // nanoseconds spent in After, all senders
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	cpu, start := cpuTime(), time.Now()
+	cpu, scpu, start := cpuTime(), serverCPU(), time.Now()
 	for range senders {
 		wg.Go(func() {
 			var spent time.Duration
@@ -142,9 +159,10 @@ func deliveryRound(be *backend, queue string, n, senders int) delivered {
 		time.Sleep(2 * time.Millisecond)
 	}
 	return delivered{
-		rate:   float64(n) / time.Since(start).Seconds(),
-		callNs: float64(calls.Load()) / float64(n),
-		cpuNs:  float64(cpuTime()-cpu) / float64(n),
+		rate:        float64(n) / time.Since(start).Seconds(),
+		callNs:      float64(calls.Load()) / float64(n),
+		cpuNs:       float64(cpuTime()-cpu) / float64(n),
+		serverCPUNs: float64(serverCPU()-scpu) / float64(n),
 	}
 }
 
@@ -152,7 +170,7 @@ func deliveryRound(be *backend, queue string, n, senders int) delivered {
 // natsqueue's durableN), from senders goroutines, alternating their order,
 // after a warm-up round each.
 func deliveryRounds(be *backend, queues []string, n, durableN, rounds, senders int) map[string][]delivered {
-	events := func(q string) int { return tern(q == queueNATS, durableN, n) }
+	events := func(q string) int { return tern(q == queueNATS || q == queueNATSProc, durableN, n) }
 	for _, q := range queues {
 		deliveryRound(be, q, max(1, events(q)/10), senders)
 	}

@@ -135,6 +135,10 @@ func newBackend(kind string, proc bool) *backend {
 // answers each "stats" line on stdin with "conns received cpu-ns". It ends when
 // stdin closes, that is when the parent ends, whichever way.
 func serve(kind string) {
+	if kind == kindNATS {
+		serveNATS()
+		return
+	}
 	s := newServer(kind)
 	defer s.Close()
 	cert := "-"

@@ -130,7 +130,7 @@ func main() {
 		queues = append(queues, queueMemory, queueRaw)
 	}
 	if run("durable") {
-		queues = append(queues, queueNATS)
+		queues = append(queues, queueNATS, queueNATSProc)
 		if !slices.Contains(queues, queueMemory) {
 			queues = append(queues, queueMemory)
 		}
@@ -264,5 +264,14 @@ func deliveryRows(t *table, ds map[string][]delivered, senders int) {
 			dur(time.Duration(median(field(nq, call)))), dur(time.Duration(median(field(mem, call)))), spread(field(nq, call), field(mem, call)), "")
 		t.row(fmt.Sprintf("After delivery, client CPU per event (%s), natsqueue vs memory", from),
 			dur(time.Duration(median(field(nq, cpu)))), dur(time.Duration(median(field(mem, cpu)))), spread(field(nq, cpu), field(mem, cpu)), "")
+	}
+	if np, ok := ds[queueNATSProc]; ok {
+		srv := func(d delivered) float64 { return d.serverCPUNs }
+		t.row(fmt.Sprintf("After delivery throughput (%s), natsqueue.New with the NATS server in its own process vs memory queue", from),
+			perSec(median(field(np, rate))), perSec(median(field(mem, rate))), spread(field(np, rate), field(mem, rate)), "")
+		t.row(fmt.Sprintf("After delivery, IM process CPU per event (%s), natsqueue.New vs memory", from),
+			dur(time.Duration(median(field(np, cpu)))), dur(time.Duration(median(field(mem, cpu)))), spread(field(np, cpu), field(mem, cpu)), "")
+		t.row(fmt.Sprintf("After delivery, NATS server process CPU per event (%s)", from),
+			dur(time.Duration(median(field(np, srv)))), "", "", "")
 	}
 }
