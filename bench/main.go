@@ -7,7 +7,7 @@
 //
 //	go run ./bench [-rounds 5] [-c 1,64,256,1024] [-backends http,tls,h2] [-bodies 100,4096,65536]
 //	               [-peers default,retryablehttp,openim] [-peer-backends http] [-calls 0] [-backend-proc=true]
-//	               [-only before,after,delivery,durable,memory,hung,tenant] [-cpuprofile f]
+//	               [-only before,after,delivery,durable,memory,hung,tenant] [-senders 1,64] [-cpuprofile f]
 //
 // Before runs against each backend kind: http (plain HTTP/1.1), tls (HTTPS,
 // HTTP/1.1 only) and h2 (HTTPS offering HTTP/2), by default in a separate
