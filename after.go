@@ -86,7 +86,7 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 			// so the fair share counts this endpoint as active.
 			d.endpoints.forRoute(r).wanted(ev.Queued)
 		}
-		stats.queued(ev.Queued, d.queueLen())
+		stats.queued()
 		return nil
 	case errors.Is(err, ErrQueueFull):
 		stats.rejected()

@@ -35,7 +35,7 @@ func providers(b testing.TB) []meterProvider {
 func BenchmarkObserveBefore(b *testing.B) {
 	for _, p := range providers(b) {
 		b.Run(p.Name, func(b *testing.B) {
-			o, err := newObserver(p.MP, "http://app/cb", map[string]Rule{"message.send.before": {}}, func() int { return 0 })
+			o, err := newObserver(p.MP, "http://app/cb", map[string]Rule{"message.send.before": {}}, func() (int, time.Time) { return 0, time.Time{} })
 			if err != nil {
 				b.Fatal(err)
 			}

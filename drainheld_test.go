@@ -76,3 +76,43 @@ func TestQueueDepthCountsRetryWaits(t *testing.T) {
 	assert.Equal(t, 1, s.QueueDepth, "the event waiting for its retry is queued")
 	assert.Positive(t, s.OldestQueued)
 }
+
+// TestOldestQueuedSeesHeldEvents: Stats.OldestQueued is the age of the
+// oldest event held, also when it waits for a retry or behind an open
+// breaker while another app's events flow. (It was tracked from the event
+// a worker took last, which hid an App backend's stuck events from the
+// oldest_age alert whenever any other app was being served.)
+func TestOldestQueuedSeesHeldEvents(t *testing.T) {
+	down := newBackend(t, answerJSON(http.StatusServiceUnavailable, `{}`))
+	up := newBackend(t, answerJSON(http.StatusOK, `{}`))
+	apps := callback.ResolverFunc(func(_ context.Context, app int) (callback.Endpoint, error) {
+		if app == 1 {
+			return callback.Endpoint{URL: down.URL}, nil
+		}
+		return callback.Endpoint{URL: up.URL}, nil
+	})
+	d, err := callback.New(callback.Config{
+		Resolver: apps, Workers: 2, Retries: 3, RetryWaitMin: time.Hour, RetryWaitMax: time.Hour,
+		Breaker: callback.Breaker{Disabled: true}, Logger: discardLogger(),
+	})
+	require.NoError(t, err)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_ = d.Close(ctx)
+	}()
+	require.NoError(t, d.After(context.Background(), 1, "message.send.after", []byte(`{}`)))
+	waitUntil(t, "app 1's first attempt", func() bool { return down.count() == 1 && d.Stats().ActiveAfter == 0 })
+	queued := time.Now() // app 1's event was queued before this
+
+	// App 2's events are queued and delivered after it, one at a time, each
+	// taken by a worker later than app 1's was.
+	for i := range 5 {
+		require.NoError(t, d.After(context.Background(), 2, "message.send.after", []byte(`{}`)))
+		waitUntil(t, "app 2's event delivered", func() bool { return up.count() == i+1 && d.Stats().QueueDepth == 1 })
+	}
+	atLeast := time.Since(queued) // read before Stats: its age is at least this
+	s := d.Stats()
+	require.Equal(t, 1, s.QueueDepth, "app 1's event waits for its retry")
+	assert.GreaterOrEqual(t, s.OldestQueued, atLeast, "the age of app 1's event, not of app 2's last")
+}

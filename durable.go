@@ -36,9 +36,6 @@ func (d *Dispatcher) deliverOnce(wctx context.Context, dl Delivery) {
 	var p permit
 	if pd, ok := dl.(interface{ permit() permit }); ok {
 		p = pd.permit()
-		if ev.Attempts == 0 {
-			stats.taken(ev.Queued)
-		}
 	}
 	r, err := d.routeOfEvent(&ev)
 	if err == nil && !p.valid() && d.mem == nil && d.life.Err() == nil {

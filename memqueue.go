@@ -116,6 +116,9 @@ func (f *fifo[T]) push(ev T) {
 	f.n++
 }
 
+// peek returns the next event pop would return; f must not be empty.
+func (f *fifo[T]) peek() *T { return &f.head.evs[f.hi] }
+
 func (f *fifo[T]) pop() T {
 	ev := f.head.evs[f.hi]
 	var zero T
@@ -207,6 +210,38 @@ func (q *memQueue) intake() {
 		l.held++
 		q.enqueue(l)
 	}
+}
+
+// oldest returns when the oldest event held was queued (After's time):
+// inbound, in a lane or waiting for a retry; zero when none is held. A
+// lane is in queue order, so only its first event is looked at, and each
+// retry is: it takes both locks for O(endpoints + retries), which suits
+// Stats and a metrics scrape, not the hot path.
+func (q *memQueue) oldest() time.Time {
+	var t time.Time
+	older := func(at time.Time) {
+		if !at.IsZero() && (t.IsZero() || at.Before(t)) {
+			t = at
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, l := range q.lanes {
+		if l.len() > 0 {
+			older(l.evs.peek().Queued)
+		}
+	}
+	for _, w := range q.waits {
+		if w.ev != nil {
+			older(w.ev.Queued)
+		}
+	}
+	q.inMu.Lock() // after mu, as intake takes them
+	if q.in.n > 0 {
+		older(q.in.peek().ev.Queued)
+	}
+	q.inMu.Unlock()
+	return t
 }
 
 // add counts one more event held for l: a retry, taken back whatever

@@ -99,7 +99,6 @@ type commandStats struct {
 // duration histogram is recorded synchronously.
 type observer struct {
 	endpoint string
-	epoch    time.Time // origin of head, for a monotonic clock in an int64
 
 	configured map[string]*commandStats // read-only after newObserver
 	// seen holds commands admitted since New, up to maxCommandLabels;
@@ -109,11 +108,9 @@ type observer struct {
 	other *commandStats
 
 	active [2]atomic.Int64 // requests in flight: [0] Before, [1] After attempts
-	// head is the enqueue time (ns since epoch) of the event believed to
-	// be at the head of the queue: set when an event lands in an empty
-	// queue or a worker takes one (the next one was queued after it).
-	head     atomic.Int64
-	queueLen func() int
+	// queueState returns the memory queue's depth and when its oldest
+	// event was queued (zero when empty or with a Config.Queue).
+	queueState func() (int, time.Time)
 
 	duration  metric.Float64Histogram
 	calls     metric.Int64ObservableCounter
@@ -142,15 +139,14 @@ type gauge struct {
 // label for each configured command. It creates the instruments on mp's
 // meter (the global MeterProvider when mp is nil); start registers the
 // callback that reports the gauges and counters.
-func newObserver(mp metric.MeterProvider, endpoint string, commands map[string]Rule, queueLen func() int) (*observer, error) {
+func newObserver(mp metric.MeterProvider, endpoint string, commands map[string]Rule, queueState func() (int, time.Time)) (*observer, error) {
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
 	o := &observer{
 		endpoint:   endpoint,
-		epoch:      time.Now(),
 		configured: make(map[string]*commandStats, len(commands)),
-		queueLen:   queueLen,
+		queueState: queueState,
 	}
 	for name := range commands {
 		o.configured[name] = o.newCommand(name)
@@ -335,11 +331,11 @@ func (o *observer) command(name string) *commandStats {
 
 // queue returns the queue's depth and the age of its oldest event.
 func (o *observer) queue() (int, time.Duration) {
-	n := o.queueLen()
-	if n == 0 {
-		return 0, 0
+	n, at := o.queueState()
+	if n == 0 || at.IsZero() {
+		return n, 0
 	}
-	return n, max(0, time.Since(o.epoch)-time.Duration(o.head.Load()))
+	return n, max(0, time.Since(at))
 }
 
 // beginBefore notes a Before call in flight and returns its command's stats.
@@ -374,23 +370,11 @@ func beforeOutcome(r Response) outcome {
 	return outAllowed
 }
 
-// queued counts an After event that entered the queue at the time at;
-// queueLen is the queue's depth after it.
-func (c *commandStats) queued(at time.Time, queueLen int) {
-	c.counts[outQueued].Add(1)
-	if queueLen == 1 { // it landed in an empty queue: it is the head
-		c.o.head.Store(int64(at.Sub(c.o.epoch)))
-	}
-}
+// queued counts an After event that entered the queue.
+func (c *commandStats) queued() { c.counts[outQueued].Add(1) }
 
 // rejected counts an After event refused because the queue was full.
 func (c *commandStats) rejected() { c.counts[outRejectedFull].Add(1) }
-
-// taken notes that a worker took an event queued at the time at from the
-// queue: the events still queued were queued after it.
-func (c *commandStats) taken(at time.Time) {
-	c.o.head.Store(int64(at.Sub(c.o.epoch)))
-}
 
 // ended counts an After event whose delivery ended with err: delivered
 // when nil, dead-lettered otherwise.
@@ -489,10 +473,9 @@ type Stats struct {
 	Commands map[string]Counts
 
 	QueueDepth int // After events in the memory queue, waiting for a worker or a retry's time
-	// OldestQueued is how long the oldest of them has waited; 0 when none.
-	// It is tracked from the event a worker took last, so it may understate
-	// the wait of events held for a retry or behind an open breaker while
-	// other endpoints' events flow.
+	// OldestQueued is how long the oldest of them has waited since After
+	// queued it, whichever endpoint it is for and whether it waits for a
+	// worker, a retry or an open breaker; 0 when none.
 	OldestQueued time.Duration
 	ActiveBefore int // Before calls in flight
 	ActiveAfter  int // After attempts in flight
@@ -504,8 +487,10 @@ type Stats struct {
 }
 
 // Stats returns a snapshot of the Dispatcher's counters and gauges. It is
-// cheap (atomic loads and one small map; it takes no lock that Before or
-// After take) and safe to call at any time, also after Close. The counters are read one by one, so a
+// cheap (atomic loads and small maps; with events in the memory queue it
+// looks at the first event of each endpoint's and at each retry's, under
+// the queue's locks, which After and the workers take only briefly) and
+// safe to call at any time, also after Close. The counters are read one by one, so a
 // snapshot taken under load may be off by the calls in flight.
 func (d *Dispatcher) Stats() Stats {
 	o := d.obs
@@ -524,13 +509,18 @@ func (d *Dispatcher) Stats() Stats {
 	return s
 }
 
-// queueLen returns the number of events in the memory queue. A Config.Queue
-// reports 0: its depth is the queue's own to report (natsqueue's Pending).
-func (d *Dispatcher) queueLen() int {
-	if d.mem != nil {
-		return d.mem.len()
+// queueState returns the number of events in the memory queue and when the
+// oldest of them was queued. A Config.Queue reports 0: its depth is the
+// queue's own to report (natsqueue's Pending).
+func (d *Dispatcher) queueState() (int, time.Time) {
+	if d.mem == nil {
+		return 0, time.Time{}
 	}
-	return 0
+	n := d.mem.len()
+	if n == 0 {
+		return 0, time.Time{}
+	}
+	return n, d.mem.oldest()
 }
 
 // observe sets up the Dispatcher's metrics and failure logs. New calls it.
@@ -538,7 +528,7 @@ func (d *Dispatcher) queueLen() int {
 // worth refusing to start for: it is logged at Warn level.
 func (d *Dispatcher) observe() {
 	mp := d.s.MeterProvider
-	o, err := newObserver(mp, d.endpointName(), d.s.Commands, d.queueLen)
+	o, err := newObserver(mp, d.endpointName(), d.s.Commands, d.queueState)
 	// Gauges of other parts are added here, before start.
 	err = errors.Join(err, o.addGauge(mp, metricBreakerState, "{state}",
 		"Circuit breaker state of each endpoint: 0 closed, 1 half-open, 2 open.",

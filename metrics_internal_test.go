@@ -3,6 +3,7 @@ package callback
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,7 +21,7 @@ func TestObserverExtraGauge(t *testing.T) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 
-	o, err := newObserver(mp, "http://app/cb", nil, func() int { return 0 })
+	o, err := newObserver(mp, "http://app/cb", nil, func() (int, time.Time) { return 0, time.Time{} })
 	require.NoError(t, err)
 	state := int64(2)
 	attrs := make([]attribute.KeyValue, 1, 4) // spare capacity: the observer must not write into it
