@@ -41,24 +41,24 @@ import (
 // the event outlives the call.
 func (d *Dispatcher) After(ctx context.Context, appID int, command string, body []byte) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return d.refused(ctx, appID, command, body, nil, err)
 	}
 	if err := d.checkEvent(command, body); err != nil {
-		return err
+		return d.refused(ctx, appID, command, body, nil, err)
 	}
 	id, givenID, err := eventIDFrom(ctx)
 	if err != nil {
-		return err
+		return d.refused(ctx, appID, command, body, nil, err)
 	}
 	r, err := d.routeOf(ctx, appID)
 	if ruleOf(r, &d.s, command).Disabled {
 		return nil // nothing would be sent, resolved or not
 	}
 	if err != nil {
-		return err
+		return d.refused(ctx, appID, command, body, nil, err)
 	}
 	if d.isClosed.Load() {
-		return ErrClosed // the queue says so too; this spares the copy
+		return d.refused(ctx, appID, command, body, r, ErrClosed) // the queue says so too; this spares the copy
 	}
 	stats := d.obs.command(command)
 	ev := Event{AppID: appID, Command: command, Body: append([]byte(nil), body...), Queued: time.Now(), seq: d.seq.Add(1), route: r}
@@ -125,6 +125,18 @@ func (d *Dispatcher) work() {
 		pause = 0
 		d.deliverOnce(wctx, dl)
 	}
+}
+
+// refused records an After call refused before its event was queued in
+// the attempt log (OutcomeRejected), under the ID given with WithEventID
+// if a valid one was, and returns err. r is nil when the app did not
+// resolve.
+func (d *Dispatcher) refused(ctx context.Context, appID int, command string, body []byte, r *route, err error) error {
+	if d.attempts != nil {
+		id, _, _ := eventIDFrom(ctx)
+		d.attempts.queued(&Event{ID: id, AppID: appID, Command: command, Body: body, route: r}, err)
+	}
+	return err
 }
 
 // routeOfEvent returns the route of ev: the one After resolved or, for an

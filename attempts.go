@@ -49,7 +49,11 @@ const (
 	// yet.
 	OutcomeQueued Outcome = "queued"
 	// OutcomeRejected: After refused the event (Error says why: a full
-	// queue, a durable Queue that did not store it); it was never sent.
+	// queue, a durable Queue that did not store it, an invalid body or
+	// command, an app that did not resolve, a closed Dispatcher, the
+	// caller's ctx already ended); it was never sent. EventID is set only
+	// when the refusal came after the event got one (at the queue, or one
+	// given with WithEventID).
 	OutcomeRejected Outcome = "rejected"
 	// OutcomeDelivered: the attempt got a 2xx answer; the event is done.
 	OutcomeDelivered Outcome = "delivered"
@@ -170,7 +174,7 @@ type record struct {
 	appID    int
 	command  string
 	id       string // the webhook-id; "" for a memory event, named by idSeq
-	idSeq    uint64
+	idSeq    uint64 // 0 with id "": an After refused before it had an ID
 	attempt  int
 	status   int
 	err      error
@@ -395,7 +399,7 @@ func kindName(k uint8) string {
 
 // eventID returns the webhook-id of rec.
 func (rec *record) eventID(d *Dispatcher) string {
-	if rec.id != "" {
+	if rec.id != "" || rec.idSeq == 0 {
 		return rec.id
 	}
 	return d.eventID(rec.idSeq)

@@ -217,6 +217,62 @@ func TestAttemptLogAfterRejected(t *testing.T) {
 	assert.NotEqual(t, queued[0].EventID, queued[1].EventID, "memory events get their IDs")
 }
 
+// TestAttemptLogAfterRefusedEarly: an After refused before its event is
+// queued (invalid body, empty command, unknown app, ended ctx, closed) is
+// in the log as rejected with its error, under the ID given with
+// WithEventID or none, so an operator looking for an event that never
+// arrived finds why.
+func TestAttemptLogAfterRefusedEarly(t *testing.T) {
+	b := newBackend(t, answerJSON(http.StatusOK, `{}`))
+	apps := callback.ResolverFunc(func(_ context.Context, app int) (callback.Endpoint, error) {
+		if app == 404 {
+			return callback.Endpoint{}, callback.ErrUnknownApp
+		}
+		return callback.Endpoint{URL: b.URL}, nil
+	})
+	d, err := callback.New(callback.Config{Resolver: apps, Logger: discardLogger()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	cases := []struct {
+		id      string
+		ctx     context.Context
+		app     int
+		command string
+		body    string
+		err     error
+	}{
+		{"bad-body", context.Background(), 1, "message.send.after", `{"text":`, callback.ErrInvalidBody},
+		{"no-command", context.Background(), 1, "", `{}`, callback.ErrInvalidCommand},
+		{"unknown-app", context.Background(), 404, "message.send.after", `{}`, callback.ErrUnknownApp},
+		{"ended-ctx", ended, 1, "message.send.after", `{}`, context.Canceled},
+	}
+	for _, c := range cases {
+		err := d.After(callback.WithEventID(c.ctx, c.id), c.app, c.command, []byte(c.body))
+		require.ErrorIs(t, err, c.err, c.id)
+		got := d.Attempts(callback.AttemptQuery{EventID: c.id})
+		require.Equal(t, []string{"rejected#0:0"}, outcomes(got), c.id)
+		assert.Equal(t, c.app, got[0].AppID, c.id)
+		assert.Equal(t, callback.KindAfter, got[0].Kind, c.id)
+		assert.Contains(t, got[0].Error, err.Error(), c.id)
+	}
+	assert.Zero(t, b.count(), "nothing was sent")
+
+	// Without WithEventID the refusal has no ID, not a made-up one.
+	require.ErrorIs(t, d.After(context.Background(), 1, "message.send.after", []byte(`nope`)), callback.ErrInvalidBody)
+	got := d.Attempts(callback.AttemptQuery{ByApp: true, AppID: 1, Outcome: callback.OutcomeRejected})
+	require.Len(t, got, 4) // bad-body, no-command, ended-ctx and this one
+	assert.Empty(t, got[len(got)-1].EventID)
+
+	require.NoError(t, d.Close(context.Background()))
+	require.ErrorIs(t, d.After(callback.WithEventID(context.Background(), "closed"), 1, "message.send.after", []byte(`{}`)), callback.ErrClosed)
+	got = d.Attempts(callback.AttemptQuery{EventID: "closed"})
+	require.Equal(t, []string{"rejected#0:0"}, outcomes(got))
+	assert.NotEmpty(t, got[0].Endpoint, "resolved before the refusal")
+}
+
 func TestAttemptLogQuery(t *testing.T) {
 	b := newBackend(t, answerJSON(http.StatusOK, `{"code":200,"msg":"success"}`))
 	d, err := callback.New(callback.Config{URL: b.URL, Logger: discardLogger(), AttemptLog: 4})
