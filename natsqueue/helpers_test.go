@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -223,17 +222,4 @@ func sendAll(t testing.TB, d *callback.Dispatcher, from, to, workers int) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-}
-
-// freePorts returns n loopback ports free at the time of the call.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		defer l.Close()
-	}
-	return ports
 }
