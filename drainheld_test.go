@@ -65,11 +65,7 @@ func TestQueueDepthCountsRetryWaits(t *testing.T) {
 		Breaker: callback.Breaker{Disabled: true}, Logger: discardLogger(),
 	})
 	require.NoError(t, err)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		defer cancel()
-		_ = d.Close(ctx)
-	}()
+	defer closeHeld(d)
 	require.NoError(t, d.After(context.Background(), 1, "message.send.after", []byte(`{}`)))
 	waitUntil(t, "the first attempt", func() bool { return b.count() == 1 && d.Stats().ActiveAfter == 0 })
 	s := d.Stats()
@@ -96,11 +92,7 @@ func TestOldestQueuedSeesHeldEvents(t *testing.T) {
 		Breaker: callback.Breaker{Disabled: true}, Logger: discardLogger(),
 	})
 	require.NoError(t, err)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		defer cancel()
-		_ = d.Close(ctx)
-	}()
+	defer closeHeld(d)
 	require.NoError(t, d.After(context.Background(), 1, "message.send.after", []byte(`{}`)))
 	waitUntil(t, "app 1's first attempt", func() bool { return down.count() == 1 && d.Stats().ActiveAfter == 0 })
 	queued := time.Now() // app 1's event was queued before this
@@ -115,4 +107,12 @@ func TestOldestQueuedSeesHeldEvents(t *testing.T) {
 	s := d.Stats()
 	require.Equal(t, 1, s.QueueDepth, "app 1's event waits for its retry")
 	assert.GreaterOrEqual(t, s.OldestQueued, atLeast, "the age of app 1's event, not of app 2's last")
+}
+
+// closeHeld closes d with a 200 ms drain limit: its held events (hour-long
+// retries) are dead-lettered rather than waited for.
+func closeHeld(d *callback.Dispatcher) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_ = d.Close(ctx)
 }
