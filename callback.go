@@ -25,7 +25,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -33,34 +32,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-)
-
-// Errors returned by the Dispatcher, or wrapped in Response.Err and in the
-// error given to a DeadLetterFunc. Compare with errors.Is.
-var (
-	// ErrInvalidConfig is wrapped by New's error for a Config it rejects.
-	ErrInvalidConfig = errors.New("callback: invalid config")
-	// ErrClosed is returned by After, and set in Before's Response, once
-	// Close has been called; it also ends deliveries that Close cut short.
-	ErrClosed = errors.New("callback: dispatcher closed")
-	// ErrQueueFull is returned by After when the delivery queue is full.
-	ErrQueueFull = errors.New("callback: after queue full")
-	// ErrInvalidBody means the event body given to Before or After is not
-	// valid JSON in UTF-8 (RFC 8259); nothing was sent.
-	ErrInvalidBody = errors.New("callback: body is not valid UTF-8 JSON")
-	// ErrInvalidCommand means the command given to Before or After is empty.
-	ErrInvalidCommand = errors.New("callback: empty command")
-	// ErrStatus means the App backend answered with a status other than 2xx.
-	ErrStatus = errors.New("callback: App backend answered a non-2xx status")
-	// ErrRedirect means the App backend answered with a redirect, which is
-	// never followed.
-	ErrRedirect = errors.New("callback: App backend answered a redirect")
-	// ErrBadAnswer means a 2xx answer could not be read as the protocol's
-	// answer: not JSON, or without its code.
-	ErrBadAnswer = errors.New("callback: App backend's answer is not valid")
-	// ErrAnswerTooLarge means the answer was larger than
-	// Config.MaxResponseBytes.
-	ErrAnswerTooLarge = errors.New("callback: App backend's answer is too large")
 )
 
 // userAgent names the library on every request.

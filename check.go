@@ -24,26 +24,6 @@ const CheckCommand = "imcallback.check"
 // CheckError keeps.
 const checkBodyMax = 1 << 10
 
-// Errors of Dispatcher.Check, wrapped in its CheckError along with the
-// underlying error. Compare with errors.Is. A non-2xx answer wraps
-// ErrStatus (and ErrSignatureRefused for 401), a redirect
-// ErrRedirect, an answer that is not the protocol's ErrBadAnswer or
-// ErrAnswerTooLarge, an app that cannot be resolved ErrResolve.
-var (
-	// ErrUnreachable means no connection could be made to the App
-	// backend, or it broke before the whole answer came: a refused
-	// connection, an unknown host, a TLS failure, a reset (CheckError's
-	// Status is set when the answer's header had come).
-	ErrUnreachable = errors.New("callback: App backend unreachable")
-	// ErrTimeout means the App backend did not answer within the
-	// command's timeout.
-	ErrTimeout = errors.New("callback: App backend did not answer in time")
-	// ErrSignatureRefused means the App backend answered 401, as package
-	// receiver does to a request whose signature it does not accept (a
-	// wrong or missing secret, or a clock too far off).
-	ErrSignatureRefused = errors.New("callback: App backend refused the signature")
-)
-
 // CheckError is the error of a failed Check: what a Before that fails
 // open would have hidden.
 type CheckError struct {

@@ -2,13 +2,8 @@ package callback
 
 import (
 	"encoding/json"
-	"errors"
 	"time"
 )
-
-// ErrNotFound means a record asked for by its ID, such as a dead letter
-// to replay, is not stored (never was, already replayed, or expired).
-var ErrNotFound = errors.New("callback: not found")
 
 // DeadLetter is an After event kept by a durable Queue's dead-letter store
 // (natsqueue's dead-letter stream) after its delivery was given up, as

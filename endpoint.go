@@ -18,13 +18,6 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// ErrBreakerOpen is set in Before's Response.Err when the endpoint's circuit
-// breaker is open (or half-open with its probe call in flight): nothing was
-// sent, and the command's failure policy applies at once. Such refusals go
-// through the flood-controlled failure log like other failures (a summary
-// per Config.LogInterval); the breaker logs its own opening at Error level.
-var ErrBreakerOpen = errors.New("callback: circuit breaker open")
-
 // Defaults of Breaker and AfterLimit.
 const (
 	defaultBreakerConsecutive = 5

@@ -2,13 +2,7 @@ package callback
 
 import (
 	"context"
-	"errors"
 )
-
-// ErrInvalidEventID means the ID given with WithEventID is empty, longer
-// than 256 bytes, or has a byte outside printable ASCII (space and control
-// characters included); nothing was sent or queued.
-var ErrInvalidEventID = errors.New("callback: invalid event ID")
 
 // maxEventID bounds an ID given with WithEventID. It travels as a header
 // (webhook-id, Nats-Msg-Id) and in every log line about the event.

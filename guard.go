@@ -1,16 +1,10 @@
 package callback
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"syscall"
 )
-
-// ErrForbiddenAddress is wrapped by the transport error of a callback whose
-// App backend resolved to an address that Config.SSRFGuard refuses; no
-// connection was opened.
-var ErrForbiddenAddress = errors.New("callback: address refused by the SSRF guard")
 
 // SSRFGuard keeps callbacks away from the IM server's own network. When
 // apps supply their callback URLs, an App could point its URL at an

@@ -11,18 +11,6 @@ import (
 	"time"
 )
 
-// Errors of per-app resolution. Compare with errors.Is.
-var (
-	// ErrUnknownApp means the Resolver has no endpoint for the app. A
-	// Resolver returns it, wrapped or not, for an app it does not know.
-	ErrUnknownApp = errors.New("callback: unknown app")
-	// ErrResolve wraps every error of resolving an app's endpoint: the
-	// Resolver's own (ErrUnknownApp, a database that is down) and an
-	// Endpoint that is not valid (which also wraps ErrInvalidConfig).
-	// Before sets it in Response.Err, After returns it.
-	ErrResolve = errors.New("callback: resolving the app's endpoint failed")
-)
-
 // A Resolver looks up the endpoint of an app: where and how its callbacks
 // are sent. The Dispatcher calls Resolve on every Before and After of a
 // Dispatcher whose Config.Resolver is set, on the caller's goroutine and

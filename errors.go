@@ -1,0 +1,85 @@
+package callback
+
+import "errors"
+
+// Errors of the package, every one a sentinel whose message begins with
+// "callback: ". The Dispatcher returns them wrapped with %w, often with
+// more context and sometimes with another sentinel or a cause beside them
+// (an invalid Endpoint's error wraps both ErrResolve and ErrInvalidConfig;
+// a Check's CheckError wraps one of them and the underlying error): compare
+// with errors.Is, never with ==. They reach the caller as New's error,
+// After's error, Before's Response.Err, a Check's CheckError and the error
+// given to a DeadLetterFunc.
+var (
+	// ErrInvalidConfig is wrapped by New's error for a Config it rejects.
+	ErrInvalidConfig = errors.New("callback: invalid config")
+	// ErrClosed is returned by After, and set in Before's Response, once
+	// Close has been called; it also ends deliveries that Close cut short.
+	ErrClosed = errors.New("callback: dispatcher closed")
+	// ErrQueueFull is returned by After when the delivery queue is full.
+	ErrQueueFull = errors.New("callback: after queue full")
+	// ErrInvalidBody means the event body given to Before or After is not
+	// valid JSON in UTF-8 (RFC 8259); nothing was sent.
+	ErrInvalidBody = errors.New("callback: body is not valid UTF-8 JSON")
+	// ErrInvalidCommand means the command given to Before or After is empty.
+	ErrInvalidCommand = errors.New("callback: empty command")
+	// ErrInvalidEventID means the ID given with WithEventID is empty, longer
+	// than 256 bytes, or has a byte outside printable ASCII (space and control
+	// characters included); nothing was sent or queued.
+	ErrInvalidEventID = errors.New("callback: invalid event ID")
+
+	// ErrStatus means the App backend answered with a status other than 2xx.
+	ErrStatus = errors.New("callback: App backend answered a non-2xx status")
+	// ErrRedirect means the App backend answered with a redirect, which is
+	// never followed.
+	ErrRedirect = errors.New("callback: App backend answered a redirect")
+	// ErrBadAnswer means a 2xx answer could not be read as the protocol's
+	// answer: not JSON, or without its code.
+	ErrBadAnswer = errors.New("callback: App backend's answer is not valid")
+	// ErrAnswerTooLarge means the answer was larger than
+	// Config.MaxResponseBytes.
+	ErrAnswerTooLarge = errors.New("callback: App backend's answer is too large")
+
+	// ErrBreakerOpen is set in Before's Response.Err when the endpoint's circuit
+	// breaker is open (or half-open with its probe call in flight): nothing was
+	// sent, and the command's failure policy applies at once. Such refusals go
+	// through the flood-controlled failure log like other failures (a summary
+	// per Config.LogInterval); the breaker logs its own opening at Error level.
+	ErrBreakerOpen = errors.New("callback: circuit breaker open")
+	// ErrForbiddenAddress is wrapped by the transport error of a callback whose
+	// App backend resolved to an address that Config.SSRFGuard refuses; no
+	// connection was opened.
+	ErrForbiddenAddress = errors.New("callback: address refused by the SSRF guard")
+
+	// ErrUnknownApp means the Resolver has no endpoint for the app. A
+	// Resolver returns it, wrapped or not, for an app it does not know.
+	ErrUnknownApp = errors.New("callback: unknown app")
+	// ErrResolve wraps every error of resolving an app's endpoint: the
+	// Resolver's own (ErrUnknownApp, a database that is down) and an
+	// Endpoint that is not valid (which also wraps ErrInvalidConfig).
+	// Before sets it in Response.Err, After returns it.
+	ErrResolve = errors.New("callback: resolving the app's endpoint failed")
+
+	// Errors of Dispatcher.Check, wrapped in its CheckError along with the
+	// underlying error. A non-2xx answer wraps ErrStatus (and
+	// ErrSignatureRefused for 401), a redirect ErrRedirect, an answer that
+	// is not the protocol's ErrBadAnswer or ErrAnswerTooLarge, an app that
+	// cannot be resolved ErrResolve.
+
+	// ErrUnreachable means no connection could be made to the App
+	// backend, or it broke before the whole answer came: a refused
+	// connection, an unknown host, a TLS failure, a reset (CheckError's
+	// Status is set when the answer's header had come).
+	ErrUnreachable = errors.New("callback: App backend unreachable")
+	// ErrTimeout means the App backend did not answer within the
+	// command's timeout.
+	ErrTimeout = errors.New("callback: App backend did not answer in time")
+	// ErrSignatureRefused means the App backend answered 401, as package
+	// receiver does to a request whose signature it does not accept (a
+	// wrong or missing secret, or a clock too far off).
+	ErrSignatureRefused = errors.New("callback: App backend refused the signature")
+
+	// ErrNotFound means a record asked for by its ID, such as a dead letter
+	// to replay, is not stored (never was, already replayed, or expired).
+	ErrNotFound = errors.New("callback: not found")
+)
