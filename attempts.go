@@ -10,10 +10,6 @@ import (
 	"time"
 )
 
-// defaultAttemptLog is how many records the attempt log keeps when
-// Config.AttemptLog is zero.
-const defaultAttemptLog = 1024
-
 // maxAttemptQuery bounds how many records one AttemptQuery returns.
 const maxAttemptQuery = 1 << 16
 
@@ -184,14 +180,10 @@ type record struct {
 
 // newAttemptLog returns the log Config.AttemptLog asks for, or nil.
 func newAttemptLog(s *settings) *attemptLog {
-	n := s.AttemptLog
-	switch {
-	case n < 0:
+	if s.AttemptLog < 0 {
 		return nil
-	case n == 0:
-		n = defaultAttemptLog
 	}
-	return &attemptLog{slots: make([]slot, n), bodies: s.AttemptBodies, epoch: time.Now()}
+	return &attemptLog{slots: make([]slot, s.AttemptLog), bodies: s.AttemptBodies, epoch: time.Now()}
 }
 
 // lock takes the next Seq and returns its slot, locked, for the caller to

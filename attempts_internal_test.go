@@ -26,7 +26,7 @@ func BenchmarkAttemptRecord(b *testing.B) {
 		var l *attemptLog
 		if on {
 			name = "log=on"
-			l = newAttemptLog(&settings{})
+			l = newAttemptLog(&settings{Config: Config{AttemptLog: defaultAttemptLog}})
 		}
 		d := &Dispatcher{attempts: l, s: settings{Config: Config{Retries: 4}}, mem: &memQueue{}}
 		d.life, d.abort = contextPair()

@@ -104,7 +104,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	d.endpoints = newEndpoints(&d.s)
 	d.endpoints.inUse = d.endpointsInUse
 	if d.queue == nil {
-		d.mem = newMemQueue(s.QueueSize, s.endpointQueueSize(), s.Workers, d.endpoints)
+		d.mem = newMemQueue(s.QueueSize, s.EndpointQueueSize, s.Workers, d.endpoints)
 		d.queue = d.mem
 	}
 	d.client = newClient(d.transport)

@@ -1,17 +1,19 @@
 package callback
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/url"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 )
 
-// Defaults applied by New to the zero values of Config.
+// Defaults applied by New to the zero values of Config and of the
+// settings types it holds (Breaker, AfterLimit, Rule).
 const (
 	defaultTimeout          = 2 * time.Second
 	defaultQueueSize        = 10000
@@ -22,13 +24,29 @@ const (
 	defaultRetryWaitMax     = 30 * time.Second
 	defaultMaxResponseBytes = 1 << 20
 	defaultDrainTimeout     = 30 * time.Second
+	defaultLogInterval      = 10 * time.Second // between a failing endpoint's summary lines
+	defaultAttemptLog       = 1024             // records, about 200 KiB
 	// defaultMaxResponseHeaderBytes bounds an answer's headers, 1xx
 	// answers included; Go's own default is 10 MiB.
 	defaultMaxResponseHeaderBytes = 64 << 10
 	// defaultBeforeConcurrency is the Before concurrency the connection
 	// cap is sized for when Config.MaxConnsPerHost is zero.
 	defaultBeforeConcurrency = 256
+
+	defaultBreakerConsecutive = 5
+	defaultBreakerRatio       = 0.5
+	defaultBreakerMinCalls    = 20
+	defaultBreakerWindow      = 10 * time.Second
+	defaultBreakerCooldown    = 5 * time.Second
+	defaultAfterRate          = 1000 // per second, Tencent's default for push callbacks
 )
+
+// defaultRetrySchedule is Svix's: after the first attempt, 5 s, 5 min,
+// 30 min, 2 h, 5 h, 10 h, 10 h; eight attempts in all.
+var defaultRetrySchedule = []time.Duration{
+	5 * time.Second, 5 * time.Minute, 30 * time.Minute,
+	2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour,
+}
 
 // Config configures a Dispatcher. The zero value of every field but URL means
 // the documented default.
@@ -243,29 +261,17 @@ type Config struct {
 	DrainTimeout time.Duration
 }
 
-// Rule holds the settings of one command.
-type Rule struct {
-	// Disabled sends no request: Before allows, After accepts and drops.
-	Disabled bool
-	// Timeout bounds one request for this command; 0 means Config.Timeout.
-	Timeout time.Duration
-	// FailClosed makes Before deny (with CodeFailClosed) instead of allow
-	// when the callback fails.
-	FailClosed bool
-}
-
-// DeadLetterFunc receives an After event that was not delivered and the
-// error that ended its delivery (errors.Is works with ErrStatus, ErrClosed,
-// context.DeadlineExceeded and so on). The Dispatcher never touches ev.Body
-// again, so the function may keep it. A panic in it is recovered and logged
-// at Error level with its stack, so one bad hook cannot crash the IM server.
-type DeadLetterFunc func(ev Event, err error)
-
 // settings is a validated Config with every default applied.
 type settings struct {
 	Config
 }
 
+// validate is New's one configuration pass: it checks c and applies every
+// default, in this order: the URL and the SSRF guard; the non-negative
+// fields; the scalar defaults (MaxConnsPerHost and MaxIdleConnsPerHost
+// after Workers, EndpointQueueSize after QueueSize); RetrySchedule;
+// Breaker; AfterLimit (after Workers); Commands. Its error wraps
+// ErrInvalidConfig.
 func (c Config) validate() (settings, error) {
 	s := settings{Config: c}
 	if c.Resolver == nil || c.URL != "" {
@@ -295,38 +301,52 @@ func (c Config) validate() (settings, error) {
 		}
 	}
 
-	s.Timeout = orDefault(c.Timeout, defaultTimeout)
-	s.QueueSize = orDefault(c.QueueSize, defaultQueueSize)
-	s.Workers = orDefault(c.Workers, defaultWorkers)
-	s.RetryWaitMin = orDefault(c.RetryWaitMin, defaultRetryWaitMin)
-	s.RetryWaitMax = orDefault(c.RetryWaitMax, defaultRetryWaitMax)
-	s.MaxResponseBytes = orDefault(c.MaxResponseBytes, defaultMaxResponseBytes)
-	s.DrainTimeout = orDefault(c.DrainTimeout, defaultDrainTimeout)
-	s.MaxResponseHeaderBytes = orDefault(c.MaxResponseHeaderBytes, defaultMaxResponseHeaderBytes)
-	s.MaxConnsPerHost = orDefault(c.MaxConnsPerHost, max(s.Workers+defaultBeforeConcurrency, c.MaxIdleConnsPerHost))
-	s.MaxIdleConnsPerHost = min(orDefault(c.MaxIdleConnsPerHost, s.MaxConnsPerHost), s.MaxConnsPerHost)
+	// cmp.Or replaces a zero with the default. A negative LogInterval,
+	// DrainTimeout and AttemptLog are kept: they mean "off", and the code
+	// that uses them tests for it.
+	s.Timeout = cmp.Or(c.Timeout, defaultTimeout)
+	s.QueueSize = cmp.Or(c.QueueSize, defaultQueueSize)
+	s.Workers = cmp.Or(c.Workers, defaultWorkers)
+	s.RetryWaitMin = cmp.Or(c.RetryWaitMin, defaultRetryWaitMin)
+	s.RetryWaitMax = cmp.Or(c.RetryWaitMax, defaultRetryWaitMax)
+	s.MaxResponseBytes = cmp.Or(c.MaxResponseBytes, defaultMaxResponseBytes)
+	s.DrainTimeout = cmp.Or(c.DrainTimeout, defaultDrainTimeout)
+	s.MaxResponseHeaderBytes = cmp.Or(c.MaxResponseHeaderBytes, defaultMaxResponseHeaderBytes)
+	s.MaxConnsPerHost = cmp.Or(c.MaxConnsPerHost, max(s.Workers+defaultBeforeConcurrency, c.MaxIdleConnsPerHost))
+	s.MaxIdleConnsPerHost = min(cmp.Or(c.MaxIdleConnsPerHost, s.MaxConnsPerHost), s.MaxConnsPerHost)
+	s.LogInterval = cmp.Or(c.LogInterval, defaultLogInterval)
+	s.AttemptLog = cmp.Or(c.AttemptLog, defaultAttemptLog)
+	s.Logger = cmp.Or(c.Logger, slog.Default())
+	// The one place the MeterProvider is chosen: the observer uses s's.
+	s.MeterProvider = cmp.Or(c.MeterProvider, otel.GetMeterProvider())
+	// Not cmp.Or: a negative Retries means none, which the retry loop
+	// needs as 0.
 	switch {
 	case c.Retries == 0:
 		s.Retries = defaultRetries
 	case c.Retries < 0:
 		s.Retries = 0
 	}
+	switch {
+	case c.EndpointQueueSize > 0:
+		s.EndpointQueueSize = min(c.EndpointQueueSize, s.QueueSize)
+	case c.Resolver == nil:
+		s.EndpointQueueSize = s.QueueSize // one endpoint
+	default:
+		s.EndpointQueueSize = max(1, s.QueueSize/defaultEndpointShare)
+	}
 	if s.RetryWaitMax < s.RetryWaitMin {
 		return s, fmt.Errorf("%w: RetryWaitMax %v is less than RetryWaitMin %v", ErrInvalidConfig, s.RetryWaitMax, s.RetryWaitMin)
-	}
-	if s.LogInterval == 0 {
-		s.LogInterval = defaultLogInterval
-	}
-	if s.Logger == nil {
-		s.Logger = slog.Default()
 	}
 	if err := s.checkSchedule(); err != nil {
 		return s, err
 	}
-	if err := s.validateEndpoints(); err != nil {
+	if err := s.Breaker.validate(); err != nil {
 		return s, err
 	}
-
+	if err := s.AfterLimit.validate(s.Workers); err != nil {
+		return s, err
+	}
 	if err := checkRules(c.Commands); err != nil {
 		return s, err
 	}
@@ -334,65 +354,17 @@ func (c Config) validate() (settings, error) {
 	return s, nil
 }
 
-// parseURL parses and checks a callback URL.
-func parseURL(raw string) (*url.URL, error) {
-	if raw == "" {
-		return nil, fmt.Errorf("%w: URL is required", ErrInvalidConfig)
+// checkSchedule validates Config.RetrySchedule and applies its default.
+func (s *settings) checkSchedule() error {
+	if s.RetrySchedule == nil {
+		s.RetrySchedule = defaultRetrySchedule
+		return nil
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%w: URL does not parse", ErrInvalidConfig)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("%w: URL scheme %q is not http or https", ErrInvalidConfig, u.Scheme)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("%w: URL has no host", ErrInvalidConfig)
-	}
-	if u.Fragment != "" {
-		return nil, fmt.Errorf("%w: URL has a fragment", ErrInvalidConfig)
-	}
-	return u, nil
-}
-
-// endpointQueueSize returns the share of the memory queue of one
-// endpoint: see Config.EndpointQueueSize.
-func (s *settings) endpointQueueSize() int {
-	switch {
-	case s.EndpointQueueSize > 0:
-		return min(s.EndpointQueueSize, s.QueueSize)
-	case s.Resolver == nil:
-		return s.QueueSize
-	}
-	return max(1, s.QueueSize/defaultEndpointShare)
-}
-
-// checkRules rejects an empty command name and a negative timeout.
-func checkRules(rules map[string]Rule) error {
-	for cmd, r := range rules {
-		if cmd == "" {
-			return fmt.Errorf("%w: empty command name in Commands", ErrInvalidConfig)
-		}
-		if r.Timeout < 0 {
-			return fmt.Errorf("%w: command %q has a negative Timeout", ErrInvalidConfig, cmd)
+	for i, w := range s.RetrySchedule {
+		if w < 0 {
+			return fmt.Errorf("%w: RetrySchedule[%d] is negative", ErrInvalidConfig, i)
 		}
 	}
+	s.RetrySchedule = append([]time.Duration(nil), s.RetrySchedule...)
 	return nil
-}
-
-// rule returns the settings of command in Config.Commands, with its
-// timeout resolved: the failure policy of a call whose app's endpoint
-// could not be resolved.
-func (s *settings) rule(command string) Rule {
-	r := s.Commands[command]
-	r.Timeout = orDefault(r.Timeout, s.Timeout)
-	return r
-}
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }

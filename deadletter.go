@@ -47,3 +47,10 @@ const (
 	DefaultDeadLetterLimit = 100
 	MaxDeadLetterLimit     = 1000
 )
+
+// DeadLetterFunc receives an After event that was not delivered and the
+// error that ended its delivery (errors.Is works with ErrStatus, ErrClosed,
+// context.DeadlineExceeded and so on). The Dispatcher never touches ev.Body
+// again, so the function may keep it. A panic in it is recovered and logged
+// at Error level with its stack, so one bad hook cannot crash the IM server.
+type DeadLetterFunc func(ev Event, err error)

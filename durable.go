@@ -224,18 +224,3 @@ func (d *Dispatcher) queueFailed(err error, pause time.Duration) time.Duration {
 	}
 	return min(2*pause, getPauseMax)
 }
-
-// checkSchedule validates Config.RetrySchedule and applies its default.
-func (s *settings) checkSchedule() error {
-	if s.RetrySchedule == nil {
-		s.RetrySchedule = defaultRetrySchedule
-		return nil
-	}
-	for i, w := range s.RetrySchedule {
-		if w < 0 {
-			return fmt.Errorf("%w: RetrySchedule[%d] is negative", ErrInvalidConfig, i)
-		}
-	}
-	s.RetrySchedule = append([]time.Duration(nil), s.RetrySchedule...)
-	return nil
-}

@@ -8,10 +8,6 @@ import (
 	"time"
 )
 
-// defaultLogInterval is how often a failing endpoint logs a summary line
-// when Config.LogInterval is zero.
-const defaultLogInterval = 10 * time.Second
-
 // failure is one failed callback, as the failure log needs it. It is kept
 // by value until a line is written, so a suppressed failure allocates no
 // log record.

@@ -11,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/sony/gobreaker/v2"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
@@ -137,12 +136,9 @@ type gauge struct {
 
 // newObserver makes the observer of a Dispatcher calling endpoint, with a
 // label for each configured command. It creates the instruments on mp's
-// meter (the global MeterProvider when mp is nil); start registers the
+// meter (Config.validate chose mp: never nil); start registers the
 // callback that reports the gauges and counters.
 func newObserver(mp metric.MeterProvider, endpoint string, commands map[string]Rule, queueState func() (int, time.Time)) (*observer, error) {
-	if mp == nil {
-		mp = otel.GetMeterProvider()
-	}
 	o := &observer{
 		endpoint:   endpoint,
 		configured: make(map[string]*commandStats, len(commands)),
@@ -208,9 +204,6 @@ func (o *observer) fillNoop() {
 //	o.addGauge(mp, "imcallback.queue.durable.depth", "{event}",
 //		"After events in the durable queue.", ...)
 func (o *observer) addGauge(mp metric.MeterProvider, name, unit, desc string, observe func(report func(v int64, attrs ...attribute.KeyValue))) error {
-	if mp == nil {
-		mp = otel.GetMeterProvider()
-	}
 	inst, err := mp.Meter(meterName).Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
 	if inst == nil {
 		inst = noop.Int64ObservableGauge{}
@@ -222,9 +215,6 @@ func (o *observer) addGauge(mp metric.MeterProvider, name, unit, desc string, ob
 // start registers the callback that reports counters and gauges at each
 // collection, until close.
 func (o *observer) start(mp metric.MeterProvider) error {
-	if mp == nil {
-		mp = otel.GetMeterProvider()
-	}
 	insts := []metric.Observable{o.calls, o.activeG, o.depth, o.age}
 	for _, g := range o.gauges {
 		insts = append(insts, g.inst)

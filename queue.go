@@ -81,13 +81,6 @@ type Delivery interface {
 	DeadLetter(ctx context.Context, reason error) error
 }
 
-// defaultRetrySchedule is Svix's: after the first attempt, 5 s, 5 min,
-// 30 min, 2 h, 5 h, 10 h, 10 h; eight attempts in all.
-var defaultRetrySchedule = []time.Duration{
-	5 * time.Second, 5 * time.Minute, 30 * time.Minute,
-	2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour,
-}
-
 // DefaultRetrySchedule returns a copy of the waits used between the
 // attempts of an event in a Queue when Config.RetrySchedule is nil: 5 s,
 // 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (Svix's schedule).

@@ -1,6 +1,7 @@
 package callback
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -78,6 +79,27 @@ func (e *Endpoint) check() (*url.URL, wire, error) {
 	return u, w, nil
 }
 
+// parseURL parses and checks a callback URL.
+func parseURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("%w: URL is required", ErrInvalidConfig)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: URL does not parse", ErrInvalidConfig)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("%w: URL scheme %q is not http or https", ErrInvalidConfig, u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("%w: URL has no host", ErrInvalidConfig)
+	}
+	if u.Fragment != "" {
+		return nil, fmt.Errorf("%w: URL has a fragment", ErrInvalidConfig)
+	}
+	return u, nil
+}
+
 // equal reports whether e and o have the same settings.
 func (e *Endpoint) equal(o *Endpoint) bool {
 	return e.URL == o.URL && e.Protocol == o.Protocol && e.Secret == o.Secret &&
@@ -109,12 +131,12 @@ func newRoute(s *settings, e *Endpoint) (*route, error) {
 		protocol: e.Protocol,
 		target:   newTarget(u, w.reserved()...),
 		url:      u,
-		timeout:  orDefault(e.Timeout, s.Timeout),
+		timeout:  cmp.Or(e.Timeout, s.Timeout),
 		rules:    make(map[string]Rule, len(s.Commands)+len(e.Commands)),
 	}
 	for _, rules := range []map[string]Rule{s.Commands, e.Commands} {
 		for cmd, rule := range rules {
-			rule.Timeout = orDefault(rule.Timeout, r.timeout)
+			rule.Timeout = cmp.Or(rule.Timeout, r.timeout)
 			r.rules[cmd] = rule
 		}
 	}
