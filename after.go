@@ -84,7 +84,7 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 			// event is seen again only when handed out, which may not be
 			// soon while another endpoint holds every worker: note it now,
 			// so the fair share counts this endpoint as active.
-			d.endpoints.forRoute(r).wanted(ev.Queued)
+			d.urls.forRoute(r).wanted(ev.Queued)
 		}
 		stats.queued()
 		return nil

@@ -118,7 +118,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 		c.client = clientFrom(ctx)
 	}
 	// Ask the endpoint's breaker first: while it is open, nothing is built.
-	done, err := d.endpoints.forRoute(r).allow()
+	done, err := d.urls.forRoute(r).allow()
 	if err != nil {
 		return Response{}, err
 	}

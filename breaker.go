@@ -37,7 +37,7 @@ func newBreaker(b Breaker, logURL string, changed func(from, to gobreaker.State)
 
 // stateChanged logs a transition. It runs with the breaker's lock held, so
 // it never calls the breaker.
-func (e *endpoint) stateChanged(log *slog.Logger, from, to gobreaker.State) {
+func (e *urlState) stateChanged(log *slog.Logger, from, to gobreaker.State) {
 	msg, attrs := "callback: circuit breaker "+to.String(), []any{
 		slog.String("url", e.logURL),
 		slog.String("from", from.String()),
@@ -126,7 +126,7 @@ func reportNothing(error) {}
 // allow admits a Before call if the breaker lets it through, and returns
 // the function that reports the call's outcome, which must be called once.
 // It never waits: an open breaker is an error wrapping ErrBreakerOpen.
-func (e *endpoint) allow() (done func(error), err error) {
+func (e *urlState) allow() (done func(error), err error) {
 	now := time.Now().UnixNano()
 	e.used.Store(now)
 	if e.breaker == nil {

@@ -14,10 +14,10 @@ import (
 // counts every request and outcome (consecutive failures, the rolling
 // window's buckets) under it.
 func BenchmarkBreakerClosed(b *testing.B) {
-	newE := func(b *testing.B) *endpoint {
+	newE := func(b *testing.B) *urlState {
 		s := settings{Config: Config{Breaker: Breaker{Window: 10 * time.Second, Cooldown: 5 * time.Second, ConsecutiveFailures: 5, FailureRatio: 0.5, MinCalls: 20}}}
-		es := &endpoints{s: &s, log: slog.New(slog.DiscardHandler)}
-		return newEndpoint(es, "http://bench")
+		us := &urlStates{s: &s, log: slog.New(slog.DiscardHandler)}
+		return newURLState(us, "http://bench")
 	}
 	b.Run("gobreaker/serial", func(b *testing.B) {
 		e := newE(b)

@@ -47,7 +47,7 @@ type Dispatcher struct {
 	routes *routes          // each app's, with a Resolver; nil without
 	now    func() time.Time // the clock that stamps signatures; a test seam
 
-	endpoints *endpoints // breaker and After limits of each callback URL
+	urls *urlStates // breaker and After limits of each callback URL
 
 	transport *http.Transport // owned: idle connections closed by Close
 	client    *http.Client    // one attempt, no redirects
@@ -101,10 +101,10 @@ func New(cfg Config) (*Dispatcher, error) {
 		return nil, err
 	}
 	d.transport = newTransport(&s)
-	d.endpoints = newEndpoints(&d.s)
-	d.endpoints.inUse = d.endpointsInUse
+	d.urls = newURLStates(&d.s)
+	d.urls.inUse = d.urlsInUse
 	if d.queue == nil {
-		d.mem = newMemQueue(s.QueueSize, s.EndpointQueueSize, s.Workers, d.endpoints)
+		d.mem = newMemQueue(s.QueueSize, s.EndpointQueueSize, s.Workers, d.urls)
 		d.queue = d.mem
 	}
 	d.client = newClient(d.transport)

@@ -39,7 +39,7 @@ func (d *Dispatcher) deliverOnce(wctx context.Context, dl Delivery) {
 	}
 	r, err := d.routeOfEvent(&ev)
 	if err == nil && !p.valid() && d.mem == nil && d.life.Err() == nil {
-		e := d.endpoints.forRoute(r)
+		e := d.urls.forRoute(r)
 		now := time.Now()
 		var wake time.Time
 		var ok bool

@@ -35,4 +35,4 @@ func DrainTimeoutOf(cfg Config) time.Duration {
 
 // SetEndpointIdle sets how long d keeps an endpoint that no current route
 // uses after its last call. Call it before the first Before or After.
-func SetEndpointIdle(d *Dispatcher, idle time.Duration) { d.endpoints.idle = idle }
+func SetEndpointIdle(d *Dispatcher, idle time.Duration) { d.urls.idle = idle }

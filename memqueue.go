@@ -39,14 +39,14 @@ import (
 // next timer themselves.
 type memQueue struct {
 	size, share int
-	eps         *endpoints
+	urls        *urlStates
 
 	inMu     sync.Mutex
 	in       fifo[inbound] // Put's events, not yet in their lanes
 	inClosed bool          // Stop was called; Put refuses
 
 	mu     sync.Mutex
-	lanes  map[*endpoint]*lane
+	lanes  map[*urlState]*lane
 	ready  []*lane       // lanes with events and not parked, in turn order
 	waits  waitHeap      // retries and parked lanes, soonest first
 	taking fifo[inbound] // the inbound events being moved into lanes
@@ -62,13 +62,13 @@ type memQueue struct {
 
 // inbound is an event given to Put, with its endpoint.
 type inbound struct {
-	e  *endpoint
+	e  *urlState
 	ev Event
 }
 
 // lane is the events of one endpoint.
 type lane struct {
-	e      *endpoint
+	e      *urlState
 	evs    fifo[Event]
 	held   int  // events in evs and in waits
 	out    int  // handed out, not settled
@@ -158,10 +158,10 @@ func (h *waitHeap) Pop() any {
 	return w
 }
 
-func newMemQueue(size, share, workers int, eps *endpoints) *memQueue {
+func newMemQueue(size, share, workers int, urls *urlStates) *memQueue {
 	return &memQueue{
-		size: size, share: share, eps: eps,
-		lanes: make(map[*endpoint]*lane),
+		size: size, share: share, urls: urls,
+		lanes: make(map[*urlState]*lane),
 		done:  make(chan struct{}),
 		kick:  make(chan struct{}, workers),
 	}
@@ -169,7 +169,7 @@ func newMemQueue(size, share, workers int, eps *endpoints) *memQueue {
 
 // Put queues ev for its endpoint's lane. ev.route is set: After resolved it.
 func (q *memQueue) Put(_ context.Context, ev Event) error {
-	e := q.eps.forRoute(ev.route)
+	e := q.urls.forRoute(ev.route)
 	q.inMu.Lock()
 	if q.inClosed {
 		q.inMu.Unlock()

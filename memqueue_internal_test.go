@@ -26,7 +26,7 @@ func TestMemQueueConcurrentPutsExact(t *testing.T) {
 		}
 	}
 	const size, share, putters, each = 100, 40, 8, 60
-	q := newMemQueue(size, share, 1, d.endpoints)
+	q := newMemQueue(size, share, 1, d.urls)
 	var accepted [len(routes)]atomic.Int64
 	var wg sync.WaitGroup
 	for g := range putters {

@@ -20,7 +20,7 @@ func (d *Dispatcher) observe() {
 	err = errors.Join(err, o.addGauge(mp, metricBreakerState, "{state}",
 		"Circuit breaker state of each endpoint: 0 closed, 1 half-open, 2 open.",
 		func(report func(int64, ...attribute.KeyValue)) {
-			d.endpoints.states(func(url string, state gobreaker.State) {
+			d.urls.states(func(url string, state gobreaker.State) {
 				report(int64(state), attribute.String(attrEndpoint, url))
 			})
 		}))

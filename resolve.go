@@ -117,7 +117,7 @@ type route struct {
 	timeout  time.Duration            // of a command without a rule
 	rules    map[string]Rule          // Config.Commands overridden by the Endpoint's, timeouts resolved
 	answers  answerMemo               // the last plain allow answer of this endpoint, decoded by wire
-	ep       atomic.Pointer[endpoint] // its breaker and limits, cached: see endpoints.forRoute
+	state    atomic.Pointer[urlState] // its breaker and limits, cached: see urlStates.forRoute
 }
 
 // newRoute prepares e, whose defaults are s's.
@@ -301,17 +301,17 @@ func (d *Dispatcher) endpointName() string {
 	return perApp
 }
 
-// endpointsInUse returns the keys of the endpoints that a current route
+// urlsInUse returns the keys of the endpoints that a current route
 // calls: Config.URL's, or those of the apps' last resolved endpoints.
-// The registry keeps them however idle (see endpoints.sweep).
-func (d *Dispatcher) endpointsInUse() map[endpointKey]bool {
+// The registry keeps them however idle (see urlStates.sweep).
+func (d *Dispatcher) urlsInUse() map[urlKey]bool {
 	if d.routes == nil {
-		return map[endpointKey]bool{keyOf(d.static.url): true}
+		return map[urlKey]bool{keyOf(d.static.url): true}
 	}
 	rs := d.routes
 	rs.mu.RLock()
 	defer rs.mu.RUnlock()
-	used := make(map[endpointKey]bool, len(rs.m))
+	used := make(map[urlKey]bool, len(rs.m))
 	for _, p := range rs.m {
 		if p.route != nil {
 			used[keyOf(p.route.url)] = true

@@ -98,7 +98,7 @@ func (d *Dispatcher) Stats() Stats {
 	s.ActiveBefore = int(o.active[0].Load())
 	s.ActiveAfter = int(o.active[1].Load())
 	s.Breakers = make(map[string]string)
-	d.endpoints.states(func(url string, state gobreaker.State) { s.Breakers[url] = state.String() })
+	d.urls.states(func(url string, state gobreaker.State) { s.Breakers[url] = state.String() })
 	return s
 }
 

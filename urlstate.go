@@ -16,14 +16,14 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// endpointKey names an endpoint: the callback URL as resolved, query
+// urlKey names an endpoint: the callback URL as resolved, query
 // included (two apps whose URLs differ only in the query are two
 // endpoints), without user information. A struct, not a string, so a
 // lookup allocates nothing.
-type endpointKey struct{ scheme, host, path, query string }
+type urlKey struct{ scheme, host, path, query string }
 
-func keyOf(u *url.URL) endpointKey {
-	return endpointKey{u.Scheme, u.Host, u.Path, u.RawQuery}
+func keyOf(u *url.URL) urlKey {
+	return urlKey{u.Scheme, u.Host, u.Path, u.RawQuery}
 }
 
 // Fair share and registry upkeep.
@@ -33,33 +33,33 @@ const (
 	activeWindow = time.Second
 	// activeRefresh is how often the count of active endpoints is redone.
 	activeRefresh = 100 * time.Millisecond
-	// defaultEndpointIdle is how long an endpoint that no current route
+	// defaultURLIdle is how long an endpoint that no current route
 	// uses stays in the registry after its last call.
-	defaultEndpointIdle = 10 * time.Minute
+	defaultURLIdle = 10 * time.Minute
 )
 
-// endpoints holds the state of each endpoint the Dispatcher calls, created
-// on first use and dropped once idle (see sweep).
-type endpoints struct {
+// urlStates holds the urlState of each endpoint (callback URL) the
+// Dispatcher calls, created on first use and dropped once idle (see sweep).
+type urlStates struct {
 	s   *settings
 	log *slog.Logger
 
 	mu sync.RWMutex // guards m
-	m  map[endpointKey]*endpoint
+	m  map[urlKey]*urlState
 
 	// inUse reports the keys that a current route uses; nil means none
 	// beyond those being called. Set by New before any call.
-	inUse func() map[endpointKey]bool
+	inUse func() map[urlKey]bool
 	idle  time.Duration // how long an unused endpoint is kept; a test seam
 	swept atomic.Int64  // UnixNano of the last sweep
 
 	active    atomic.Int32  // endpoints with work lately: see fairCap
 	counted   atomic.Int64  // UnixNano when active was counted
 	countLock sync.Mutex    // one counter at a time
-	wantFor   time.Duration // how long a wanted endpoint counts as active: see newEndpoints
+	wantFor   time.Duration // how long a wanted endpoint counts as active: see newURLStates
 }
 
-func newEndpoints(s *settings) *endpoints {
+func newURLStates(s *settings) *urlStates {
 	// An endpoint whose events wait while the others' attempts hold every
 	// worker must still count as active when those attempts end, which may
 	// be a Timeout later: with a durable Queue its events are not held in
@@ -71,35 +71,35 @@ func newEndpoints(s *settings) *endpoints {
 	for _, r := range s.Commands {
 		want = max(want, r.Timeout)
 	}
-	return &endpoints{s: s, log: s.Logger, m: make(map[endpointKey]*endpoint), idle: defaultEndpointIdle, wantFor: want}
+	return &urlStates{s: s, log: s.Logger, m: make(map[urlKey]*urlState), idle: defaultURLIdle, wantFor: want}
 }
 
 // of returns the endpoint that u calls.
-func (es *endpoints) of(u *url.URL) *endpoint {
+func (us *urlStates) of(u *url.URL) *urlState {
 	k := keyOf(u)
-	es.mu.RLock()
-	e := es.m[k]
-	es.mu.RUnlock()
+	us.mu.RLock()
+	e := us.m[k]
+	us.mu.RUnlock()
 	if e != nil {
 		return e
 	}
-	es.sweep(time.Now())
-	es.mu.Lock()
-	defer es.mu.Unlock()
-	if e = es.m[k]; e == nil {
-		e = newEndpoint(es, logURLOf(u))
-		es.m[k] = e
+	us.sweep(time.Now())
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	if e = us.m[k]; e == nil {
+		e = newURLState(us, logURLOf(u))
+		us.m[k] = e
 	}
 	return e
 }
 
 // forRoute returns the endpoint of r, cached in r until it is dropped.
-func (es *endpoints) forRoute(r *route) *endpoint {
-	if e := r.ep.Load(); e != nil && !e.dropped.Load() {
+func (us *urlStates) forRoute(r *route) *urlState {
+	if e := r.state.Load(); e != nil && !e.dropped.Load() {
 		return e
 	}
-	e := es.of(r.url)
-	r.ep.Store(e)
+	e := us.of(r.url)
+	r.state.Store(e)
 	return e
 }
 
@@ -117,27 +117,27 @@ func logURLOf(u *url.URL) string {
 }
 
 // sweep drops the endpoints that no current route uses, with nothing in
-// flight or queued, idle for es.idle. It runs when an endpoint is
-// created, at most once per tenth of es.idle, so the registry does not
+// flight or queued, idle for us.idle. It runs when an endpoint is
+// created, at most once per tenth of us.idle, so the registry does not
 // grow with every change of an app's URL.
-func (es *endpoints) sweep(now time.Time) {
-	last := es.swept.Load()
-	if now.UnixNano()-last < int64(es.idle/10) || !es.swept.CompareAndSwap(last, now.UnixNano()) {
+func (us *urlStates) sweep(now time.Time) {
+	last := us.swept.Load()
+	if now.UnixNano()-last < int64(us.idle/10) || !us.swept.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
-	var used map[endpointKey]bool
-	if es.inUse != nil {
-		used = es.inUse()
+	var used map[urlKey]bool
+	if us.inUse != nil {
+		used = us.inUse()
 	}
-	cut := now.Add(-es.idle).UnixNano()
-	es.mu.Lock()
-	defer es.mu.Unlock()
-	for k, e := range es.m {
+	cut := now.Add(-us.idle).UnixNano()
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	for k, e := range us.m {
 		if used[k] || e.inflight.Load() > 0 || e.held.Load() > 0 || e.used.Load() > cut {
 			continue
 		}
 		e.dropped.Store(true)
-		delete(es.m, k)
+		delete(us.m, k)
 	}
 }
 
@@ -147,24 +147,24 @@ func (es *endpoints) sweep(now time.Time) {
 // an equal share of the workers,
 // so a slow App backend cannot take them all. The count of active
 // endpoints is redone at most every activeRefresh.
-func (es *endpoints) fairCap(now time.Time) int32 {
-	c := int32(es.s.AfterLimit.Concurrency)
-	if now.UnixNano()-es.counted.Load() > int64(activeRefresh) && es.countLock.TryLock() {
-		es.counted.Store(now.UnixNano())
-		recent := now.Add(-es.wantFor).UnixNano()
+func (us *urlStates) fairCap(now time.Time) int32 {
+	c := int32(us.s.AfterLimit.Concurrency)
+	if now.UnixNano()-us.counted.Load() > int64(activeRefresh) && us.countLock.TryLock() {
+		us.counted.Store(now.UnixNano())
+		recent := now.Add(-us.wantFor).UnixNano()
 		n := int32(0)
-		es.mu.RLock()
-		for _, e := range es.m {
+		us.mu.RLock()
+		for _, e := range us.m {
 			if e.inflight.Load() > 0 || e.held.Load() > 0 || e.demand.Load() > recent {
 				n++
 			}
 		}
-		es.mu.RUnlock()
-		es.active.Store(n)
-		es.countLock.Unlock()
+		us.mu.RUnlock()
+		us.active.Store(n)
+		us.countLock.Unlock()
 	}
-	if n := es.active.Load(); n > 1 {
-		w := int32(es.s.Workers)
+	if n := us.active.Load(); n > 1 {
+		w := int32(us.s.Workers)
 		c = min(c, (w+n-1)/n)
 	}
 	return max(c, 1)
@@ -172,20 +172,20 @@ func (es *endpoints) fairCap(now time.Time) int32 {
 
 // states calls f with the breaker state of each endpoint, in no order; none
 // when the breaker is disabled.
-func (es *endpoints) states(f func(url string, state gobreaker.State)) {
-	es.mu.RLock()
-	defer es.mu.RUnlock()
-	for _, e := range es.m {
+func (us *urlStates) states(f func(url string, state gobreaker.State)) {
+	us.mu.RLock()
+	defer us.mu.RUnlock()
+	for _, e := range us.m {
 		if e.breaker != nil {
 			f(e.logURL, e.breaker.State())
 		}
 	}
 }
 
-// An endpoint is the resilience state of one callback URL: its circuit
-// breaker and the limits of its After deliveries.
-type endpoint struct {
-	es      *endpoints
+// A urlState is the resilience state of one endpoint (callback URL): its
+// circuit breaker and the limits of its After deliveries.
+type urlState struct {
+	us      *urlStates
 	logURL  string
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}] // nil: disabled
 	limiter *rate.Limiter                              // nil: no rate limit
@@ -203,10 +203,10 @@ type endpoint struct {
 	dropped  atomic.Bool  // removed from the registry: look it up again
 }
 
-func newEndpoint(es *endpoints, logURL string) *endpoint {
-	s := es.s
-	e := &endpoint{
-		es:       es,
+func newURLState(us *urlStates, logURL string) *urlState {
+	s := us.s
+	e := &urlState{
+		us:       us,
 		logURL:   logURL,
 		cooldown: s.Breaker.Cooldown,
 	}
@@ -218,7 +218,7 @@ func newEndpoint(es *endpoints, logURL string) *endpoint {
 		return e
 	}
 	e.breaker = newBreaker(s.Breaker, logURL, func(from, to gobreaker.State) {
-		e.stateChanged(es.log, from, to)
+		e.stateChanged(us.log, from, to)
 	})
 	return e
 }
@@ -227,9 +227,9 @@ func newEndpoint(es *endpoints, logURL string) *endpoint {
 // was quiet for wantFor becomes active at once: the count of active
 // endpoints is redone at the next fairCap, so its share is kept from the
 // start.
-func (e *endpoint) wanted(now time.Time) {
-	if prev := e.demand.Swap(now.UnixNano()); now.UnixNano()-prev > int64(e.es.wantFor) {
-		e.es.counted.Store(0)
+func (e *urlState) wanted(now time.Time) {
+	if prev := e.demand.Swap(now.UnixNano()); now.UnixNano()-prev > int64(e.us.wantFor) {
+		e.us.counted.Store(0)
 	}
 }
 
@@ -241,7 +241,7 @@ const halfOpenPoll = 100 * time.Millisecond
 // the endpoint's concurrency and the breaker's admission. Exactly one of
 // end and abandon must be called.
 type permit struct {
-	e     *endpoint
+	e     *urlState
 	done  func(error) // reports the outcome to the breaker
 	start time.Time
 }
@@ -252,10 +252,10 @@ type permit struct {
 // endpoint an event again: the zero time means when one of its attempts
 // in flight ends. An event refused here makes no attempt, so an open
 // breaker burns none.
-func (e *endpoint) take(now time.Time) (p permit, wake time.Time, ok bool) {
+func (e *urlState) take(now time.Time) (p permit, wake time.Time, ok bool) {
 	e.used.Store(now.UnixNano())
 	e.wanted(now)
-	if e.inflight.Add(1) > e.es.fairCap(now) {
+	if e.inflight.Add(1) > e.us.fairCap(now) {
 		e.inflight.Add(-1)
 		return p, time.Time{}, false
 	}
@@ -325,12 +325,12 @@ const maxPostpone = 30 * time.Second
 // average time over its share of the workers), from wake on, so that
 // they come back about as fast as the endpoint can take them rather than
 // all at once; at most maxPostpone ahead.
-func (e *endpoint) later(now, wake time.Time) time.Duration {
+func (e *urlState) later(now, wake time.Time) time.Duration {
 	spacing := time.Millisecond
 	if e.limiter != nil {
 		spacing = max(spacing, time.Duration(float64(time.Second)/float64(e.limiter.Limit())))
 	}
-	spacing = max(spacing, time.Duration(e.latency.Load())/time.Duration(e.es.fairCap(now)))
+	spacing = max(spacing, time.Duration(e.latency.Load())/time.Duration(e.us.fairCap(now)))
 	limit := now.Add(maxPostpone).UnixNano()
 	for {
 		old := e.next.Load()
