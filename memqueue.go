@@ -10,7 +10,7 @@ import (
 
 // memQueue is the queue used when Config.Queue is nil: events in memory,
 // in a lane per endpoint. Get serves the lanes round robin and hands out
-// an event only when its endpoint can take an attempt now (endpoint.take):
+// an event only when its endpoint can take an attempt now (urlState.take):
 // a lane whose endpoint cannot (breaker open, rate limit, its share of
 // the workers in use) is skipped or parked until a timer, and its events
 // hold no worker. A retry waits on a timer in the queue too (Retry), not
@@ -79,84 +79,6 @@ type lane struct {
 func (l *lane) len() int        { return l.evs.n }
 func (l *lane) push(ev Event)   { l.evs.push(ev) }
 func (l *lane) pop() (ev Event) { return l.evs.pop() }
-
-// chunkSize is how many events one chunk of a fifo holds.
-const chunkSize = 64
-
-// fifo is a queue of events in chunks, so that a long queue neither
-// copies its events as it grows nor allocates per event.
-type fifo[T any] struct {
-	head, tail *chunk[T]
-	hi, ti     int // next to pop in head, next free in tail
-	n          int
-	spare      *chunk[T] // the last emptied chunk, for reuse
-}
-
-type chunk[T any] struct {
-	evs  [chunkSize]T
-	next *chunk[T]
-}
-
-func (f *fifo[T]) push(ev T) {
-	if f.tail == nil || f.ti == chunkSize {
-		c := f.spare
-		if c == nil {
-			c = new(chunk[T])
-		}
-		f.spare = nil
-		if f.tail == nil {
-			f.head, f.hi = c, 0
-		} else {
-			f.tail.next = c
-		}
-		f.tail, f.ti = c, 0
-	}
-	f.tail.evs[f.ti] = ev
-	f.ti++
-	f.n++
-}
-
-// peek returns the next event pop would return; f must not be empty.
-func (f *fifo[T]) peek() *T { return &f.head.evs[f.hi] }
-
-func (f *fifo[T]) pop() T {
-	ev := f.head.evs[f.hi]
-	var zero T
-	f.head.evs[f.hi] = zero // let the body go
-	f.hi++
-	f.n--
-	switch {
-	case f.n == 0:
-		f.hi, f.ti = 0, 0 // head == tail: reuse it from the start
-	case f.hi == chunkSize:
-		old := f.head
-		f.head, f.hi = old.next, 0
-		old.next = nil
-		f.spare = old
-	}
-	return ev
-}
-
-// wait is a retry (ev set) or a parked lane (ev nil) due at a time.
-type wait struct {
-	at   time.Time
-	lane *lane
-	ev   *Event
-}
-
-type waitHeap []wait
-
-func (h waitHeap) Len() int           { return len(h) }
-func (h waitHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h waitHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *waitHeap) Push(x any)        { *h = append(*h, x.(wait)) }
-func (h *waitHeap) Pop() any {
-	old := *h
-	w := old[len(old)-1]
-	old[len(old)-1] = wait{}
-	*h = old[:len(old)-1]
-	return w
-}
 
 func newMemQueue(size, share, workers int, urls *urlStates) *memQueue {
 	return &memQueue{
@@ -316,21 +238,6 @@ func (q *memQueue) Get(ctx context.Context) (Delivery, error) {
 	}
 }
 
-// fire moves the retries that are due into their lanes and puts the
-// parked lanes whose time has come back in turn; with flush, all of them.
-func (q *memQueue) fire(now time.Time, flush bool) {
-	for len(q.waits) > 0 && (flush || !q.waits[0].at.After(now)) {
-		w := heap.Pop(&q.waits).(wait)
-		l := w.lane
-		if w.ev != nil {
-			l.push(*w.ev)
-		} else {
-			l.parked = false
-		}
-		q.enqueue(l)
-	}
-}
-
 // pick takes the first event, in turn, whose endpoint can take it now.
 // A lane that cannot is parked until its endpoint's time, or, when only
 // its share of the workers is in use, left in turn until an attempt ends.
@@ -365,24 +272,6 @@ func (q *memQueue) pick(now time.Time, flush bool) *memDelivery {
 	return nil
 }
 
-// settled ends one hand-out of l; with retry, its event waits until at.
-func (q *memQueue) settled(l *lane, retry *Event, at time.Time) {
-	q.mu.Lock()
-	l.out--
-	q.out--
-	if retry != nil {
-		q.add(l)
-		heap.Push(&q.waits, wait{at: at, lane: l, ev: retry})
-	} else if l.held == 0 && l.out == 0 && !l.parked {
-		delete(q.lanes, l.e)
-	}
-	if q.closed && q.n.Load() == 0 && q.out == 0 {
-		q.finish()
-	}
-	q.mu.Unlock()
-	q.wake() // a slot is free, or the next timer may be sooner
-}
-
 // finish wakes every waiting worker once nothing is left after Stop.
 func (q *memQueue) finish() {
 	select {
@@ -409,38 +298,3 @@ func (q *memQueue) Close() error { return nil }
 // len returns how many events the queue holds, waiting for a worker or a
 // retry.
 func (q *memQueue) len() int { return int(q.n.Load()) }
-
-// memDelivery is an event handed out by a memQueue, with the permit its
-// endpoint gave for the attempt (none when handed out to be dead-lettered
-// at Close's deadline).
-type memDelivery struct {
-	q  *memQueue
-	l  *lane
-	ev Event
-	p  permit
-}
-
-func (m *memDelivery) Event() Event { return m.ev }
-
-func (m *memDelivery) Ack(context.Context) error {
-	m.q.settled(m.l, nil, time.Time{})
-	return nil
-}
-
-func (m *memDelivery) DeadLetter(context.Context, error) error {
-	m.q.settled(m.l, nil, time.Time{})
-	return nil
-}
-
-// Retry queues the event again in its lane once delay has passed, with
-// this hand-out counted in its Attempts. It never fails: the event stays
-// in memory whatever the queue's counts.
-func (m *memDelivery) Retry(_ context.Context, delay time.Duration) error {
-	ev := m.ev
-	ev.Attempts++
-	m.q.settled(m.l, &ev, time.Now().Add(delay))
-	return nil
-}
-
-// permit returns the permit of the attempt, taken when it was handed out.
-func (m *memDelivery) permit() permit { return m.p }
