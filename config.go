@@ -12,8 +12,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// Defaults applied by New to the zero values of Config and of the
-// settings types it holds (Breaker, AfterLimit, Rule).
+// Defaults applied by Config.validate to the zero values of Config and of
+// the Breaker and AfterLimit it holds. A Rule's zero Timeout means its
+// endpoint's, resolved per route (newRoute).
 const (
 	defaultTimeout          = 2 * time.Second
 	defaultQueueSize        = 10000
@@ -302,8 +303,8 @@ func (c Config) validate() (settings, error) {
 	}
 
 	// cmp.Or replaces a zero with the default. A negative LogInterval,
-	// DrainTimeout and AttemptLog are kept: they mean "off", and the code
-	// that uses them tests for it.
+	// DrainTimeout or AttemptLog is kept as it is: it means log every
+	// failure, no limit, no log, which the code that uses it tests for.
 	s.Timeout = cmp.Or(c.Timeout, defaultTimeout)
 	s.QueueSize = cmp.Or(c.QueueSize, defaultQueueSize)
 	s.Workers = cmp.Or(c.Workers, defaultWorkers)
