@@ -2,14 +2,19 @@ package callback
 
 import "errors"
 
-// Errors of the package, every one a sentinel whose message begins with
-// "callback: ". The Dispatcher returns them wrapped with %w, often with
-// more context and sometimes with another sentinel or a cause beside them
-// (an invalid Endpoint's error wraps both ErrResolve and ErrInvalidConfig;
-// a Check's CheckError wraps one of them and the underlying error): compare
-// with errors.Is, never with ==. They reach the caller as New's error,
-// After's error, Before's Response.Err, a Check's CheckError and the error
-// given to a DeadLetterFunc.
+// Errors of the package. Each is a sentinel whose message begins with
+// "callback: ". The Dispatcher returns it wrapped with %w, with more
+// context and sometimes beside another sentinel or a cause (an invalid
+// Endpoint's error wraps both ErrResolve and ErrInvalidConfig), so
+// compare with errors.Is, never with ==. They reach the caller in New's
+// and After's errors, Before's Response.Err, a Check's CheckError and the
+// error given to a DeadLetterFunc.
+//
+// A CheckError (Dispatcher.Check) wraps the underlying error and one or
+// two of them: ErrUnreachable or ErrTimeout when no answer came;
+// ErrStatus for a non-2xx answer (and ErrSignatureRefused for a 401);
+// ErrRedirect; ErrBadAnswer or ErrAnswerTooLarge for an answer that is
+// not the protocol's; ErrResolve for an app that cannot be resolved.
 var (
 	// ErrInvalidConfig is wrapped by New's error for a Config it rejects.
 	ErrInvalidConfig = errors.New("callback: invalid config")
@@ -59,12 +64,6 @@ var (
 	// Endpoint that is not valid (which also wraps ErrInvalidConfig).
 	// Before sets it in Response.Err, After returns it.
 	ErrResolve = errors.New("callback: resolving the app's endpoint failed")
-
-	// Errors of Dispatcher.Check, wrapped in its CheckError along with the
-	// underlying error. A non-2xx answer wraps ErrStatus (and
-	// ErrSignatureRefused for 401), a redirect ErrRedirect, an answer that
-	// is not the protocol's ErrBadAnswer or ErrAnswerTooLarge, an app that
-	// cannot be resolved ErrResolve.
 
 	// ErrUnreachable means no connection could be made to the App
 	// backend, or it broke before the whole answer came: a refused
