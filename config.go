@@ -271,8 +271,8 @@ type settings struct {
 // default, in this order: the URL and the SSRF guard; the non-negative
 // fields; the scalar defaults (MaxConnsPerHost and MaxIdleConnsPerHost
 // after Workers, EndpointQueueSize after QueueSize); RetrySchedule;
-// Breaker; AfterLimit (after Workers); Commands. Its error wraps
-// ErrInvalidConfig.
+// Breaker; AfterLimit (after Workers); Commands; without a Resolver,
+// Protocol and Secret. Its error wraps ErrInvalidConfig.
 func (c Config) validate() (settings, error) {
 	s := settings{Config: c}
 	if c.Resolver == nil || c.URL != "" {
@@ -352,6 +352,13 @@ func (c Config) validate() (settings, error) {
 		return s, err
 	}
 	s.Commands = maps.Clone(c.Commands) // Timeouts as given: each route resolves them
+	if c.Resolver == nil {
+		// Protocol and Secret, used only without a Resolver: the check of
+		// the Endpoint New then prepares (newRoute checks it again).
+		if _, err := newWire(c.Protocol, c.Secret); err != nil {
+			return s, err
+		}
+	}
 	return s, nil
 }
 
