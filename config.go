@@ -361,18 +361,3 @@ func (c Config) validate() (settings, error) {
 	}
 	return s, nil
 }
-
-// checkSchedule validates Config.RetrySchedule and applies its default.
-func (s *settings) checkSchedule() error {
-	if s.RetrySchedule == nil {
-		s.RetrySchedule = defaultRetrySchedule
-		return nil
-	}
-	for i, w := range s.RetrySchedule {
-		if w < 0 {
-			return fmt.Errorf("%w: RetrySchedule[%d] is negative", ErrInvalidConfig, i)
-		}
-	}
-	s.RetrySchedule = append([]time.Duration(nil), s.RetrySchedule...)
-	return nil
-}

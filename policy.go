@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// The settings types Config holds, for each endpoint (Breaker,
-// AfterLimit) and for each command (Rule), with the checks and defaults
+// The policies Config holds beside its scalar settings: for each
+// endpoint (Breaker, AfterLimit), for each command (Rule) and for a
+// durable Queue's retries (RetrySchedule), with the checks and defaults
 // that Config.validate applies to them.
 
 // Rule holds the settings of one command.
@@ -134,4 +135,19 @@ func (s *settings) rule(command string) Rule {
 	r := s.Commands[command]
 	r.Timeout = cmp.Or(r.Timeout, s.Timeout)
 	return r
+}
+
+// checkSchedule validates Config.RetrySchedule and applies its default.
+func (s *settings) checkSchedule() error {
+	if s.RetrySchedule == nil {
+		s.RetrySchedule = defaultRetrySchedule
+		return nil
+	}
+	for i, w := range s.RetrySchedule {
+		if w < 0 {
+			return fmt.Errorf("%w: RetrySchedule[%d] is negative", ErrInvalidConfig, i)
+		}
+	}
+	s.RetrySchedule = append([]time.Duration(nil), s.RetrySchedule...)
+	return nil
 }
