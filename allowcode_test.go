@@ -84,7 +84,7 @@ func TestEndpointWithResolver(t *testing.T) {
 
 	ep, err := d.Endpoint(ctx, 1)
 	require.NoError(t, err)
-	assert.Equal(t, callback.Endpoint{URL: "http://127.0.0.1:1/seed", Protocol: callback.Seed, Timeout: time.Second}, ep,
+	assert.Equal(t, callback.Endpoint{URL: "http://127.0.0.1:1/seed", Protocol: callback.AppCommand, Timeout: time.Second}, ep,
 		"Config.Timeout where the Endpoint has none; no secret, no rules")
 
 	ep, err = d.Endpoint(ctx, 2)
@@ -96,7 +96,7 @@ func TestEndpointWithResolver(t *testing.T) {
 	ep, err = d.Endpoint(ctx, 2)
 	require.NoError(t, err)
 	assert.Equal(t, "http://127.0.0.1:1/moved", ep.URL)
-	assert.Equal(t, callback.Seed, ep.Protocol)
+	assert.Equal(t, callback.AppCommand, ep.Protocol)
 
 	_, err = d.Endpoint(ctx, 404)
 	assert.ErrorIs(t, err, callback.ErrResolve)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/callbacktest"
+	"github.com/imcallback/callback/command"
 )
 
 // newChecked returns a Dispatcher on cfg, closed when the test ends.
@@ -44,8 +45,8 @@ func TestCheckPasses(t *testing.T) {
 		proto  callback.Protocol
 		secret string
 	}{
-		{"seed", callback.Seed, callbacktest.NewSecret()},
-		{"seed unsigned", callback.Seed, ""},
+		{"seed", callback.AppCommand, callbacktest.NewSecret()},
+		{"seed unsigned", callback.AppCommand, ""},
 		{"tencent", callback.Tencent, "token"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,7 +102,7 @@ func TestCheckFindings(t *testing.T) {
 		}, []error{callback.ErrSignatureRefused}, 401, ""},
 		{"wrong protocol", func(t *testing.T) callback.Config {
 			srv := callbacktest.NewServer(t, callbacktest.Config{Protocol: callback.Tencent})
-			return callback.Config{URL: srv.URL, Protocol: callback.Seed}
+			return callback.Config{URL: srv.URL, Protocol: callback.AppCommand}
 		}, []error{callback.ErrStatus}, 400, "missing CallbackCommand"},
 		{"not the protocol", func(t *testing.T) callback.Config {
 			srv := callbacktest.NewServer(t, callbacktest.Config{})
@@ -182,19 +183,19 @@ func TestCheckBypassesBreaker(t *testing.T) {
 		require.ErrorIs(t, d.Check(context.Background(), 1), callback.ErrStatus)
 	}
 	assert.Zero(t, d.Stats().Total, "failed probes are not counted either")
-	r := d.Before(context.Background(), 1, callback.MessageSendBefore, []byte(`{}`))
+	r := d.Before(context.Background(), 1, command.MessageSendBefore, []byte(`{}`))
 	require.NoError(t, r.Err, "failed probes must not open the breaker")
 
 	// Open it with real failures: the probe still goes out, and does not close it.
-	srv.On(callback.MessageSendBefore, callbacktest.Status(503))
+	srv.On(command.MessageSendBefore, callbacktest.Status(503))
 	for range 2 {
-		d.Before(context.Background(), 1, callback.MessageSendBefore, []byte(`{}`))
+		d.Before(context.Background(), 1, command.MessageSendBefore, []byte(`{}`))
 	}
-	r = d.Before(context.Background(), 1, callback.MessageSendBefore, []byte(`{}`))
+	r = d.Before(context.Background(), 1, command.MessageSendBefore, []byte(`{}`))
 	require.ErrorIs(t, r.Err, callback.ErrBreakerOpen)
 	srv.On(callback.CheckCommand)
 	require.NoError(t, d.Check(context.Background(), 1), "the probe is sent while the breaker is open")
-	r = d.Before(context.Background(), 1, callback.MessageSendBefore, []byte(`{}`))
+	r = d.Before(context.Background(), 1, command.MessageSendBefore, []byte(`{}`))
 	require.ErrorIs(t, r.Err, callback.ErrBreakerOpen, "a passing probe does not close the breaker")
 }
 
@@ -217,7 +218,7 @@ func TestWithStatusBody(t *testing.T) {
 	srv := callbacktest.NewServer(t, callbacktest.Config{Secret: callbacktest.NewSecret()})
 	d := newChecked(t, callback.Config{URL: srv.URL})
 	var body []byte
-	r := d.Before(callback.WithStatusBody(context.Background(), &body), 1, callback.MessageSendBefore, []byte(`{}`))
+	r := d.Before(callback.WithStatusBody(context.Background(), &body), 1, command.MessageSendBefore, []byte(`{}`))
 	require.ErrorIs(t, r.Err, callback.ErrStatus)
 	assert.Contains(t, string(body), "webhook-signature", "the receiver's reason for the 401")
 	assert.NotContains(t, r.Err.Error(), "webhook-signature", "never in the error")
@@ -225,7 +226,7 @@ func TestWithStatusBody(t *testing.T) {
 	ok := callbacktest.NewServer(t, callbacktest.Config{})
 	d = newChecked(t, callback.Config{URL: ok.URL})
 	body = nil
-	require.NoError(t, d.Before(callback.WithStatusBody(context.Background(), &body), 1, callback.MessageSendBefore, []byte(`{}`)).Err)
+	require.NoError(t, d.Before(callback.WithStatusBody(context.Background(), &body), 1, command.MessageSendBefore, []byte(`{}`)).Err)
 	assert.Nil(t, body, "a 2xx answer leaves it")
 }
 

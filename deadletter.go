@@ -44,9 +44,22 @@ type DeadLetterQuery struct {
 
 // Bounds of DeadLetterQuery.Limit.
 const (
-	DefaultDeadLetterLimit = 100
-	MaxDeadLetterLimit     = 1000
+	defaultDeadLetterLimit = 100
+	maxDeadLetterLimit     = 1000
 )
+
+// Size is how many dead letters q lists at most: its Limit, 100 for 0 (or
+// less), and never more than 1000. A dead-letter store reads the page size
+// from it.
+func (q DeadLetterQuery) Size() int {
+	switch {
+	case q.Limit <= 0:
+		return defaultDeadLetterLimit
+	case q.Limit > maxDeadLetterLimit:
+		return maxDeadLetterLimit
+	}
+	return q.Limit
+}
 
 // DeadLetterFunc receives an After event that was not delivered and the
 // error that ended its delivery (errors.Is works with ErrStatus, ErrClosed,

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/command"
+	"github.com/imcallback/callback/tencent"
 )
 
 // An App backend that denies messages containing a banned word.
@@ -99,8 +101,8 @@ func ExampleDispatcher_Before_tencent() {
 	for _, text := range []string{"hello", "buy spam now"} {
 		body := fmt.Sprintf(`{"CallbackCommand":%q,"From_Account":"jared","To_Account":"Jonh",`+
 			`"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":%q}}],"EventTime":1670574414123}`,
-			callback.TencentC2CBeforeSendMsg, text)
-		r := d.Before(context.Background(), 1400000000, callback.TencentC2CBeforeSendMsg, []byte(body))
+			tencent.C2CBeforeSendMsg, text)
+		r := d.Before(context.Background(), 1400000000, tencent.C2CBeforeSendMsg, []byte(body))
 		fmt.Printf("%s: %v %d %q\n", text, r.Action, r.Code, r.Msg)
 	}
 	// Output:
@@ -118,16 +120,16 @@ func ExampleResolver() {
 		fmt.Fprint(w, `{"code":200,"msg":"success"}`)
 	}))
 	defer seed.Close()
-	tencent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tencentApp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gotTencent = r.URL.Query().Get("CallbackCommand")
 		fmt.Fprint(w, `{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}`)
 	}))
-	defer tencent.Close()
+	defer tencentApp.Close()
 
 	// In production: sqlapps, or any store with a cache in front of it.
 	apps := map[int]callback.Endpoint{
 		10000:      {URL: seed.URL},
-		1400000000: {URL: tencent.URL, Protocol: callback.Tencent},
+		1400000000: {URL: tencentApp.URL, Protocol: callback.Tencent},
 	}
 	d, err := callback.New(callback.Config{
 		Resolver: callback.ResolverFunc(func(_ context.Context, appID int) (callback.Endpoint, error) {
@@ -151,14 +153,14 @@ func ExampleResolver() {
 		}
 		if ep.Protocol == callback.Tencent {
 			body, _ := json.Marshal(map[string]any{
-				"CallbackCommand": callback.TencentC2CBeforeSendMsg,
+				"CallbackCommand": tencent.C2CBeforeSendMsg,
 				"From_Account":    from, "To_Account": to,
 				"MsgBody": []map[string]any{{"MsgType": "TIMTextElem", "MsgContent": map[string]string{"Text": text}}},
 			})
-			return d.Before(ctx, appID, callback.TencentC2CBeforeSendMsg, body)
+			return d.Before(ctx, appID, tencent.C2CBeforeSendMsg, body)
 		}
 		body, _ := json.Marshal(map[string]string{"fromId": from, "toId": to, "text": text})
-		return d.Before(ctx, appID, callback.MessageSendBefore, body)
+		return d.Before(ctx, appID, command.MessageSendBefore, body)
 	}
 
 	ctx := context.Background()
@@ -181,7 +183,7 @@ func ExampleRule_failClosed() {
 		URL:     "http://127.0.0.1:1/callback", // nothing listens on port 1
 		Timeout: time.Second,
 		Commands: map[string]callback.Rule{
-			callback.FriendAddBefore: {FailClosed: true},
+			command.FriendAddBefore: {FailClosed: true},
 		},
 		Logger: slog.New(slog.DiscardHandler), // failures are logged at Error level
 	})
@@ -191,10 +193,10 @@ func ExampleRule_failClosed() {
 	defer d.Close(context.Background())
 
 	ctx := context.Background()
-	r := d.Before(ctx, 10000, callback.FriendAddBefore, []byte(`{"fromId":"alice","toId":"bob"}`))
-	fmt.Println(callback.FriendAddBefore, r.Action, r.Code, r.Msg, r.Err != nil)
-	r = d.Before(ctx, 10000, callback.MessageSendBefore, []byte(`{"text":"hi"}`))
-	fmt.Println(callback.MessageSendBefore, r.Action, r.Code, r.Msg, r.Err != nil)
+	r := d.Before(ctx, 10000, command.FriendAddBefore, []byte(`{"fromId":"alice","toId":"bob"}`))
+	fmt.Println(command.FriendAddBefore, r.Action, r.Code, r.Msg, r.Err != nil)
+	r = d.Before(ctx, 10000, command.MessageSendBefore, []byte(`{"text":"hi"}`))
+	fmt.Println(command.MessageSendBefore, r.Action, r.Code, r.Msg, r.Err != nil)
 	// Output:
 	// friend.add.before deny 503 callback failed true
 	// message.send.before allow 200 success true
@@ -219,7 +221,7 @@ func ExampleWithClient() {
 	body := []byte(`{"CallbackCommand":"C2C.CallbackBeforeSendMsg","From_Account":"jared","To_Account":"Jonh","MsgBody":[]}`)
 	ctx, appID := context.Background(), 1400000000
 	ctx = callback.WithClient(ctx, conn.RemoteIP, "Android")
-	resp := d.Before(ctx, appID, callback.TencentC2CBeforeSendMsg, body)
+	resp := d.Before(ctx, appID, tencent.C2CBeforeSendMsg, body)
 	fmt.Println(resp.Action)
 	// Output:
 	// 203.0.113.9 Android

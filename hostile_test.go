@@ -24,12 +24,12 @@ func TestAmbiguousAnswersAreBad(t *testing.T) {
 		protocol callback.Protocol
 		answer   string
 	}{
-		{"seed: case-variant code", callback.Seed, `{"code":403,"Code":200}`},
-		{"seed: case-variant code, other order", callback.Seed, `{"Code":200,"code":403}`},
-		{"seed: duplicate code", callback.Seed, `{"code":403,"code":200}`},
-		{"seed: escaped case variant", callback.Seed, `{"code":403,"\u0043ode":200}`},
-		{"seed: case-variant data", callback.Seed, `{"code":200,"data":[1],"DATA":[2]}`},
-		{"seed: Code alone is no code", callback.Seed, `{"Code":403}`},
+		{"seed: case-variant code", callback.AppCommand, `{"code":403,"Code":200}`},
+		{"seed: case-variant code, other order", callback.AppCommand, `{"Code":200,"code":403}`},
+		{"seed: duplicate code", callback.AppCommand, `{"code":403,"code":200}`},
+		{"seed: escaped case variant", callback.AppCommand, `{"code":403,"\u0043ode":200}`},
+		{"seed: case-variant data", callback.AppCommand, `{"code":200,"data":[1],"DATA":[2]}`},
+		{"seed: Code alone is no code", callback.AppCommand, `{"Code":403}`},
 		{"tencent: case-variant ErrorCode", callback.Tencent, `{"ErrorCode":1,"errorcode":0}`},
 		{"tencent: duplicate ErrorCode", callback.Tencent, `{"ErrorCode":1,"ErrorCode":0}`},
 		{"tencent: case-variant MsgBody", callback.Tencent, `{"ErrorCode":0,"MsgBody":[],"msgbody":[{}]}`},

@@ -45,14 +45,15 @@ type call struct {
 	client  client
 }
 
-// Protocol selects a callback wire format. The zero value is Seed.
+// Protocol selects a callback wire format. The zero value is AppCommand.
 type Protocol int
 
 const (
-	// Seed is the seed design's format: POST {URL}?appId=..&command=..,
-	// answered by {"code", "msg", "data"}; code 200 allows. With a
-	// Config.Secret it carries Standard Webhooks signatures.
-	Seed Protocol = iota
+	// AppCommand is the format of the Java IM design imcallback started
+	// from, named for its query: POST {URL}?appId=..&command=.., answered
+	// by {"code", "msg", "data"}; code 200 allows. With a Config.Secret it
+	// carries Standard Webhooks signatures. It is the default.
+	AppCommand Protocol = iota
 	// Tencent is Tencent Cloud IM's third-party callback format:
 	// POST {URL}?SdkAppid=..&CallbackCommand=..&contenttype=json, answered
 	// by {"ActionStatus", "ErrorCode", "ErrorInfo"}; ErrorCode 0 allows.
@@ -60,11 +61,16 @@ const (
 	Tencent
 )
 
-// String returns "seed" or "tencent".
+// Seed is AppCommand's first name, from the design notes.
+//
+// Deprecated: use AppCommand; UnmarshalText still reads "seed".
+const Seed = AppCommand
+
+// String returns "appcommand" or "tencent".
 func (p Protocol) String() string {
 	switch p {
-	case Seed:
-		return "seed"
+	case AppCommand:
+		return "appcommand"
 	case Tencent:
 		return "tencent"
 	}
@@ -73,22 +79,23 @@ func (p Protocol) String() string {
 
 // MarshalText returns p.String(), for flags and configuration files.
 func (p Protocol) MarshalText() ([]byte, error) {
-	if p != Seed && p != Tencent {
+	if p != AppCommand && p != Tencent {
 		return nil, fmt.Errorf("callback: unknown protocol %d", int(p))
 	}
 	return []byte(p.String()), nil
 }
 
-// UnmarshalText sets p from "seed" or "tencent" (any case), so a Protocol
-// can be read by flag.TextVar or from JSON.
+// UnmarshalText sets p from "appcommand" or "tencent" (any case), so a
+// Protocol can be read by flag.TextVar or from JSON; "seed", AppCommand's
+// first name, is read as AppCommand.
 func (p *Protocol) UnmarshalText(text []byte) error {
 	switch strings.ToLower(string(text)) {
-	case "seed":
-		*p = Seed
+	case "appcommand", "seed":
+		*p = AppCommand
 	case "tencent":
 		*p = Tencent
 	default:
-		return fmt.Errorf("callback: unknown protocol %q (want seed or tencent)", text)
+		return fmt.Errorf("callback: unknown protocol %q (want appcommand or tencent)", text)
 	}
 	return nil
 }
@@ -98,7 +105,7 @@ func (p *Protocol) UnmarshalText(text []byte) error {
 // does not parse; the secret itself is never in the error.
 func newWire(p Protocol, secret string) (wire, error) {
 	switch p {
-	case Seed:
+	case AppCommand:
 		return newSeedWire(secret)
 	case Tencent:
 		return newTencentWire(secret)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/callbacktest"
+	"github.com/imcallback/callback/command"
 )
 
 // goBlock matches a ```go code block of the README.
@@ -234,7 +235,7 @@ func TestREADMEUseRuns(t *testing.T) {
 	require.NoError(t, readmeStartup())
 
 	app := callbacktest.NewServer(t, callbacktest.Config{})
-	app.On(callback.MessageSendBefore, callbacktest.Allow(), callbacktest.Deny(40001, "banned word"), callbacktest.Drop())
+	app.On(command.MessageSendBefore, callbacktest.Allow(), callbacktest.Deny(40001, "banned word"), callbacktest.Drop())
 	d, err := callback.New(callback.Config{URL: app.URL})
 	require.NoError(t, err)
 	readmeLog = nil
@@ -248,7 +249,7 @@ func TestREADMEUseRuns(t *testing.T) {
 	// Seed has no drop: the App's drop arrives as a deny.
 	assert.Equal(t, []string{`delivered {"text":"hello"}`, "denied: 40001 banned word", "denied: 403 dropped"}, readmeLog)
 	// Close drained the after-queue: the one delivered message was reported.
-	after := app.WaitFor(5*time.Second, callbacktest.Command(callback.MessageSendAfter))
+	after := app.WaitFor(5*time.Second, callbacktest.Command(command.MessageSendAfter))
 	assert.JSONEq(t, `{"text":"hello"}`, string(after.Body))
 	assert.Len(t, app.Calls(), 4, "three Before calls and one After")
 }

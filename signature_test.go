@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/command"
 )
 
 // Standard Webhooks secrets for tests: 32-byte keys.
@@ -69,9 +70,9 @@ func TestSignaturesVerifyWithReferenceVerifier(t *testing.T) {
 			d, _ := newDispatcher(t, callback.Config{URL: b.URL, Secret: tt.secret})
 
 			body := []byte(`{"from":"alice","to":"bob","text":"héllo \u00e9 <&>"}`)
-			r := d.Before(context.Background(), 7, callback.MessageSendBefore, body)
+			r := d.Before(context.Background(), 7, command.MessageSendBefore, body)
 			require.NoError(t, r.Err)
-			require.NoError(t, d.After(context.Background(), 7, callback.MessageSendAfter, body))
+			require.NoError(t, d.After(context.Background(), 7, command.MessageSendAfter, body))
 			require.NoError(t, d.Close(context.Background()))
 
 			assert.Equal(t, int64(2), ok.Load(), "requests the reference verifier accepted")
@@ -133,7 +134,7 @@ func TestAfterSignsEachAttemptAfresh(t *testing.T) {
 	var ticks atomic.Int64
 	callback.SetClock(d, func() time.Time { return base.Add(time.Duration(ticks.Add(1)) * 10 * time.Second) })
 
-	require.NoError(t, d.After(context.Background(), 1, callback.MessageSendAfter, []byte(`{"n":1}`)))
+	require.NoError(t, d.After(context.Background(), 1, command.MessageSendAfter, []byte(`{"n":1}`)))
 	require.NoError(t, d.Close(context.Background()))
 
 	reqs := b.requests()
@@ -159,11 +160,11 @@ func TestNewRejectsBadSecret(t *testing.T) {
 		secret   string
 		want     string // in the error
 	}{
-		{"no prefix", callback.Seed, base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")), "does not start with"},
-		{"not base64", callback.Seed, "whsec_not*base64!", "not standard base64"},
-		{"key too short", callback.Seed, short, "23-byte key"},
-		{"key too long", callback.Seed, long, "65-byte key"},
-		{"second of two bad", callback.Seed, secretA + " whsec_%%%", "Secret 2"},
+		{"no prefix", callback.AppCommand, base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")), "does not start with"},
+		{"not base64", callback.AppCommand, "whsec_not*base64!", "not standard base64"},
+		{"key too short", callback.AppCommand, short, "23-byte key"},
+		{"key too long", callback.AppCommand, long, "65-byte key"},
+		{"second of two bad", callback.AppCommand, secretA + " whsec_%%%", "Secret 2"},
 		{"Tencent token with a space", callback.Tencent, "s3cr3t t0k3n", "one token"},
 		{"Tencent token with a newline", callback.Tencent, "s3cr3tT0k3n\n", "one token"},
 		{"unknown protocol", callback.Protocol(9), "", "unknown Protocol"},
@@ -192,7 +193,7 @@ func TestNewAcceptsKeySizeBounds(t *testing.T) {
 }
 
 func TestProtocolText(t *testing.T) {
-	for _, p := range []callback.Protocol{callback.Seed, callback.Tencent} {
+	for _, p := range []callback.Protocol{callback.AppCommand, callback.Tencent} {
 		text, err := p.MarshalText()
 		require.NoError(t, err)
 		var back callback.Protocol
@@ -202,8 +203,16 @@ func TestProtocolText(t *testing.T) {
 	var p callback.Protocol
 	require.NoError(t, p.UnmarshalText([]byte("TENCENT")))
 	assert.Equal(t, callback.Tencent, p)
+	text, err := callback.AppCommand.MarshalText()
+	require.NoError(t, err)
+	assert.Equal(t, "appcommand", string(text))
+	// "seed", AppCommand's first name, is still read (stored app tables,
+	// flags in scripts).
+	require.NoError(t, p.UnmarshalText([]byte("Seed")))
+	assert.Equal(t, callback.AppCommand, p)
+	assert.Equal(t, callback.AppCommand, callback.Seed) //nolint:staticcheck // the deprecated alias stays the same value
 	assert.Error(t, p.UnmarshalText([]byte("openim")))
-	_, err := callback.Protocol(7).MarshalText()
+	_, err = callback.Protocol(7).MarshalText()
 	assert.Error(t, err)
 	assert.Equal(t, "Protocol(7)", callback.Protocol(7).String())
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/tencent"
 )
 
 // tencentSignOf computes Tencent's Sign independently of the library.
@@ -33,7 +34,7 @@ func TestTencentDocumentedSignExample(t *testing.T) {
 	b := newBackend(t, answerJSON(200, `{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}`))
 	d, _ := newDispatcher(t, callback.Config{URL: b.URL, Protocol: callback.Tencent, Secret: "xxxxyyyy"})
 	callback.SetClock(d, func() time.Time { return time.Unix(1669872112, 0) })
-	require.NoError(t, d.Before(context.Background(), 1400000000, callback.TencentC2CBeforeSendMsg, []byte(`{}`)).Err)
+	require.NoError(t, d.Before(context.Background(), 1400000000, tencent.C2CBeforeSendMsg, []byte(`{}`)).Err)
 
 	q := b.requests()[0].Query
 	assert.Equal(t, []string{"1669872112"}, q["RequestTime"])
@@ -76,7 +77,7 @@ func TestTencentWireFormat(t *testing.T) {
 			b := newBackend(t, answerJSON(200, `{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}`))
 			d, _ := newDispatcher(t, callback.Config{URL: b.URL + "/im" + tt.url, Protocol: callback.Tencent})
 			body := []byte(`{"CallbackCommand":"C2C.CallbackBeforeSendMsg","From_Account":"a","To_Account":"b"}`)
-			r := d.Before(tt.ctx, 1400000000, callback.TencentC2CBeforeSendMsg, body)
+			r := d.Before(tt.ctx, 1400000000, tencent.C2CBeforeSendMsg, body)
 			require.NoError(t, r.Err)
 			req := b.requests()[0]
 			assert.Equal(t, http.MethodPost, req.Method)
@@ -112,7 +113,7 @@ func TestTencentAfterCapturesClientAndSignsEachAttempt(t *testing.T) {
 	callback.SetClock(d, func() time.Time { return base.Add(time.Duration(ticks.Add(1)) * time.Second) })
 
 	ctx, cancel := context.WithCancel(callback.WithClient(context.Background(), "198.51.100.7", "Android"))
-	require.NoError(t, d.After(ctx, 1400000000, callback.TencentC2CAfterSendMsg, []byte(`{"CallbackCommand":"C2C.CallbackAfterSendMsg"}`)))
+	require.NoError(t, d.After(ctx, 1400000000, tencent.C2CAfterSendMsg, []byte(`{"CallbackCommand":"C2C.CallbackAfterSendMsg"}`)))
 	cancel() // the caller's request ends; the event lives on
 	require.NoError(t, d.Close(context.Background()))
 

@@ -6,11 +6,11 @@
 // helpers that wait for them.
 //
 //	srv := callbacktest.NewServer(t, callbacktest.Config{Secret: secret})
-//	srv.On(callback.MessageSendBefore, callbacktest.Deny(40001, "banned word"))
-//	srv.On(callback.MessageSendAfter, callbacktest.Status(503), callbacktest.Allow()) // fails once
+//	srv.On(command.MessageSendBefore, callbacktest.Deny(40001, "banned word"))
+//	srv.On(command.MessageSendAfter, callbacktest.Status(503), callbacktest.Allow()) // fails once
 //	d, _ := callback.New(callback.Config{URL: srv.URL, Secret: secret})
 //	// ... drive the IM server ...
-//	got := srv.WaitFor(time.Second, callbacktest.Command(callback.MessageSendAfter))
+//	got := srv.WaitFor(time.Second, callbacktest.Command(command.MessageSendAfter))
 //
 // It speaks both protocols (Config.Protocol) and, given Config.Secret,
 // verifies each request's signature with package receiver, as a real App
@@ -49,7 +49,7 @@ const maxBody = 1 << 20
 // Config configures a Server. The zero Config is an App backend on the
 // Seed protocol that checks no signature and allows everything.
 type Config struct {
-	// Protocol is the wire format the IM server sends: callback.Seed (the
+	// Protocol is the wire format the IM server sends: callback.AppCommand (the
 	// zero value) or callback.Tencent.
 	Protocol callback.Protocol
 	// Secret, when set, is what the Server verifies signatures with, as

@@ -16,6 +16,8 @@ import (
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/callbacktest"
+	"github.com/imcallback/callback/command"
+	"github.com/imcallback/callback/tencent"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -41,7 +43,7 @@ var protocols = []struct {
 	secret string
 	deny   int // a deny code that passes its message to the client
 }{
-	{callback.Seed, callbacktest.NewSecret(), 40001},
+	{callback.AppCommand, callbacktest.NewSecret(), 40001},
 	{callback.Tencent, "tencent-token", 120001},
 }
 
@@ -53,7 +55,7 @@ func TestAnswers(t *testing.T) {
 
 			// Drop is Tencent's ErrorCode 2; Seed cannot say it and denies.
 			drop := callback.Response{Action: callback.Drop, Code: 2}
-			if p.proto == callback.Seed {
+			if p.proto == callback.AppCommand {
 				drop = callback.Response{Action: callback.Deny, Code: 403, Msg: "dropped"}
 			}
 			tests := []struct {
@@ -159,14 +161,14 @@ func TestSlowBodyArrivesWhole(t *testing.T) {
 func TestScriptedSequenceAndRecorder(t *testing.T) {
 	srv := callbacktest.NewServer(t, callbacktest.Config{})
 	// Two failures, then success: After retries until delivered.
-	srv.On(callback.MessageSendAfter, callbacktest.Status(503), callbacktest.Reset(), callbacktest.Allow())
+	srv.On(command.MessageSendAfter, callbacktest.Status(503), callbacktest.Reset(), callbacktest.Allow())
 	d := newDispatcher(t, callback.Config{URL: srv.URL})
-	require.NoError(t, d.After(context.Background(), 42, callback.MessageSendAfter, []byte(`{"text":"hi"}`)))
+	require.NoError(t, d.After(context.Background(), 42, command.MessageSendAfter, []byte(`{"text":"hi"}`)))
 
 	calls := srv.WaitN(3, 5*time.Second)
 	for i, c := range calls {
 		assert.Equal(t, 42, c.AppID, "call %d app", i)
-		assert.Equal(t, callback.MessageSendAfter, c.Command, "call %d command", i)
+		assert.Equal(t, command.MessageSendAfter, c.Command, "call %d command", i)
 		assert.JSONEq(t, `{"text":"hi"}`, string(c.Body), "call %d body", i)
 		assert.Equal(t, "application/json", c.Header.Get("Content-Type"))
 		assert.Equal(t, calls[0].ID, c.ID, "every attempt carries the event's webhook-id")
@@ -177,13 +179,13 @@ func TestScriptedSequenceAndRecorder(t *testing.T) {
 		[]string{calls[0].Answer.String(), calls[1].Answer.String(), calls[2].Answer.String()})
 
 	// Once the script runs out, its last answer repeats.
-	require.NoError(t, d.After(context.Background(), 42, callback.MessageSendAfter, []byte(`{}`)))
+	require.NoError(t, d.After(context.Background(), 42, command.MessageSendAfter, []byte(`{}`)))
 	assert.Equal(t, "allow", srv.WaitN(4, 5*time.Second)[3].Answer.String())
 
 	// On with no answers goes back to Config.Default.
-	srv.On(callback.MessageSendBefore, callbacktest.Deny(1, "x"))
-	srv.On(callback.MessageSendBefore)
-	assert.True(t, d.Before(context.Background(), 1, callback.MessageSendBefore, []byte(`{}`)).OK())
+	srv.On(command.MessageSendBefore, callbacktest.Deny(1, "x"))
+	srv.On(command.MessageSendBefore)
+	assert.True(t, d.Before(context.Background(), 1, command.MessageSendBefore, []byte(`{}`)).OK())
 	assert.Len(t, srv.Calls(), 5)
 }
 
@@ -244,10 +246,10 @@ func TestTencentClientRecorded(t *testing.T) {
 	srv := callbacktest.NewServer(t, callbacktest.Config{Protocol: callback.Tencent})
 	d := newDispatcher(t, callback.Config{URL: srv.URL, Protocol: callback.Tencent})
 	ctx := callback.WithClient(context.Background(), "203.0.113.9", "Android")
-	require.True(t, d.Before(ctx, 1400000000, callback.TencentC2CBeforeSendMsg, []byte(`{}`)).OK())
+	require.True(t, d.Before(ctx, 1400000000, tencent.C2CBeforeSendMsg, []byte(`{}`)).OK())
 	c := srv.WaitN(1, time.Second)[0]
 	assert.Equal(t, 1400000000, c.AppID)
-	assert.Equal(t, callback.TencentC2CBeforeSendMsg, c.Command)
+	assert.Equal(t, tencent.C2CBeforeSendMsg, c.Command)
 	assert.Equal(t, "203.0.113.9", c.ClientIP)
 	assert.Equal(t, "Android", c.Platform)
 	assert.Equal(t, "json", c.Query.Get("contenttype"))

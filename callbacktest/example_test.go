@@ -8,6 +8,7 @@ import (
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/callbacktest"
+	"github.com/imcallback/callback/command"
 )
 
 // An IM server's test scripts the App backend's answers, drives the code
@@ -17,22 +18,22 @@ func Example() {
 	secret := callbacktest.NewSecret()
 	app := callbacktest.NewServer(t, callbacktest.Config{Secret: secret})
 	defer app.Close()
-	app.On(callback.MessageSendBefore, callbacktest.Allow(), callbacktest.Deny(40001, "slow down"))
-	app.On(callback.MessageSendAfter, callbacktest.Status(503), callbacktest.Allow())
+	app.On(command.MessageSendBefore, callbacktest.Allow(), callbacktest.Deny(40001, "slow down"))
+	app.On(command.MessageSendAfter, callbacktest.Status(503), callbacktest.Allow())
 
 	d, _ := callback.New(callback.Config{URL: app.URL, Secret: secret, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond})
 	ctx := context.Background()
 	var sent [][]byte
 	for _, text := range []string{"hello", "hello again"} {
 		body := []byte(`{"text":"` + text + `"}`)
-		r := d.Before(ctx, 1, callback.MessageSendBefore, body)
+		r := d.Before(ctx, 1, command.MessageSendBefore, body)
 		fmt.Println(text, "->", r.Action, r.Code, r.Msg)
 		if r.OK() {
 			sent = append(sent, body)
 		}
 	}
 	for _, body := range sent {
-		_ = d.After(ctx, 1, callback.MessageSendAfter, body)
+		_ = d.After(ctx, 1, command.MessageSendAfter, body)
 	}
 	_ = d.Close(ctx) // delivers the after-callbacks, retries included
 

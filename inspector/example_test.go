@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/command"
 	"github.com/imcallback/callback/inspector"
 	"github.com/imcallback/callback/natsqueue"
 )
@@ -34,7 +35,7 @@ func ExampleNew() {
 	defer srv.Close()
 
 	ctx := callback.WithEventID(context.Background(), "msg-1/before")
-	d.Before(ctx, 10000, callback.MessageSendBefore, []byte(`{"text":"hi"}`))
+	d.Before(ctx, 10000, command.MessageSendBefore, []byte(`{"text":"hi"}`))
 
 	res, err := http.Get(srv.URL + "/debug/callbacks/api/event?id=msg-1/before")
 	if err != nil {

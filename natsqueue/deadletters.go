@@ -37,13 +37,7 @@ func (q *Queue) deadSubject(ev callback.Event) string {
 // listing with dq.AfterSeq set to the last one's Seq. Each dead letter
 // costs one request to the server; with dq.EventID set, one lookup.
 func (q *Queue) ListDeadLetters(ctx context.Context, dq callback.DeadLetterQuery) ([]callback.DeadLetter, error) {
-	limit := dq.Limit
-	switch {
-	case limit <= 0:
-		limit = callback.DefaultDeadLetterLimit
-	case limit > callback.MaxDeadLetterLimit:
-		limit = callback.MaxDeadLetterLimit
-	}
+	limit := dq.Size()
 	if dq.EventID != "" {
 		raw, err := q.findDead(ctx, dq.EventID)
 		if errors.Is(err, ErrNotFound) || (err == nil && (raw.Sequence <= dq.AfterSeq || dq.ByApp && !sameApp(raw, dq.AppID))) {

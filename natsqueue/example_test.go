@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/command"
 	"github.com/imcallback/callback/natsqueue"
 )
 
@@ -41,7 +42,7 @@ func ExampleEmbedded() {
 		panic(err)
 	}
 	// After returns once JetStream has stored the event.
-	if err := d.After(ctx, 10000, callback.MessageSendAfter, []byte(`{"text":"hi"}`)); err != nil {
+	if err := d.After(ctx, 10000, command.MessageSendAfter, []byte(`{"text":"hi"}`)); err != nil {
 		fmt.Println("not stored:", err)
 	}
 	fmt.Println("delivered:", <-delivered)

@@ -80,10 +80,10 @@ func TestEndToEndDecisions(t *testing.T) {
 		dec      receiver.Decision
 		want     outcome
 	}{
-		{"seed allow", callback.Seed, receiver.Allow(), outcome{callback.Allow, 200, "success", ""}},
-		{"seed rewrite", callback.Seed, receiver.Rewrite(json.RawMessage(`{"members":["bob"]}`)), outcome{callback.Allow, 200, "success", `{"members":["bob"]}`}},
-		{"seed deny", callback.Seed, receiver.Deny(4001, "not friends"), outcome{callback.Deny, 4001, "not friends", ""}},
-		{"seed drop is a deny", callback.Seed, receiver.Drop(), outcome{callback.Deny, 403, "dropped", ""}},
+		{"seed allow", callback.AppCommand, receiver.Allow(), outcome{callback.Allow, 200, "success", ""}},
+		{"seed rewrite", callback.AppCommand, receiver.Rewrite(json.RawMessage(`{"members":["bob"]}`)), outcome{callback.Allow, 200, "success", `{"members":["bob"]}`}},
+		{"seed deny", callback.AppCommand, receiver.Deny(4001, "not friends"), outcome{callback.Deny, 4001, "not friends", ""}},
+		{"seed drop is a deny", callback.AppCommand, receiver.Drop(), outcome{callback.Deny, 403, "dropped", ""}},
 		{"tencent allow", callback.Tencent, receiver.Allow(), outcome{callback.Allow, 0, "", ""}},
 		{"tencent rewrite", callback.Tencent, receiver.Rewrite(json.RawMessage(`{"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"***"}}]}`)),
 			outcome{callback.Allow, 0, "", `{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":"","MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"***"}}]}`}},
@@ -164,7 +164,7 @@ func TestEndToEndKeyRotation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := callback.Seed
+			p := callback.AppCommand
 			if tt.sender == "new-token" {
 				p = callback.Tencent
 			}
@@ -283,7 +283,7 @@ func TestEndToEndReplay(t *testing.T) {
 		secret   string
 		later    time.Duration // past the tolerance
 	}{
-		{"seed", callback.Seed, secretNew, 5*time.Minute + 2*time.Second},
+		{"seed", callback.AppCommand, secretNew, 5*time.Minute + 2*time.Second},
 		{"tencent", callback.Tencent, tencentToken, time.Minute + 2*time.Second},
 	}
 	for _, tt := range tests {
@@ -321,7 +321,7 @@ func TestEndToEndCheckProbe(t *testing.T) {
 	for _, p := range []struct {
 		proto  callback.Protocol
 		secret string
-	}{{callback.Seed, "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, {callback.Tencent, "token"}} {
+	}{{callback.AppCommand, "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, {callback.Tencent, "token"}} {
 		t.Run(p.proto.String(), func(t *testing.T) {
 			var seen events
 			h, err := receiver.New(receiver.Config{

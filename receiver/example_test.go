@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/command"
 	"github.com/imcallback/callback/receiver"
 )
 
@@ -20,7 +21,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	h.Handle(callback.MessageSendBefore, func(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
+	h.Handle(command.MessageSendBefore, func(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
 		if bytes.Contains(req.Body, []byte("forbidden")) {
 			return receiver.Deny(120001, "banned word"), nil
 		}
@@ -36,7 +37,7 @@ func Example() {
 	defer d.Close(context.Background())
 
 	for _, text := range []string{"hello", "forbidden fruit"} {
-		r := d.Before(context.Background(), 1, callback.MessageSendBefore, []byte(`{"text":"`+text+`"}`))
+		r := d.Before(context.Background(), 1, command.MessageSendBefore, []byte(`{"text":"`+text+`"}`))
 		fmt.Println(text+":", r.Action, r.Code, r.Msg)
 	}
 	// Output:

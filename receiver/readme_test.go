@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/command"
 	"github.com/imcallback/callback/receiver"
 )
 
@@ -21,7 +21,7 @@ func readmeVerify() {
 	if err != nil {
 		log.Fatal(err) // a secret that does not parse
 	}
-	h.Handle(callback.MessageSendBefore, func(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
+	h.Handle(command.MessageSendBefore, func(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
 		if bytes.Contains(req.Body, []byte("forbidden")) {
 			return receiver.Deny(120001, "banned word"), nil
 		}

@@ -8,7 +8,7 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
-//	h.Handle(callback.MessageSendBefore, func(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
+//	h.Handle(command.MessageSendBefore, func(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
 //		if bytes.Contains(req.Body, []byte("spam")) {
 //			return receiver.Deny(403, "no spam"), nil
 //		}
@@ -86,7 +86,7 @@ const (
 // Config configures a Handler. The zero value of every field means the
 // documented default; the zero Config receives unsigned Seed callbacks.
 type Config struct {
-	// Protocol is the wire format the IM server sends: callback.Seed (the
+	// Protocol is the wire format the IM server sends: callback.AppCommand (the
 	// zero value) or callback.Tencent.
 	Protocol callback.Protocol
 
@@ -165,7 +165,7 @@ type Request struct {
 	// AppID is the app the event belongs to (Seed's appId, Tencent's
 	// SdkAppid).
 	AppID int
-	// Command names the event, for example callback.MessageSendBefore.
+	// Command names the event, for example command.MessageSendBefore.
 	Command string
 	// ClientIP and Platform describe the end user's device, when the
 	// sender gives them (Tencent's ClientIP and OptPlatform).
@@ -233,7 +233,7 @@ func New(cfg Config) (*Handler, error) {
 	var err error
 	var tolerance time.Duration
 	switch cfg.Protocol {
-	case callback.Seed:
+	case callback.AppCommand:
 		tolerance = orDefault(cfg.Tolerance, defaultSeedTolerance)
 		h.verify, err = newSeedVerifier(cfg.Secret, tolerance)
 	case callback.Tencent:

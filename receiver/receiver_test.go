@@ -24,6 +24,7 @@ import (
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/receiver"
+	"github.com/imcallback/callback/tencent"
 )
 
 var (
@@ -206,7 +207,7 @@ func TestTencentRequests(t *testing.T) {
 	var got atomic.Pointer[receiver.Request]
 	h := newHandler(t, receiver.Config{Protocol: callback.Tencent, Secret: token + " other"})
 	receiver.SetClock(h, func() time.Time { return now })
-	h.Handle(callback.TencentC2CBeforeSendMsg, func(_ context.Context, r *receiver.Request) (receiver.Decision, error) {
+	h.Handle(tencent.C2CBeforeSendMsg, func(_ context.Context, r *receiver.Request) (receiver.Decision, error) {
 		got.Store(r)
 		return receiver.Allow(), nil
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/sqlapps"
 	"github.com/imcallback/callback/sqlapps/sqlite"
+	"github.com/imcallback/callback/tencent"
 )
 
 func Example() {
@@ -36,7 +37,7 @@ func Example() {
 		URL:      "https://app.example/im/callback",
 		Protocol: callback.Tencent,
 		Secret:   "token",
-		Commands: map[string]callback.Rule{callback.TencentC2CBeforeSendMsg: {FailClosed: true}},
+		Commands: map[string]callback.Rule{tencent.C2CBeforeSendMsg: {FailClosed: true}},
 	}})
 	if err != nil {
 		log.Fatal(err)
@@ -48,7 +49,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(ep.URL, ep.Protocol, ep.Commands[callback.TencentC2CBeforeSendMsg].FailClosed)
+	fmt.Println(ep.URL, ep.Protocol, ep.Commands[tencent.C2CBeforeSendMsg].FailClosed)
 
 	_, err = store.Resolve(ctx, 42)
 	fmt.Println(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/sqlapps"
 	"github.com/imcallback/callback/sqlapps/sqlite"
+	"github.com/imcallback/callback/tencent"
 )
 
 // readmeSQLApps is the README's "From a database" block, quoted verbatim
@@ -32,7 +33,7 @@ func readmeSQLApps(ctx context.Context, out *readmeOut) error {
 	}
 	err = store.Set(ctx, sqlapps.App{ID: 1400000000, Endpoint: callback.Endpoint{
 		URL: "https://app.example/im/callback", Protocol: callback.Tencent, Secret: "token",
-		Commands: map[string]callback.Rule{callback.TencentC2CBeforeSendMsg: {FailClosed: true}},
+		Commands: map[string]callback.Rule{tencent.C2CBeforeSendMsg: {FailClosed: true}},
 	}})
 	if err != nil {
 		return err

@@ -31,6 +31,7 @@ import (
 	"github.com/imcallback/callback/internal/dbtest"
 	"github.com/imcallback/callback/sqlapps"
 	"github.com/imcallback/callback/sqlapps/sqlite"
+	"github.com/imcallback/callback/tencent"
 )
 
 // seedSecret is a valid Standard Webhooks secret.
@@ -263,8 +264,8 @@ func TestSetGetListDelete(t *testing.T) {
 			URL: "https://one.example/cb?region=eu", Protocol: callback.Tencent, Secret: "token-1",
 			Timeout: 1500 * time.Millisecond,
 			Commands: map[string]callback.Rule{
-				callback.TencentC2CBeforeSendMsg: {FailClosed: true, Timeout: 300 * time.Millisecond},
-				callback.TencentC2CAfterSendMsg:  {Disabled: true},
+				tencent.C2CBeforeSendMsg: {FailClosed: true, Timeout: 300 * time.Millisecond},
+				tencent.C2CAfterSendMsg:  {Disabled: true},
 			},
 		}}
 		two := sqlapps.App{ID: 2, Endpoint: callback.Endpoint{URL: "http://two.example/cb", Secret: seedSecret}}
@@ -280,7 +281,7 @@ func TestSetGetListDelete(t *testing.T) {
 
 		// Set replaces the whole app, rules included.
 		one.Endpoint.Commands = map[string]callback.Rule{"other": {Disabled: true}}
-		one.Endpoint.Protocol = callback.Seed
+		one.Endpoint.Protocol = callback.AppCommand
 		one.Endpoint.Secret = ""
 		require.NoError(t, s.Set(ctx, one))
 		got, err = s.Get(ctx, one.ID)

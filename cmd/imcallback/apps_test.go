@@ -59,7 +59,7 @@ func TestAppsSetListDelete(t *testing.T) {
 			assert.Equal(t, []appJSON{
 				{App: 10000, URL: "https://app.example/callback", Protocol: "tencent", Secret: "set", Timeout: "1.5s",
 					Rules: []string{"C2C.CallbackBeforeSendMsg=fail-closed,timeout=500ms", "State.StateChange=disabled"}},
-				{App: 20000, URL: "http://127.0.0.1:8989/callback", Protocol: "seed", Secret: "none"},
+				{App: 20000, URL: "http://127.0.0.1:8989/callback", Protocol: "appcommand", Secret: "none"},
 			}, list)
 
 			r = apps(t, db, "list")

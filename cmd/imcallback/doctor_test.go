@@ -71,7 +71,7 @@ func TestDoctorFindings(t *testing.T) {
 		{"wrong secret", []string{"--url", signed.URL, "--secret", callbacktest.NewSecret()}, []string{"ok    reached: answered 401", "FAIL  signature refused (401)", `answer body: "no webhook-signature matches`}},
 		{"wrong protocol", []string{"--url", tencent.URL}, []string{"FAIL  refused as a bad request (400)", "try --protocol tencent"}},
 		{"another server", []string{"--url", other.URL}, []string{"FAIL  not found (404)", `answer body: "404 page not found\n"`}},
-		{"not the protocol", []string{"--url", html.URL}, []string{"FAIL  the answer is not in the seed protocol"}},
+		{"not the protocol", []string{"--url", html.URL}, []string{"FAIL  the answer is not in the appcommand protocol"}},
 		{"answer cut off", []string{"--url", cut.URL}, []string{"FAIL  the answer (200) broke off", "unexpected EOF", "hint: the App backend closed the connection"}},
 	}
 	for _, tt := range tests {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/callbacktest"
+	"github.com/imcallback/callback/command"
 )
 
 func TestListenForwardRecordReplay(t *testing.T) {
@@ -96,7 +97,7 @@ func TestListenJSON(t *testing.T) {
 	assert.Equal(t, exitDeny, r.code)
 	var c callbackJSON
 	waitFor(t, func() bool { return json.Unmarshal([]byte(out.String()), &c) == nil }, "one JSON object: %q", out)
-	assert.Equal(t, callback.MessageSendBefore, c.Command)
+	assert.Equal(t, command.MessageSendBefore, c.Command)
 	assert.Equal(t, "deny", c.Answer.Action)
 	assert.Equal(t, "not checked", c.Signature)
 	assert.JSONEq(t, `{"text":"spam \u009b"}`, string(c.Body))

@@ -77,7 +77,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	var f listenFlags
 	fs := flag.NewFlagSet("listen", flag.ContinueOnError)
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8989", "`address` to listen on (port 0: any free port)")
-	fs.TextVar(&f.protocol, "protocol", callback.Seed, "the wire `protocol`: seed or tencent")
+	fs.TextVar(&f.protocol, "protocol", callback.AppCommand, "the wire `protocol`: appcommand or tencent")
 	fs.StringVar(&f.secret, "secret", os.Getenv("CALLBACK_SECRET"), "verify signatures with this `secret`: whsec_... Standard Webhooks secret(s) for seed, token(s) for tencent, space-separated; default $CALLBACK_SECRET")
 	fs.BoolVar(&f.verbose, "verbose", false, "print each callback's headers and query too")
 	fs.Func("deny-pattern", "deny callbacks whose body matches this Go regular `expression` (repeatable)", appendTo(&f.deny))
@@ -384,7 +384,7 @@ func describeDecision(p callback.Protocol, dec receiver.Decision) string {
 	switch {
 	case dec.Action == callback.Deny:
 		return fmt.Sprintf("deny %d %q", dec.Code, dec.Msg)
-	case dec.Action == callback.Drop && p == callback.Seed:
+	case dec.Action == callback.Drop && p == callback.AppCommand:
 		return `drop (seed has none: answered as deny 403 "dropped")`
 	case dec.Data != nil:
 		return "rewrite " + string(dec.Data)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/callbacktest"
+	"github.com/imcallback/callback/tencent"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -41,7 +42,7 @@ var protocols = []struct {
 	proto  callback.Protocol
 	secret string
 }{
-	{callback.Seed, callbacktest.NewSecret()},
+	{callback.AppCommand, callbacktest.NewSecret()},
 	{callback.Tencent, "tencent-token"},
 }
 
@@ -169,7 +170,7 @@ func TestSendBodySourcesAndDefaults(t *testing.T) {
 	require.Equal(t, exitAllow, r.code, r.stderr)
 	c := srv.WaitN(1, time.Second)[0]
 	assert.JSONEq(t, `{"from":"file"}`, string(c.Body))
-	assert.Equal(t, callback.TencentC2CBeforeSendMsg, c.Command, "tencent's default command")
+	assert.Equal(t, tencent.C2CBeforeSendMsg, c.Command, "tencent's default command")
 	assert.Equal(t, 10000, c.AppID)
 	assert.Equal(t, "203.0.113.9", c.ClientIP)
 	assert.Equal(t, "Android", c.Platform)
@@ -182,8 +183,8 @@ func TestSendBodySourcesAndDefaults(t *testing.T) {
 	require.Equal(t, exitAllow, r.code, r.stderr)
 	c = srv.WaitN(3, time.Second)[2]
 	assert.JSONEq(t, `{"from":"dash"}`, string(c.Body))
-	assert.Equal(t, callback.TencentC2CAfterSendMsg, c.Command, "tencent's default after-command")
-	assert.Contains(t, r.stdout, "delivered: "+callback.TencentC2CAfterSendMsg)
+	assert.Equal(t, tencent.C2CAfterSendMsg, c.Command, "tencent's default after-command")
+	assert.Contains(t, r.stdout, "delivered: "+tencent.C2CAfterSendMsg)
 
 	r = cli(t, "", "send", "--url", srv.URL)
 	assert.Equal(t, exitUsage, r.code)
@@ -304,7 +305,7 @@ func TestListenAndSend(t *testing.T) {
 					"--command", "message.send.before", "--body", `{"text":"`+text+`"}`)
 			}
 			wantDrop := exitDrop
-			if p.proto == callback.Seed {
+			if p.proto == callback.AppCommand {
 				wantDrop = exitDeny
 			}
 			for _, tt := range []struct {

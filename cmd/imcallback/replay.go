@@ -46,7 +46,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	)
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.StringVar(&url, "url", "http://127.0.0.1:8989/callback", "the App backend's callback `URL`")
-	fs.TextVar(&protocol, "protocol", callback.Seed, "the wire `protocol`: seed or tencent; by default the recorded one")
+	fs.TextVar(&protocol, "protocol", callback.AppCommand, "the wire `protocol`: appcommand or tencent; by default the recorded one")
 	fs.StringVar(&secret, "secret", "", "sign with this `secret`; none: unsigned")
 	fs.StringVar(&secretEnv, "secret-from-env", "", "read the secret from the environment `variable` NAME")
 	fs.DurationVar(&timeout, "timeout", 2*time.Second, "bound of one request")
@@ -81,7 +81,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	if !protoGiven {
 		if err := protocol.UnmarshalText([]byte(calls[0].Protocol)); err != nil {
-			protocol = callback.Seed
+			protocol = callback.AppCommand
 		}
 	}
 	if retries == 0 {

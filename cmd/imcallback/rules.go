@@ -81,7 +81,7 @@ func (rs rules) compile(p callback.Protocol) error {
 			if r.Code == 0 {
 				r.Code = defaultDenyCode(p)
 			}
-			if p == callback.Seed && r.Code == callback.CodeOK {
+			if p == callback.AppCommand && r.Code == callback.CodeOK {
 				return fmt.Errorf("%s: deny code %d means allow in the seed protocol", r.name, r.Code)
 			}
 			if p == callback.Tencent && r.Code == 2 {

@@ -30,17 +30,17 @@ func TestRulesDecide(t *testing.T) {
 		want       receiver.Decision
 		why        string
 	}{
-		{"no rule", `{"text":"hello"}`, callback.Seed, receiver.Allow(), ""},
-		{"deny, seed's default code", `{"text":"SPAM"}`, callback.Seed, receiver.Deny(403, ""), `--deny-pattern "(?i)spam"`},
+		{"no rule", `{"text":"hello"}`, callback.AppCommand, receiver.Allow(), ""},
+		{"deny, seed's default code", `{"text":"SPAM"}`, callback.AppCommand, receiver.Deny(403, ""), `--deny-pattern "(?i)spam"`},
 		{"deny, tencent's default code", `{"text":"spam"}`, callback.Tencent, receiver.Deny(120001, ""), `--deny-pattern "(?i)spam"`},
-		{"deny before drop", `{"text":"spam psst"}`, callback.Seed, receiver.Deny(403, ""), `--deny-pattern "(?i)spam"`},
+		{"deny before drop", `{"text":"spam psst"}`, callback.AppCommand, receiver.Deny(403, ""), `--deny-pattern "(?i)spam"`},
 		{"drop", `{"text":"psst"}`, callback.Tencent, receiver.Drop(), `--drop-pattern "psst"`},
-		{"rewrites in strings, not keys", `{"darn":"Darn, write to bob@example.com","n":12345678901234567890}`, callback.Seed,
+		{"rewrites in strings, not keys", `{"darn":"Darn, write to bob@example.com","n":12345678901234567890}`, callback.AppCommand,
 			receiver.Rewrite(json.RawMessage(`{"darn":"d***, write to bob@…","n":12345678901234567890}`)),
 			`--rewrite "(?i)darn=d***", --rewrite "(\\w+)@example\\.com=$1@…"`},
-		{"rewrite of an array, seed", `["darn"]`, callback.Seed, receiver.Rewrite(json.RawMessage(`["d***"]`)), `--rewrite "(?i)darn=d***"`},
+		{"rewrite of an array, seed", `["darn"]`, callback.AppCommand, receiver.Rewrite(json.RawMessage(`["d***"]`)), `--rewrite "(?i)darn=d***"`},
 		{"rewrite of an array, tencent cannot", `["darn"]`, callback.Tencent, receiver.Allow(), "rewrite skipped: tencent needs a JSON object body"},
-		{"a match only in a key", `{"darn":1}`, callback.Seed, receiver.Allow(), ""},
+		{"a match only in a key", `{"darn":1}`, callback.AppCommand, receiver.Allow(), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,10 +64,10 @@ func TestRulesCompileRejects(t *testing.T) {
 		proto callback.Protocol
 		want  string
 	}{
-		{rule{Action: "deny", Code: 200}, callback.Seed, "means allow"},
+		{rule{Action: "deny", Code: 200}, callback.AppCommand, "means allow"},
 		{rule{Action: "deny", Code: 2}, callback.Tencent, "means drop"},
-		{rule{Action: "bless"}, callback.Seed, `action "bless"`},
-		{rule{Action: "deny", Match: "(["}, callback.Seed, "match:"},
+		{rule{Action: "bless"}, callback.AppCommand, `action "bless"`},
+		{rule{Action: "deny", Match: "(["}, callback.AppCommand, "match:"},
 	} {
 		tt.rule.name = "rule 1"
 		err := rules{&tt.rule}.compile(tt.proto)
@@ -82,9 +82,9 @@ func FuzzRulesDecide(f *testing.F) {
 	for _, b := range []string{`{"text":"darn spam"}`, `["darn",{"a":"darn"}]`, `"darn"`, `{"n":1e400}`, `not json darn`, ``} {
 		f.Add([]byte(b))
 	}
-	seed, tencent := testRules(f, callback.Seed), testRules(f, callback.Tencent)
+	seed, tencent := testRules(f, callback.AppCommand), testRules(f, callback.Tencent)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for p, rs := range map[callback.Protocol]rules{callback.Seed: seed, callback.Tencent: tencent} {
+		for p, rs := range map[callback.Protocol]rules{callback.AppCommand: seed, callback.Tencent: tencent} {
 			d, _ := rs.decide(p, "message.send.before", body)
 			if d.Data == nil {
 				continue

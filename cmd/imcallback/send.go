@@ -24,6 +24,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/command"
+	"github.com/imcallback/callback/tencent"
 )
 
 const sendHead = `Usage: imcallback send [flags]
@@ -89,7 +91,7 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.StringVar(&f.command, "command", "", "the callback `command`; empty means message.send.before (seed) or C2C.CallbackBeforeSendMsg (tencent), or their after-commands with --after")
 	fs.StringVar(&f.body, "body", "", "the event's JSON `body`")
 	fs.StringVar(&f.bodyFile, "body-file", "", "read the body from `file`; - is standard input")
-	fs.TextVar(&f.protocol, "protocol", callback.Seed, "the wire `protocol`: seed or tencent")
+	fs.TextVar(&f.protocol, "protocol", callback.AppCommand, "the wire `protocol`: appcommand or tencent")
 	fs.StringVar(&f.secret, "secret", os.Getenv("CALLBACK_SECRET"), "sign with this `secret`: whsec_... Standard Webhooks secret(s) for seed, the token for tencent; default $CALLBACK_SECRET")
 	fs.DurationVar(&f.timeout, "timeout", 2*time.Second, "bound of one request")
 	fs.BoolVar(&f.after, "after", false, "send after-callbacks instead of before-callbacks")
@@ -206,13 +208,13 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 func defaultCommand(p callback.Protocol, after bool) string {
 	switch {
 	case p == callback.Tencent && after:
-		return callback.TencentC2CAfterSendMsg
+		return tencent.C2CAfterSendMsg
 	case p == callback.Tencent:
-		return callback.TencentC2CBeforeSendMsg
+		return tencent.C2CBeforeSendMsg
 	case after:
-		return callback.MessageSendAfter
+		return command.MessageSendAfter
 	}
-	return callback.MessageSendBefore
+	return command.MessageSendBefore
 }
 
 // readBody returns the body from the flag, the file or stdin, checked to be

@@ -30,7 +30,9 @@ import (
 	"time"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/command"
 	"github.com/imcallback/callback/receiver"
+	"github.com/imcallback/callback/tencent"
 )
 
 func main() {
@@ -45,7 +47,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:8989", "address to listen on")
 	secret := fs.String("secret", os.Getenv("CALLBACK_SECRET"), "Standard Webhooks secret(s) for seed, token(s) for tencent; default $CALLBACK_SECRET")
 	var proto callback.Protocol
-	fs.TextVar(&proto, "protocol", callback.Seed, "wire protocol: seed or tencent")
+	fs.TextVar(&proto, "protocol", callback.AppCommand, "wire protocol: appcommand or tencent")
 	demo := fs.Bool("demo", false, "send a few callbacks to this App backend through a Dispatcher, print the outcomes and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -110,12 +112,12 @@ func newApp(proto callback.Protocol, secret string, log *slog.Logger) (*receiver
 		log.InfoContext(ctx, "after-event", "command", req.Command, "app_id", req.AppID, "webhook_id", req.ID, "bytes", len(req.Body))
 		return receiver.Allow(), nil
 	}
-	h.Handle(callback.MessageSendBefore, before)
-	h.Handle(callback.TencentC2CBeforeSendMsg, before)
-	h.Handle(callback.TencentGroupBeforeSendMsg, before)
-	h.Handle(callback.MessageSendAfter, after)
-	h.Handle(callback.TencentC2CAfterSendMsg, after)
-	h.Handle(callback.TencentGroupAfterSendMsg, after)
+	h.Handle(command.MessageSendBefore, before)
+	h.Handle(tencent.C2CBeforeSendMsg, before)
+	h.Handle(tencent.GroupBeforeSendMsg, before)
+	h.Handle(command.MessageSendAfter, after)
+	h.Handle(tencent.C2CAfterSendMsg, after)
+	h.Handle(tencent.GroupAfterSendMsg, after)
 	return h, nil
 }
 
@@ -192,9 +194,9 @@ func sendDemo(ctx context.Context, out io.Writer, cfg callback.Config) error {
 	if err != nil {
 		return err
 	}
-	beforeCmd, afterCmd := callback.MessageSendBefore, callback.MessageSendAfter
+	beforeCmd, afterCmd := command.MessageSendBefore, command.MessageSendAfter
 	if cfg.Protocol == callback.Tencent {
-		beforeCmd, afterCmd = callback.TencentC2CBeforeSendMsg, callback.TencentC2CAfterSendMsg
+		beforeCmd, afterCmd = tencent.C2CBeforeSendMsg, tencent.C2CAfterSendMsg
 	}
 	ctx = callback.WithClient(ctx, "203.0.113.9", "Android")
 	var failed error

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/tencent"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -49,7 +50,7 @@ func TestTencentMsgBody(t *testing.T) {
 	require.NoError(t, err)
 	defer d.Close(context.Background())
 	before := func(body string) callback.Response {
-		r := d.Before(context.Background(), 1400000000, callback.TencentC2CBeforeSendMsg, []byte(body))
+		r := d.Before(context.Background(), 1400000000, tencent.C2CBeforeSendMsg, []byte(body))
 		require.NoError(t, r.Err)
 		return r
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/inspector"
+	"github.com/imcallback/callback/tencent"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,7 +31,7 @@ var protocols = []struct {
 	secret string
 }{
 	{callback.Tencent, newSecret(callback.Tencent)},
-	{callback.Seed, newSecret(callback.Seed)},
+	{callback.AppCommand, newSecret(callback.AppCommand)},
 }
 
 // chatEnv is a running demo: App backend, Dispatcher and chat server.
@@ -275,7 +276,7 @@ func TestChatMessages(t *testing.T) {
 		afters := e.waitAfters(t, 1)
 		e.assertAfter(t, afters[0],
 			cmdSendAfter, `{"fromId":"alice","toId":"bob","text":"hello bob"}`,
-			callback.TencentC2CAfterSendMsg, `{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"alice","To_Account":"bob",`+
+			tencent.C2CAfterSendMsg, `{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"alice","To_Account":"bob",`+
 				`"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hello bob"}}]}`)
 
 		// Denied: the sender gets the App's code and message; bob gets nothing.
@@ -299,7 +300,7 @@ func TestChatMessages(t *testing.T) {
 		afters = e.waitAfters(t, 2)
 		e.assertAfter(t, afters[1],
 			cmdSendAfter, `{"fromId":"alice","toId":"bob","text":"D***, the h***"}`,
-			callback.TencentC2CAfterSendMsg, `{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"alice","To_Account":"bob",`+
+			tencent.C2CAfterSendMsg, `{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"alice","To_Account":"bob",`+
 				`"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"D***, the h***"}}]}`)
 
 		// Every queued after-callback delivered: none for the denied or
@@ -327,7 +328,7 @@ func TestChatDropInGroup(t *testing.T) {
 	require.NoError(t, closeDispatcher(e.d))
 	afters := e.app.received()
 	require.Len(t, afters, 2, "one after for the group, one for the allowed message")
-	e.assertAfter(t, afters[1], "", "", callback.TencentGroupAfterSendMsg,
+	e.assertAfter(t, afters[1], "", "", tencent.GroupAfterSendMsg,
 		`{"CallbackCommand":"Group.CallbackAfterSendMsg","GroupId":"g","Type":"Public","From_Account":"alice","Operator_Account":"alice",`+
 			`"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hi all"}}]}`)
 }
@@ -357,7 +358,7 @@ func testChatGroups(t *testing.T, e *chatEnv) {
 	afters := e.waitAfters(t, 1)
 	e.assertAfter(t, afters[0],
 		cmdCreateAfter, `{"groupId":"g1","operator":"alice","members":["alice","bob"]}`,
-		callback.TencentGroupAfterCreateGroup, `{"CallbackCommand":"Group.CallbackAfterCreateGroup","GroupId":"g1","Type":"Public","Name":"g1",`+
+		tencent.GroupAfterCreateGroup, `{"CallbackCommand":"Group.CallbackAfterCreateGroup","GroupId":"g1","Type":"Public","Name":"g1",`+
 			`"Operator_Account":"alice","Owner_Account":"alice","MemberList":[{"Member_Account":"alice"},{"Member_Account":"bob"}]}`)
 
 	bob.send(frame{Type: "add_members", Group: "g1", Members: []string{"carol"}})
@@ -368,7 +369,7 @@ func testChatGroups(t *testing.T, e *chatEnv) {
 	afters = e.waitAfters(t, 2)
 	e.assertAfter(t, afters[1],
 		cmdMemberAddAfter, `{"groupId":"g1","operator":"bob","members":["carol"]}`,
-		callback.TencentGroupAfterNewMemberJoin, `{"CallbackCommand":"Group.CallbackAfterNewMemberJoin","GroupId":"g1","Type":"Public",`+
+		tencent.GroupAfterNewMemberJoin, `{"CallbackCommand":"Group.CallbackAfterNewMemberJoin","GroupId":"g1","Type":"Public",`+
 			`"JoinType":"Invited","Operator_Account":"bob","NewMemberList":[{"Member_Account":"carol"}]}`)
 
 	carol.send(frame{Type: "send", Group: "g1", Text: "hi all"})
@@ -521,7 +522,7 @@ func TestChatAppDown(t *testing.T) {
 
 	require.Equal(t, http.StatusOK, e.setMode(t, modeHealthy).StatusCode)
 	afters := e.waitAfters(t, 2)
-	assert.Equal(t, callback.TencentC2CAfterSendMsg, afters[0].Command, "the held After events are delivered once the App is back")
+	assert.Equal(t, tencent.C2CAfterSendMsg, afters[0].Command, "the held After events are delivered once the App is back")
 	seen = alice.waitCallbacks("m1/after and m2/after delivered", func(seen map[string][]callbackEntry) bool {
 		return last(seen, "m1/after").Outcome == "delivered" && last(seen, "m2/after").Outcome == "delivered"
 	})
@@ -576,8 +577,8 @@ func TestChatPanel(t *testing.T) {
 		assert.Positive(t, got.LatencyMS, "%s: latency", id)
 		assert.Regexp(t, `^\d\d:\d\d:\d\d\.\d{3}$`, got.Time, id)
 	}
-	assert.Equal(t, callback.TencentC2CBeforeSendMsg, last(seen, "m1/before").Command)
-	assert.Equal(t, callback.TencentC2CAfterSendMsg, last(seen, "m1/after").Command)
+	assert.Equal(t, tencent.C2CBeforeSendMsg, last(seen, "m1/before").Command)
+	assert.Equal(t, tencent.C2CAfterSendMsg, last(seen, "m1/after").Command)
 	for _, id := range []string{"m2/after", "m3/after"} {
 		assert.Empty(t, seen[id], "a denied or dropped message has no After")
 	}

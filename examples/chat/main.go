@@ -68,7 +68,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.imAddr, "addr", "127.0.0.1:8000", "address of the chat server (web page and /ws)")
 	flag.StringVar(&o.appAddr, "app", "127.0.0.1:8989", "address of the demo App backend")
-	flag.TextVar(&o.protocol, "protocol", callback.Tencent, "callback protocol: tencent (can drop) or seed (cannot)")
+	flag.TextVar(&o.protocol, "protocol", callback.Tencent, "callback protocol: tencent (can drop) or appcommand (cannot)")
 	flag.StringVar(&o.secret, "secret", os.Getenv("CALLBACK_SECRET"), "callback secret: a whsec_ secret for seed, a token for tencent; default $CALLBACK_SECRET, or one made up for the run")
 	flag.Parse()
 	log.SetFlags(0)

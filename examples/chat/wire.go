@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/command"
+	"github.com/imcallback/callback/tencent"
 )
 
 // dialect is how the chat server names its callbacks and shapes their
@@ -20,12 +22,12 @@ type dialect struct {
 // Seed command names. The message and member-add ones are the seed
 // design's; group creation has none there, so it uses the same naming.
 const (
-	cmdSendBefore      = callback.MessageSendBefore
-	cmdSendAfter       = callback.MessageSendAfter
+	cmdSendBefore      = command.MessageSendBefore
+	cmdSendAfter       = command.MessageSendAfter
 	cmdCreateBefore    = "group.create.before"
-	cmdCreateAfter     = callback.GroupCreateAfter
-	cmdMemberAddBefore = callback.GroupMemberAddBefore
-	cmdMemberAddAfter  = callback.GroupMemberAddAfter
+	cmdCreateAfter     = command.GroupCreateAfter
+	cmdMemberAddBefore = command.GroupMemberAddBefore
+	cmdMemberAddAfter  = command.GroupMemberAddAfter
 )
 
 // Callback kinds the chat server sends.
@@ -46,13 +48,13 @@ func (w dialect) command(kind int, group bool) string {
 	}
 	switch {
 	case kind == kindSendBefore && group:
-		return callback.TencentGroupBeforeSendMsg
+		return tencent.GroupBeforeSendMsg
 	case kind == kindSendAfter && group:
-		return callback.TencentGroupAfterSendMsg
+		return tencent.GroupAfterSendMsg
 	}
-	return [...]string{callback.TencentC2CBeforeSendMsg, callback.TencentC2CAfterSendMsg,
-		callback.TencentGroupBeforeCreateGroup, callback.TencentGroupAfterCreateGroup,
-		callback.TencentGroupBeforeInviteJoinGroup, callback.TencentGroupAfterNewMemberJoin}[kind]
+	return [...]string{tencent.C2CBeforeSendMsg, tencent.C2CAfterSendMsg,
+		tencent.GroupBeforeCreateGroup, tencent.GroupAfterCreateGroup,
+		tencent.GroupBeforeInviteJoinGroup, tencent.GroupAfterNewMemberJoin}[kind]
 }
 
 // commands lists every command of the dialect, before ones first.
