@@ -23,7 +23,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"log"
@@ -40,6 +39,7 @@ import (
 	"time"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/wire"
 	"github.com/imcallback/callback/receiver"
 )
 
@@ -331,7 +331,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	c := Call{
 		Time:   time.Now(),
-		ID:     r.Header.Get("Webhook-Id"),
+		ID:     r.Header.Get(wire.HeaderID),
 		Query:  r.URL.Query(),
 		Header: r.Header.Clone(),
 		Body:   body,
@@ -442,13 +442,9 @@ func reset(w http.ResponseWriter) {
 
 // address reads a request's app, command and client from its query.
 func address(p callback.Protocol, q url.Values) (app int, command, ip, platform string) {
-	appParam, cmdParam := "appId", "command"
-	if p == callback.Tencent {
-		appParam, cmdParam = "SdkAppid", "CallbackCommand"
-		ip, platform = q.Get("ClientIP"), q.Get("OptPlatform")
-	}
-	app, _ = strconv.Atoi(q.Get(appParam))
-	return app, q.Get(cmdParam), ip, platform
+	a, command, ip, platform := wire.Address(p == callback.Tencent, q)
+	app, _ = strconv.Atoi(a)
+	return app, command, ip, platform
 }
 
 // buffered is an http.ResponseWriter that keeps what the receiver writes,
@@ -487,5 +483,5 @@ func (b *buffered) copyTo(w http.ResponseWriter) {
 func NewSecret() string {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+)
-	return "whsec_" + base64.StdEncoding.EncodeToString(key)
+	return wire.FormatSecret(key)
 }

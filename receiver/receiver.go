@@ -67,6 +67,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/wire"
 )
 
 // ErrInvalidConfig is wrapped by New's error for a Config it rejects.
@@ -373,7 +374,7 @@ func (h *Handler) parse(w http.ResponseWriter, r *http.Request) (*Request, *reje
 	if !utf8.Valid(body) || !json.Valid(body) {
 		return nil, reject(http.StatusBadRequest, "body is not valid JSON in UTF-8")
 	}
-	req.ID, _, _ = webhookHeaders(r.Header)
+	req.ID, _, _ = wire.WebhookHeaders(r.Header)
 	req.Body = body
 	req.Header = r.Header
 	return req, nil

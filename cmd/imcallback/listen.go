@@ -19,6 +19,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/wire"
 	"github.com/imcallback/callback/receiver"
 )
 
@@ -249,7 +250,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if seen.yes {
 		return
 	}
-	app, command := l.address(r.URL.Query())
+	app, command, _, _ := wire.Address(l.proto == callback.Tencent, r.URL.Query())
 	if !(command == callback.CheckCommand && rw.status < 300) {
 		l.n.rejected.Add(1)
 	}
@@ -257,7 +258,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if l.json {
-		c := callbackJSON{Time: at, Protocol: l.proto.String(), Command: command, ID: r.Header.Get("Webhook-Id"),
+		c := callbackJSON{Time: at, Protocol: l.proto.String(), Command: command, ID: r.Header.Get(wire.HeaderID),
 			Status: rw.status, Rejected: strings.TrimSpace(rw.reason.String())}
 		c.App, _ = strconv.Atoi(app)
 		switch {
@@ -270,10 +271,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b strings.Builder
-	id := r.Header.Get("Webhook-Id")
-	if id == "" {
-		id = r.Header.Get("Svix-Id")
-	}
+	id, _, _ := wire.WebhookHeaders(r.Header)
 	fmt.Fprintf(&b, "%s  %s  app %s  id %s\n", at.Format("15:04:05.000"), safe(command), safe(app), safe(id))
 	status := "rejected"
 	switch {
@@ -408,21 +406,6 @@ func (l *listener) writeHeaders(b *strings.Builder, r *http.Request) {
 			fmt.Fprintf(b, "    %s: %s\n", safe(k), printable(v))
 		}
 	}
-}
-
-// address reads the app and command from a query, unverified, to print a
-// rejected request.
-func (l *listener) address(q map[string][]string) (app, command string) {
-	get := func(k string) string {
-		if v := q[k]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
-	if l.proto == callback.Tencent {
-		return get("SdkAppid"), get("CallbackCommand")
-	}
-	return get("appId"), get("command")
 }
 
 // safe returns untrusted text for the terminal: "-" for none, the text as
