@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/imcallback/callback/internal/answer"
 )
 
 // Action is what the IM server should do with the event.
@@ -115,7 +117,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	defer cancel()
 	c := call{appID: appID, command: command}
 	if r.wire.usesClient() {
-		c.client = clientFrom(ctx)
+		c.device = deviceFrom(ctx)
 	}
 	// Ask the endpoint's breaker first: while it is open, nothing is built.
 	done, err := d.endpoints.forRoute(r).allow()
@@ -158,7 +160,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	if err := readAnswer(buf, res.Body, d.s.MaxResponseBytes); err != nil {
 		return Response{}, r.redact(err)
 	}
-	keepAnswer(ctx, buf.Bytes())
+	answer.Keep(ctx, buf.Bytes())
 	return r.answers.decode(r.wire, buf.Bytes())
 }
 

@@ -154,7 +154,7 @@ func urlOf(u *url.URL, w wireFormat, c *call) string {
 func TestTargetNewRequest(t *testing.T) {
 	calls := []call{
 		{appID: 10000, command: "message.send.before"},
-		{appID: -1, command: "a b&c=d/é", client: client{ip: "10.0.0.1", platform: "iOS"}},
+		{appID: -1, command: "a b&c=d/é", device: device{ip: "10.0.0.1", platform: "iOS"}},
 	}
 	for _, raw := range []string{
 		"http://127.0.0.1:8989/callback",

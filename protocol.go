@@ -22,7 +22,7 @@ type wireFormat interface {
 	// reserved lists the query parameters the format sets itself; a
 	// configured URL's own values for them are dropped.
 	reserved() []string
-	// usesClient reports whether appendQuery reads c.client, so that After
+	// usesClient reports whether appendQuery reads c.device, so that After
 	// captures the caller's client only for formats that send it.
 	usesClient() bool
 	// appendQuery appends the call's query parameters to b: those that are
@@ -44,7 +44,7 @@ type wireFormat interface {
 type call struct {
 	appID   int
 	command string
-	client  client
+	device  device
 }
 
 // Protocol selects a callback wire format. The zero value is Seed.

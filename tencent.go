@@ -40,13 +40,13 @@ func (*tencentWire) appendQuery(b []byte, c *call) []byte {
 	b = append(b, "&"+wire.ParamCallbackCommand+"="...)
 	b = append(b, url.QueryEscape(c.command)...)
 	b = append(b, "&"+wire.ParamContentType+"="+wire.ContentTypeJSON...)
-	if c.client.ip != "" {
+	if c.device.ip != "" {
 		b = append(b, "&"+wire.ParamClientIP+"="...)
-		b = append(b, url.QueryEscape(c.client.ip)...)
+		b = append(b, url.QueryEscape(c.device.ip)...)
 	}
-	if c.client.platform != "" {
+	if c.device.platform != "" {
 		b = append(b, "&"+wire.ParamOptPlatform+"="...)
-		b = append(b, url.QueryEscape(c.client.platform)...)
+		b = append(b, url.QueryEscape(c.device.platform)...)
 	}
 	return b
 }
