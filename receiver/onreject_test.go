@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -116,12 +114,7 @@ func TestOnRejectNotForFailedHandlers(t *testing.T) {
 func TestOnRejectSeesReadTimeout(t *testing.T) {
 	var rs refusals
 	h := newHandler(t, receiver.Config{ReadTimeout: 200 * time.Millisecond, OnReject: rs.onReject})
-	s := serve(t, h)
-	conn, err := net.Dial("tcp", s.Listener.Addr().String())
-	require.NoError(t, err)
-	defer conn.Close()
-	_, err = fmt.Fprintf(conn, "POST /callback?appId=1&command=c HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
-	require.NoError(t, err)
+	conn := startBody(t, serve(t, h))
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	require.NoError(t, err)
