@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imcallback/callback/internal/answer"
+	"github.com/imcallback/callback/internal/wire"
 )
 
 // Action is what the IM server should do with the event.
@@ -203,7 +204,7 @@ var (
 func (d *Dispatcher) setHeaders(h http.Header, id string) {
 	h["Content-Type"] = contentTypeJSON
 	h["User-Agent"] = userAgentValue
-	h["Webhook-Id"] = []string{id}
+	h[wire.HeaderID] = []string{id}
 }
 
 // checkStatus returns nil for a 2xx answer and an error otherwise.

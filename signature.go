@@ -1,8 +1,6 @@
 package callback
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"fmt"
 	"hash"
 	"net/http"
@@ -21,7 +19,7 @@ type signingKey struct {
 
 func newSigningKey(key []byte) *signingKey {
 	k := &signingKey{}
-	k.macs.New = func() any { return hmac.New(sha256.New, key) }
+	k.macs.New = func() any { return wire.NewMAC(key) }
 	return k
 }
 

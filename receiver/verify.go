@@ -1,8 +1,6 @@
 package receiver
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
 	"net/http"
@@ -56,7 +54,7 @@ func (v *seedVerifier) verify(h http.Header, _ url.Values, body []byte, now time
 	head := wire.AppendSignedHead(nil, id, ts)
 	want := make([]byte, 0, wire.SignatureScratch)
 	for _, key := range v.keys {
-		want = wire.AppendSignature(want[:0], hmac.New(sha256.New, key), head, body)
+		want = wire.AppendSignature(want[:0], wire.NewMAC(key), head, body)
 		for rest := sigs; rest != ""; {
 			var sig string
 			sig, rest, _ = strings.Cut(rest, " ")

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -40,6 +41,10 @@ func WebhookHeaders(h http.Header) (id, ts, sigs string) {
 	return id, ts, sigs
 }
 
+// NewMAC returns the MAC of Standard Webhooks signatures, HMAC-SHA256,
+// keyed with key (a key ParseSecrets returned), for AppendSignature.
+func NewMAC(key []byte) hash.Hash { return hmac.New(sha256.New, key) }
+
 // AppendSignedHead appends the signed content before the body,
 // id + "." + ts + ".", to b. ts is the webhook-timestamp as sent.
 func AppendSignedHead(b []byte, id, ts string) []byte {
@@ -51,8 +56,7 @@ func AppendSignedHead(b []byte, id, ts string) []byte {
 
 // AppendSignature appends one signature of head (from AppendSignedHead)
 // and body to b: SignatureVersion + base64(HMAC-SHA256(key, head + body)).
-// mac is HMAC-SHA256 keyed with key, in any state: AppendSignature resets
-// it. It allocates nothing when b has SignatureScratch bytes of room.
+// mac is NewMAC(key), in any state: AppendSignature resets it. It allocates nothing when b has SignatureScratch bytes of room.
 func AppendSignature(b []byte, mac hash.Hash, head, body []byte) []byte {
 	mac.Reset()
 	_, _ = mac.Write(head)

@@ -23,7 +23,7 @@ func TestAppendSignature(t *testing.T) {
 
 	head := wire.AppendSignedHead(nil, id, ts)
 	assert.Equal(t, id+"."+ts+".", string(head))
-	mac := hmac.New(sha256.New, key)
+	mac := wire.NewMAC(key)
 	mac.Write([]byte("left over from an earlier use"))
 	got := wire.AppendSignature([]byte("v1,other "), mac, head, body)
 	assert.Equal(t, "v1,other "+want, string(got), "appended after what b held, mac reset")
