@@ -164,8 +164,9 @@ type Config struct {
 	// the answer's body: a wrong signature, a bad query or body, a replay.
 	// It is not called for an answered request, nor for a handler's
 	// failure (500). It runs on the request's goroutine before the answer
-	// is written, so it must not write to the response; r's body is
-	// consumed. nil means none: rejections are only logged.
+	// is written, so it must not write to the response or read r's body,
+	// which the Handler may have read. nil means none: rejections are
+	// only logged.
 	OnReject func(r *http.Request, status int, reason error)
 }
 
