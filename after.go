@@ -72,7 +72,7 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 		ev.ID = d.eventID(ev.seq)
 	}
 	if r.wire.usesClient() {
-		c := clientFrom(ctx) // ctx ends with the call; the event lives on
+		c := deviceFrom(ctx) // ctx ends with the call; the event lives on
 		ev.ClientIP, ev.Platform = c.ip, c.platform
 	}
 	err = d.queue.Put(ctx, ev)
@@ -151,7 +151,7 @@ func (d *Dispatcher) routeOfEvent(ev *Event) (*route, error) {
 
 // eventRequest returns the request of ev, unsigned.
 func eventRequest(ctx context.Context, ev *Event, r *route) (*http.Request, error) {
-	c := call{appID: ev.AppID, command: ev.Command, client: client{ip: ev.ClientIP, platform: ev.Platform}}
+	c := call{appID: ev.AppID, command: ev.Command, device: device{ip: ev.ClientIP, platform: ev.Platform}}
 	return r.target.newRequest(ctx, r.wire, &c, ev.Body)
 }
 

@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/imcallback/callback/internal/answer"
+	"github.com/imcallback/callback/internal/wire"
 )
 
 // Action is what the IM server should do with the event.
@@ -115,7 +118,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	defer cancel()
 	c := call{appID: appID, command: command}
 	if r.wire.usesClient() {
-		c.client = clientFrom(ctx)
+		c.device = deviceFrom(ctx)
 	}
 	// Ask the endpoint's breaker first: while it is open, nothing is built.
 	done, err := d.urls.forRoute(r).allow()
@@ -158,7 +161,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	if err := readAnswer(buf, res.Body, d.s.MaxResponseBytes); err != nil {
 		return Response{}, r.redact(err)
 	}
-	keepAnswer(ctx, buf.Bytes())
+	answer.Keep(ctx, buf.Bytes())
 	return r.answers.decode(r.wire, buf.Bytes())
 }
 
@@ -201,7 +204,7 @@ var (
 func (d *Dispatcher) setHeaders(h http.Header, id string) {
 	h["Content-Type"] = contentTypeJSON
 	h["User-Agent"] = userAgentValue
-	h["Webhook-Id"] = []string{id}
+	h[wire.HeaderID] = []string{id}
 }
 
 // checkStatus returns nil for a 2xx answer and an error otherwise.

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/answer"
 )
 
 func TestBeforeWireFormat(t *testing.T) {
@@ -297,21 +298,21 @@ func TestActionString(t *testing.T) {
 }
 
 func TestBeforeWithAnswerKeepsTheRawAnswer(t *testing.T) {
-	status, answer := 200, `{"code":40001,"msg":"no","extra":[1]}`
-	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) { answerJSON(status, answer)(w, r) })
+	status, reply := 200, `{"code":40001,"msg":"no","extra":[1]}`
+	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) { answerJSON(status, reply)(w, r) })
 	d, _ := newDispatcher(t, callback.Config{URL: b.URL})
 
 	raw := []byte("stale")
-	r := d.Before(callback.WithAnswer(context.Background(), &raw), 1, "message.send.before", []byte(`{}`))
+	r := d.Before(answer.With(context.Background(), &raw), 1, "message.send.before", []byte(`{}`))
 	assert.Equal(t, callback.Deny, r.Action)
-	assert.Equal(t, answer, string(raw))
+	assert.Equal(t, reply, string(raw))
 
-	answer = `not json`
-	r = d.Before(callback.WithAnswer(context.Background(), &raw), 1, "message.send.before", []byte(`{}`))
+	reply = `not json`
+	r = d.Before(answer.With(context.Background(), &raw), 1, "message.send.before", []byte(`{}`))
 	assert.ErrorIs(t, r.Err, callback.ErrBadAnswer)
 	assert.Equal(t, "not json", string(raw), "an answer that is not the protocol's is kept too")
 
 	status, raw = 500, nil
-	d.Before(callback.WithAnswer(context.Background(), &raw), 1, "message.send.before", []byte(`{}`))
+	d.Before(answer.With(context.Background(), &raw), 1, "message.send.before", []byte(`{}`))
 	assert.Nil(t, raw, "no 2xx answer was read")
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/imcallback/callback/internal/wire"
 )
 
 // checkDecoded holds for every answer a wire decodes: an error wraps
@@ -72,9 +74,9 @@ func FuzzTencentDecode(f *testing.F) {
 			return
 		}
 		switch {
-		case r.Code == tencentAllow && r.Action != Allow,
-			r.Code == tencentDrop && r.Action != Drop,
-			r.Code != tencentAllow && r.Code != tencentDrop && r.Action != Deny:
+		case r.Code == wire.TencentAllow && r.Action != Allow,
+			r.Code == wire.TencentDrop && r.Action != Drop,
+			r.Code != wire.TencentAllow && r.Code != wire.TencentDrop && r.Action != Deny:
 			t.Fatalf("ErrorCode %d gave Action %v", r.Code, r.Action)
 		}
 		if len(answer) > 0 && r.Data != nil && &r.Data[0] == &answer[0] {
@@ -95,7 +97,7 @@ func BenchmarkSign(b *testing.B) {
 	}
 	for _, bc := range []struct {
 		name string
-		w    wire
+		w    wireFormat
 	}{
 		{"seed/one-key", seed1},
 		{"seed/two-keys", seed2},

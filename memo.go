@@ -24,7 +24,7 @@ const maxMemoAnswer = 256
 
 // decode returns w's decoding of answer, from the memo when answer is the
 // remembered one.
-func (m *answerMemo) decode(w wire, answer []byte) (Response, error) {
+func (m *answerMemo) decode(w wireFormat, answer []byte) (Response, error) {
 	if e := m.last.Load(); e != nil && bytes.Equal(e.answer, answer) {
 		return e.resp, nil
 	}

@@ -10,12 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/goccy/go-json"
-)
 
-// Query parameters of the seed protocol.
-const (
-	paramAppID   = "appId"
-	paramCommand = "command"
+	"github.com/imcallback/callback/internal/wire"
 )
 
 // target is the callback URL prepared once by New, so that each call only
@@ -69,7 +65,7 @@ func newTarget(u *url.URL, reserved ...string) target {
 // unsigned. The URL is t's, parsed once by
 // New, with only the query made per call: http.NewRequest would parse the
 // whole URL again on every call.
-func (t *target) newRequest(ctx context.Context, w wire, c *call, body []byte) (*http.Request, error) {
+func (t *target) newRequest(ctx context.Context, w wireFormat, c *call, body []byte) (*http.Request, error) {
 	// An empty URL parses to an empty url.URL at no cost; it is then set.
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "", bytes.NewReader(body))
 	if err != nil {
@@ -86,11 +82,11 @@ func (t *target) newRequest(ctx context.Context, w wire, c *call, body []byte) (
 
 // appendSeedQuery appends appId=..&command=.. to b.
 func appendSeedQuery(b []byte, appID int, command string) []byte {
-	b = append(b, paramAppID...)
+	b = append(b, wire.ParamAppID...)
 	b = append(b, '=')
 	b = strconv.AppendInt(b, int64(appID), 10)
 	b = append(b, '&')
-	b = append(b, paramCommand...)
+	b = append(b, wire.ParamCommand...)
 	b = append(b, '=')
 	return append(b, url.QueryEscape(command)...)
 }

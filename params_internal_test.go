@@ -135,7 +135,7 @@ func BenchmarkDecodeAnswer(b *testing.B) {
 // urlOf returns the request URL of call c to u in wire format w as a
 // string, built without target: u without its fragment, with its own query
 // (less what the protocol sets) and then the call's parameters.
-func urlOf(u *url.URL, w wire, c *call) string {
+func urlOf(u *url.URL, w wireFormat, c *call) string {
 	ref := *u
 	own := ref.Query()
 	for _, k := range w.reserved() {
@@ -154,7 +154,7 @@ func urlOf(u *url.URL, w wire, c *call) string {
 func TestTargetNewRequest(t *testing.T) {
 	calls := []call{
 		{appID: 10000, command: "message.send.before"},
-		{appID: -1, command: "a b&c=d/é", client: client{ip: "10.0.0.1", platform: "iOS"}},
+		{appID: -1, command: "a b&c=d/é", device: device{ip: "10.0.0.1", platform: "iOS"}},
 	}
 	for _, raw := range []string{
 		"http://127.0.0.1:8989/callback",
@@ -168,7 +168,7 @@ func TestTargetNewRequest(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", raw, err)
 		}
-		for _, w := range []wire{&seedWire{}, &tencentWire{}} {
+		for _, w := range []wireFormat{&seedWire{}, &tencentWire{}} {
 			tg := newTarget(u, w.reserved()...)
 			for _, c := range calls {
 				want, err := http.NewRequest(http.MethodPost, urlOf(u, w, &c), nil)

@@ -10,17 +10,19 @@ import (
 	"time"
 
 	"github.com/imcallback/callback/internal/jsonobj"
+
+	"github.com/imcallback/callback/internal/wire"
 )
 
-// wire is one callback wire format: how a call is addressed and signed and
+// wireFormat is one callback wire format: how a call is addressed and signed and
 // how the App backend's answer is read. Before and After know nothing else
 // of it, so a new format is one file: a type implementing these methods, a
 // Protocol constant and a case in newWire.
-type wire interface {
+type wireFormat interface {
 	// reserved lists the query parameters the format sets itself; a
 	// configured URL's own values for them are dropped.
 	reserved() []string
-	// usesClient reports whether appendQuery reads c.client, so that After
+	// usesClient reports whether appendQuery reads c.device, so that After
 	// captures the caller's client only for formats that send it.
 	usesClient() bool
 	// appendQuery appends the call's query parameters to b: those that are
@@ -42,7 +44,7 @@ type wire interface {
 type call struct {
 	appID   int
 	command string
-	client  client
+	device  device
 }
 
 // Protocol selects a callback wire format. The zero value is AppCommand.
@@ -103,7 +105,7 @@ func (p *Protocol) UnmarshalText(text []byte) error {
 // newWire returns the wire format p, keyed with secret. It returns an
 // error wrapping ErrInvalidConfig for an unknown protocol or a secret that
 // does not parse; the secret itself is never in the error.
-func newWire(p Protocol, secret string) (wire, error) {
+func newWire(p Protocol, secret string) (wireFormat, error) {
 	switch p {
 	case AppCommand:
 		return newSeedWire(secret)
@@ -119,17 +121,17 @@ const (
 	// A Response the Dispatcher allows by itself (a disabled command, a
 	// failure that failed open) carries it on Seed; on Tencent it carries
 	// TencentCodeOK, the code a Tencent App backend allows with.
-	CodeOK = 200
+	CodeOK = wire.SeedOK
 	// TencentCodeOK is Tencent's success code (ErrorCode 0), the Code of a
 	// Response the Dispatcher allows by itself on Tencent; its Msg is
 	// TencentMsgOK.
-	TencentCodeOK = 0
+	TencentCodeOK = wire.TencentAllow
 	// CodeFailClosed is the Code of a Response denied because the callback
 	// of a FailClosed command failed.
 	CodeFailClosed = 503
 	// MsgOK is the Msg of a Response the Dispatcher allows by itself on
 	// Seed: a disabled command or a failure that failed open.
-	MsgOK = "success"
+	MsgOK = wire.SeedOKMsg
 	// TencentMsgOK is the Msg (ErrorInfo) of a Response the Dispatcher
 	// allows by itself on Tencent: empty, as a Tencent allow's.
 	TencentMsgOK = ""
@@ -155,7 +157,7 @@ type seedWire struct {
 	keys []*signingKey // one signature each; none: unsigned
 }
 
-func (*seedWire) reserved() []string { return []string{paramAppID, paramCommand} }
+func (*seedWire) reserved() []string { return []string{wire.ParamAppID, wire.ParamCommand} }
 
 func (*seedWire) usesClient() bool { return false }
 
@@ -171,16 +173,13 @@ type seedAnswer struct {
 	Data json.RawMessage `json:"data"`
 }
 
-// seedKeys are the keys of a seed answer, matched exactly.
-var seedKeys = []string{"code", "msg", "data"}
-
 // decode reads {"code", "msg", "data"}. Keys are matched exactly, as the
 // seed's Java JSON library does: an answer with two top-level keys that are
 // equal or differ only in case ({"code":403,"Code":200}), or with "Code"
 // for "code", is ErrBadAnswer, since two readers could take it to mean
 // different things. A missing code is ErrBadAnswer too.
 func (*seedWire) decode(answer []byte) (Response, error) {
-	if err := checkAnswer(answer, seedKeys...); err != nil {
+	if err := checkAnswer(answer, wire.SeedFields[:]...); err != nil {
 		return Response{}, err
 	}
 	var a seedAnswer

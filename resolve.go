@@ -61,7 +61,7 @@ func (e *Endpoint) Validate() error {
 }
 
 // check validates e and returns its parsed URL and wire format.
-func (e *Endpoint) check() (*url.URL, wire, error) {
+func (e *Endpoint) check() (*url.URL, wireFormat, error) {
 	u, err := parseURL(e.URL)
 	if err != nil {
 		return nil, nil, err
@@ -110,7 +110,7 @@ func (e *Endpoint) equal(o *Endpoint) bool {
 // reach it, built once per Endpoint settings so that a call only appends
 // its own query parameters.
 type route struct {
-	wire     wire
+	wire     wireFormat
 	protocol Protocol // the Endpoint's, which wire speaks
 	target   target
 	url      *url.URL                 // the parsed callback URL, which keys per-endpoint state

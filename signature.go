@@ -1,9 +1,6 @@
 package callback
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"hash"
 	"net/http"
@@ -11,14 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/imcallback/callback/internal/whsec"
-)
-
-// Standard Webhooks (https://www.standardwebhooks.com) signing, used by the
-// Seed format when Config.Secret is set.
-const (
-	// signatureVersion prefixes each signature in webhook-signature.
-	signatureVersion = "v1,"
+	"github.com/imcallback/callback/internal/wire"
 )
 
 // signingKey is one HMAC-SHA256 key. Its pool keeps keyed MACs, so that
@@ -29,14 +19,14 @@ type signingKey struct {
 
 func newSigningKey(key []byte) *signingKey {
 	k := &signingKey{}
-	k.macs.New = func() any { return hmac.New(sha256.New, key) }
+	k.macs.New = func() any { return wire.NewMAC(key) }
 	return k
 }
 
 // parseSecrets reads Config.Secret for the Seed format: space-separated
 // whsec_ secrets. Errors never contain the secret.
 func parseSecrets(secret string) ([]*signingKey, error) {
-	raw, err := whsec.Keys(secret)
+	raw, err := wire.ParseSecrets(secret)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -59,29 +49,19 @@ func (w *seedWire) signs() bool { return len(w.keys) > 0 }
 
 // sign sets webhook-timestamp and webhook-signature: for each key,
 // "v1," + base64(HMAC-SHA256(key, id + "." + timestamp + "." + body)),
-// space-separated. The core sets webhook-id.
+// space-separated (wire.AppendSignature). The core sets webhook-id.
 func (w *seedWire) sign(req *http.Request, id string, body []byte, now time.Time) {
-	// head is "{id}.{timestamp}.", the signed content before the body.
-	head := make([]byte, 0, len(id)+22)
-	head = append(head, id...)
-	head = append(head, '.')
-	head = strconv.AppendInt(head, now.Unix(), 10)
-	ts := head[len(id)+1:]
-	head = append(head, '.')
-	sig := make([]byte, 0, len(w.keys)*(len(signatureVersion)+base64.StdEncoding.EncodedLen(sha256.Size)+1))
-	var sum [sha256.Size]byte
+	ts := strconv.FormatInt(now.Unix(), 10)
+	head := wire.AppendSignedHead(make([]byte, 0, len(id)+len(ts)+2), id, ts)
+	sig := make([]byte, 0, len(w.keys)*(wire.SignatureLen+1)+wire.SignatureScratch-wire.SignatureLen)
 	for i, k := range w.keys {
 		mac := k.macs.Get().(hash.Hash)
-		mac.Reset()
-		_, _ = mac.Write(head)
-		_, _ = mac.Write(body)
 		if i > 0 {
 			sig = append(sig, ' ')
 		}
-		sig = append(sig, signatureVersion...)
-		sig = base64.StdEncoding.AppendEncode(sig, mac.Sum(sum[:0]))
+		sig = wire.AppendSignature(sig, mac, head, body)
 		k.macs.Put(mac)
 	}
-	req.Header["Webhook-Timestamp"] = []string{string(ts)}
-	req.Header["Webhook-Signature"] = []string{string(sig)}
+	req.Header[wire.HeaderTimestamp] = []string{ts}
+	req.Header[wire.HeaderSignature] = []string{string(sig)}
 }

@@ -2,8 +2,6 @@ package callback
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,24 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Query parameters of the Tencent format.
-const (
-	paramSdkAppID        = "SdkAppid"
-	paramCallbackCommand = "CallbackCommand"
-	paramContentType     = "contenttype"
-	paramClientIP        = "ClientIP"
-	paramOptPlatform     = "OptPlatform"
-	paramRequestTime     = "RequestTime"
-	paramSign            = "Sign"
-)
-
-// Tencent's answer codes with a meaning of their own (ErrorCode).
-const (
-	tencentAllow = 0
-	tencentDeny  = 1
-	tencentDrop  = 2
+	"github.com/imcallback/callback/internal/wire"
 )
 
 // tencentWire is Tencent Cloud IM's third-party callback format:
@@ -47,25 +29,24 @@ func newTencentWire(secret string) (*tencentWire, error) {
 }
 
 func (*tencentWire) reserved() []string {
-	return []string{paramSdkAppID, paramCallbackCommand, paramContentType,
-		paramClientIP, paramOptPlatform, paramRequestTime, paramSign}
+	return wire.TencentReserved[:]
 }
 
 func (*tencentWire) usesClient() bool { return true }
 
 func (*tencentWire) appendQuery(b []byte, c *call) []byte {
-	b = append(b, paramSdkAppID+"="...)
+	b = append(b, wire.ParamSdkAppID+"="...)
 	b = strconv.AppendInt(b, int64(c.appID), 10)
-	b = append(b, "&"+paramCallbackCommand+"="...)
+	b = append(b, "&"+wire.ParamCallbackCommand+"="...)
 	b = append(b, url.QueryEscape(c.command)...)
-	b = append(b, "&"+paramContentType+"=json"...)
-	if c.client.ip != "" {
-		b = append(b, "&"+paramClientIP+"="...)
-		b = append(b, url.QueryEscape(c.client.ip)...)
+	b = append(b, "&"+wire.ParamContentType+"="+wire.ContentTypeJSON...)
+	if c.device.ip != "" {
+		b = append(b, "&"+wire.ParamClientIP+"="...)
+		b = append(b, url.QueryEscape(c.device.ip)...)
 	}
-	if c.client.platform != "" {
-		b = append(b, "&"+paramOptPlatform+"="...)
-		b = append(b, url.QueryEscape(c.client.platform)...)
+	if c.device.platform != "" {
+		b = append(b, "&"+wire.ParamOptPlatform+"="...)
+		b = append(b, url.QueryEscape(c.device.platform)...)
 	}
 	return b
 }
@@ -73,25 +54,18 @@ func (*tencentWire) appendQuery(b []byte, c *call) []byte {
 func (w *tencentWire) signs() bool { return w.token != "" }
 
 // sign appends RequestTime (unix seconds) and Sign, the lowercase hex
-// SHA-256 of token + RequestTime, to the query. Tencent signs neither the
-// body nor the other parameters.
+// SHA-256 of token + RequestTime (wire.AppendTencentSign), to the query.
+// Tencent signs neither the body nor the other parameters.
 func (w *tencentWire) sign(req *http.Request, _ string, _ []byte, now time.Time) {
 	ts := strconv.FormatInt(now.Unix(), 10)
-	req.URL.RawQuery += "&" + paramRequestTime + "=" + ts + "&" + paramSign + "=" + tencentSign(w.token, ts)
+	q := make([]byte, 0, len(req.URL.RawQuery)+len(wire.ParamRequestTime)+len(ts)+len(wire.ParamSign)+wire.TencentSignLen+4)
+	q = append(q, req.URL.RawQuery...)
+	q = append(q, "&"+wire.ParamRequestTime+"="...)
+	q = append(q, ts...)
+	q = append(q, "&"+wire.ParamSign+"="...)
+	q = wire.AppendTencentSign(q, w.token, ts)
+	req.URL.RawQuery = string(q)
 }
-
-// tencentSign returns Tencent's Sign for token and requestTime.
-func tencentSign(token, requestTime string) string {
-	h := sha256.New()
-	_, _ = h.Write([]byte(token))
-	_, _ = h.Write([]byte(requestTime))
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
-}
-
-// tencentEnvelope lists the keys every Tencent answer has; any other key
-// carries data (MsgBody, CloudCustomData, RefusedMembers_Account, ...).
-var tencentEnvelope = [...]string{"ActionStatus", "ErrorCode", "ErrorInfo"}
 
 // decode maps ErrorCode: 0 allows, 2 drops, anything else denies (1, or
 // 120001..130000 with a text for the client). Code is ErrorCode and Msg is
@@ -101,14 +75,14 @@ var tencentEnvelope = [...]string{"ActionStatus", "ErrorCode", "ErrorInfo"}
 // differ only in case ({"ErrorCode":1,"errorcode":0}), or an envelope key
 // in another case, are ErrBadAnswer.
 func (*tencentWire) decode(answer []byte) (Response, error) {
-	if err := checkAnswer(answer, tencentEnvelope[:]...); err != nil {
+	if err := checkAnswer(answer, wire.TencentEnvelope[:]...); err != nil {
 		return Response{}, err
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(answer, &fields); err != nil {
 		return Response{}, fmt.Errorf("%w: %v", ErrBadAnswer, err)
 	}
-	raw, ok := fields["ErrorCode"]
+	raw, ok := fields[wire.FieldErrorCode]
 	if !ok || bytes.Equal(raw, []byte("null")) {
 		return Response{}, fmt.Errorf("%w: no \"ErrorCode\"", ErrBadAnswer)
 	}
@@ -116,21 +90,21 @@ func (*tencentWire) decode(answer []byte) (Response, error) {
 	if err := json.Unmarshal(raw, &r.Code); err != nil {
 		return Response{}, fmt.Errorf("%w: \"ErrorCode\" is not an integer", ErrBadAnswer)
 	}
-	if raw, ok := fields["ErrorInfo"]; ok {
+	if raw, ok := fields[wire.FieldErrorInfo]; ok {
 		if err := json.Unmarshal(raw, &r.Msg); err != nil {
 			return Response{}, fmt.Errorf("%w: \"ErrorInfo\" is not a string", ErrBadAnswer)
 		}
 	}
 	switch r.Code {
-	case tencentAllow:
+	case wire.TencentAllow:
 		r.Action = Allow
-	case tencentDrop:
+	case wire.TencentDrop:
 		r.Action = Drop
 	default:
 		r.Action = Deny
 	}
 	extra := len(fields)
-	for _, k := range tencentEnvelope {
+	for _, k := range wire.TencentEnvelope {
 		if _, ok := fields[k]; ok {
 			extra--
 		}

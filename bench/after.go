@@ -111,9 +111,11 @@ func deliveryRound(be *backend, queue string, n, senders int) delivered {
 			log.Fatal(err)
 		}
 		defer os.RemoveAll(dir)
-		if cfg.Queue, err = natsqueue.Embedded(context.Background(), dir, natsqueue.Options{Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		q, err := natsqueue.Embedded(context.Background(), dir, natsqueue.Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
 			log.Fatal(err)
 		}
+		cfg.Queue = q.ForDispatcher()
 	case queueNATSProc:
 		ns := startProc(kindNATS) // a fresh store each round, as Embedded's
 		defer ns.Close()
@@ -123,9 +125,11 @@ func deliveryRound(be *backend, queue string, n, senders int) delivered {
 			log.Fatal(err)
 		}
 		defer nc.Close() // after closeNow(d), deferred below
-		if cfg.Queue, err = natsqueue.New(context.Background(), nc, natsqueue.Options{Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		q, err := natsqueue.New(context.Background(), nc, natsqueue.Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
 			log.Fatal(err)
 		}
+		cfg.Queue = q.ForDispatcher()
 	}
 	d, err := callback.New(cfg)
 	if err != nil {

@@ -80,9 +80,11 @@ func tenantRun(durable bool, app1 http.HandlerFunc) (took, beforeP99 time.Durati
 			log.Fatal(err)
 		}
 		defer os.RemoveAll(dir)
-		if cfg.Queue, err = natsqueue.Embedded(context.Background(), dir, natsqueue.Options{}); err != nil {
+		q, err := natsqueue.Embedded(context.Background(), dir, natsqueue.Options{})
+		if err != nil {
 			log.Fatal(err)
 		}
+		cfg.Queue = q.ForDispatcher()
 	}
 	d, err := callback.New(cfg)
 	if err != nil {

@@ -23,7 +23,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"log"
@@ -40,6 +39,7 @@ import (
 	"time"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/wire"
 	"github.com/imcallback/callback/receiver"
 )
 
@@ -106,7 +106,7 @@ type Server struct {
 	t       testing.TB
 	secret  bool
 	proto   callback.Protocol
-	recv    *receiver.Handler
+	recv    receiver.Config // serve adds the handler and OnReject per request
 	http    *httptest.Server
 	closing chan struct{} // closed by Close: hanging answers end
 	once    sync.Once
@@ -137,17 +137,15 @@ func NewServer(t testing.TB, cfg Config) *Server {
 		scripts: map[string]*script{},
 		def:     cfg.Default,
 	}
-	recv, err := receiver.New(receiver.Config{
+	s.recv = receiver.Config{
 		Protocol: cfg.Protocol,
 		Secret:   cfg.Secret,
-		Default:  s.decide,
 		Logger:   slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
+	}
+	if _, err := receiver.New(s.recv); err != nil {
 		t.Fatalf("callbacktest: %v", err)
 		return nil
 	}
-	s.recv = recv
 	s.http = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.http.Config.ErrorLog = log.New(io.Discard, "", 0) // resets and hangs are on purpose
 	s.http.Start()
@@ -304,22 +302,25 @@ func (s *Server) record(c Call) {
 	s.changed = make(chan struct{})
 }
 
-// chosen carries the answer the receiver's handler chose back to serve.
-type chosen struct {
-	reached bool
-	answer  Answer
+// outcome is what the receiver did with one request, as its hooks saw it.
+type outcome struct {
+	reached  bool   // the handler ran: the request passed verification
+	answer   Answer // the scripted answer it chose, when reached
+	rejected string // why the receiver refused the request; "": it did not
 }
 
-type chosenKey struct{}
-
-// decide is the receiver's handler for every command: it is reached only
-// by requests that passed verification.
-func (s *Server) decide(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
-	a := s.next(req.Command)
-	if ch, ok := ctx.Value(chosenKey{}).(*chosen); ok {
-		ch.reached, ch.answer = true, a
+// receiverFor returns a receiver.Handler that verifies one request and
+// notes in o whether it refused it or which scripted answer it chose. A
+// Handler is made per request (New only decodes the secret) so that its
+// handler and OnReject can tell serve about this request alone.
+func (s *Server) receiverFor(o *outcome) (*receiver.Handler, error) {
+	cfg := s.recv
+	cfg.Default = func(_ context.Context, req *receiver.Request) (receiver.Decision, error) {
+		o.reached, o.answer = true, s.next(req.Command)
+		return o.answer.Decision, nil
 	}
-	return a.Decision, nil
+	cfg.OnReject = func(_ *http.Request, _ int, reason error) { o.rejected = reason.Error() }
+	return receiver.New(cfg)
 }
 
 // serve records a request, lets the receiver verify it and encode the
@@ -331,39 +332,44 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	c := Call{
 		Time:   time.Now(),
-		ID:     r.Header.Get("Webhook-Id"),
+		ID:     r.Header.Get(wire.HeaderID),
 		Query:  r.URL.Query(),
 		Header: r.Header.Clone(),
 		Body:   body,
 	}
 	c.AppID, c.Command, c.ClientIP, c.Platform = address(s.proto, c.Query)
 
-	ch := &chosen{}
-	inner := r.Clone(context.WithValue(r.Context(), chosenKey{}, ch))
+	var o outcome
+	recv, err := s.receiverFor(&o)
+	if err != nil { // not reached: NewServer made one with this Config
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	inner := r.Clone(r.Context())
 	inner.Body = io.NopCloser(bytes.NewReader(body))
 	inner.ContentLength = int64(len(body))
 	out := &buffered{header: http.Header{}}
-	s.recv.ServeHTTP(out, inner)
+	recv.ServeHTTP(out, inner)
 
-	if !ch.reached && c.Command == callback.CheckCommand && out.status < 300 {
-		// The receiver verified and allowed the probe by itself; a script
-		// for it may still make it misbehave.
+	switch {
+	case o.rejected != "":
+		c.Rejected = o.rejected
+		s.record(c)
+		out.copyTo(w)
+	case o.reached:
+		c.Verified, c.Answer = s.secret, o.answer
+		s.record(c)
+		s.answer(w, r, o.answer, out)
+	default:
+		// The receiver verified and allowed the probe of
+		// Dispatcher.Check by itself; a script for it may still make it
+		// misbehave.
 		c.Verified = s.secret
 		a := s.probeAnswer()
 		c.Answer = a
 		s.record(c)
 		s.answer(w, r, a, out)
-		return
 	}
-	if !ch.reached {
-		c.Rejected = strings.TrimSpace(out.body.String())
-		s.record(c)
-		out.copyTo(w)
-		return
-	}
-	c.Verified, c.Answer = s.secret, ch.answer
-	s.record(c)
-	s.answer(w, r, ch.answer, out)
 }
 
 // answer writes a (whose decision the receiver encoded into out) or its
@@ -442,13 +448,9 @@ func reset(w http.ResponseWriter) {
 
 // address reads a request's app, command and client from its query.
 func address(p callback.Protocol, q url.Values) (app int, command, ip, platform string) {
-	appParam, cmdParam := "appId", "command"
-	if p == callback.Tencent {
-		appParam, cmdParam = "SdkAppid", "CallbackCommand"
-		ip, platform = q.Get("ClientIP"), q.Get("OptPlatform")
-	}
-	app, _ = strconv.Atoi(q.Get(appParam))
-	return app, q.Get(cmdParam), ip, platform
+	a, command, ip, platform := wire.Address(p == callback.Tencent, q)
+	app, _ = strconv.Atoi(a)
+	return app, command, ip, platform
 }
 
 // buffered is an http.ResponseWriter that keeps what the receiver writes,
@@ -487,5 +489,5 @@ func (b *buffered) copyTo(w http.ResponseWriter) {
 func NewSecret() string {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+)
-	return "whsec_" + base64.StdEncoding.EncodeToString(key)
+	return wire.FormatSecret(key)
 }

@@ -19,7 +19,7 @@ func TestAuthorize(t *testing.T) {
 	a := newApp(t, always(http.StatusOK))
 	d := newDispatcher(t, callback.Config{URL: a.URL})
 	q := newQueue(t, startNATS(t))
-	dq := newDispatcher(t, callback.Config{URL: a.URL, Queue: q})
+	dq := newDispatcher(t, callback.Config{URL: a.URL, Queue: q.ForDispatcher()})
 	_ = dq
 
 	t.Run("refused everywhere", func(t *testing.T) {

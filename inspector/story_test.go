@@ -94,7 +94,7 @@ func TestStoryDeadLettered(t *testing.T) {
 		return http.StatusUnprocessableEntity
 	})
 	q := newQueue(t, startNATS(t))
-	d := newDispatcher(t, callback.Config{URL: a.URL, Queue: q})
+	d := newDispatcher(t, callback.Config{URL: a.URL, Queue: q.ForDispatcher()})
 	const admin = "Bearer ops"
 	base := serve(t, d, inspector.Options{
 		DeadLetters: q,

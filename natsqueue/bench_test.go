@@ -32,7 +32,7 @@ func BenchmarkAfter(b *testing.B) {
 			defer cancel()
 			q, err := natsqueue.Embedded(ctx, b.TempDir(), natsqueue.Options{})
 			require.NoError(b, err)
-			return q
+			return q.ForDispatcher()
 		}},
 	}
 	for _, qq := range queues {

@@ -37,7 +37,7 @@ func ExampleEmbedded() {
 	if err != nil {
 		panic(err)
 	}
-	d, err := callback.New(callback.Config{URL: app.URL + "/callback", Queue: q})
+	d, err := callback.New(callback.Config{URL: app.URL + "/callback", Queue: q.ForDispatcher()})
 	if err != nil {
 		panic(err)
 	}
@@ -61,7 +61,7 @@ func readmeEmbedded(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := callback.New(callback.Config{URL: "http://127.0.0.1:8989/callback", Queue: q})
+	d, err := callback.New(callback.Config{URL: "http://127.0.0.1:8989/callback", Queue: q.ForDispatcher()})
 	if err != nil {
 		q.Close() // until New succeeds, the queue is the caller's
 		return err
@@ -80,7 +80,7 @@ func readmeCluster(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	d, err := callback.New(callback.Config{URL: url, Queue: q})
+	d, err := callback.New(callback.Config{URL: url, Queue: q.ForDispatcher()})
 	if err != nil {
 		q.Close()
 		return err

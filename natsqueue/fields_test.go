@@ -36,7 +36,7 @@ func TestEventFieldsSurviveTheQueue(t *testing.T) {
 	require.NoError(t, err)
 	dead := make(chan callback.Event, 1)
 	d, err := callback.New(callback.Config{
-		URL: app.URL, Protocol: callback.Tencent, Queue: q, Logger: quiet,
+		URL: app.URL, Protocol: callback.Tencent, Queue: q.ForDispatcher(), Logger: quiet,
 		DeadLetter: func(ev callback.Event, _ error) { dead <- ev },
 	})
 	require.NoError(t, err)

@@ -68,7 +68,7 @@ func newNode(t testing.TB, nc *nats.Conn, o natsqueue.Options, cfg callback.Conf
 	defer cancel()
 	q, err := natsqueue.New(ctx, nc, o)
 	require.NoError(t, err)
-	cfg.Queue = q
+	cfg.Queue = q.ForDispatcher()
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}

@@ -300,7 +300,7 @@ func TestRestart(t *testing.T) {
 		q, err := natsqueue.Embedded(ctx, dir, natsqueue.Options{AckWait: 2 * time.Second})
 		require.NoError(t, err)
 		d, err := callback.New(callback.Config{
-			URL: a.URL, Queue: q, Logger: quiet, RetrySchedule: short,
+			URL: a.URL, Queue: q.ForDispatcher(), Logger: quiet, RetrySchedule: short,
 			DeadLetter: func(ev callback.Event, err error) {
 				t.Errorf("dead letter %s after %d attempts: %v", ev.ID, ev.Attempts, err)
 			},
@@ -341,7 +341,7 @@ func TestRestartHandsBack(t *testing.T) {
 		// only after forgottenAfter.
 		q, err := natsqueue.Embedded(ctx, dir, natsqueue.Options{AckWait: forgottenAfter})
 		require.NoError(t, err)
-		d, err := callback.New(callback.Config{URL: a.URL, Queue: q, Logger: quiet, Workers: 1, RetrySchedule: short})
+		d, err := callback.New(callback.Config{URL: a.URL, Queue: q.ForDispatcher(), Logger: quiet, Workers: 1, RetrySchedule: short})
 		require.NoError(t, err)
 		return d
 	}

@@ -15,9 +15,12 @@
 // single-node durability with no other service:
 //
 //	q, err := natsqueue.Embedded(ctx, "/var/lib/im/callback", natsqueue.Options{})
-//	d, err := callback.New(callback.Config{URL: url, Queue: q})
+//	d, err := callback.New(callback.Config{URL: url, Queue: q.ForDispatcher()})
 //
-// The Dispatcher owns the Queue: its Close closes it.
+// The Dispatcher owns the Queue it is given: its Close closes it. The
+// *Queue keeps what an operator calls (Replay, ReplayOne, ListDeadLetters,
+// DeadLetters, Pending, Close); the methods of callback.Queue, which only
+// the Dispatcher may call, are on the value ForDispatcher returns.
 package natsqueue
 
 import (
@@ -42,7 +45,8 @@ var (
 	// ErrStreamMismatch means an existing stream of the configured name
 	// cannot hold the queue: not a work queue, or not on its subjects.
 	ErrStreamMismatch = errors.New("natsqueue: existing stream does not fit")
-	// ErrPublish is wrapped by Put's error when JetStream did not
+	// ErrPublish is wrapped by the Queue's Put error, which
+	// callback.Dispatcher.After returns, when JetStream did not
 	// acknowledge an event: the event may not be stored.
 	ErrPublish = errors.New("natsqueue: event not stored")
 	// ErrMalformed means a message in the stream is not an event this
@@ -157,13 +161,13 @@ type Options struct {
 	// 0 means 1 s; otherwise from 500 ms to 30 s.
 	Heartbeat time.Duration
 
-	// PublishTimeout bounds how long Put tries to store an event, within
-	// Put's ctx: a publish JetStream does not acknowledge (no stream
+	// PublishTimeout bounds how long the Queue's Put (After) tries to
+	// store an event, within After's ctx: a publish JetStream does not acknowledge (no stream
 	// leader during a fail-over, a lost reply) is sent again, with the
 	// same Nats-Msg-Id, until one is acknowledged or the time is up. A
 	// fail-over took up to 9 s in the tests, 12 s with two servers of
 	// three down for 3 s (README, Durable delivery): a PublishTimeout of
-	// 20 s rode them all out; a shorter one makes Put fail in a longer
+	// 20 s rode them all out; a shorter one makes After fail in a longer
 	// one. 0 means 5 s.
 	PublishTimeout time.Duration
 
@@ -221,9 +225,9 @@ func or[T comparable](v, def T) T {
 	return v
 }
 
-// Queue is a callback.Queue on a JetStream stream. Create it with New or
-// Embedded and give it to callback.Config.Queue; the Dispatcher's Close
-// closes it. A Queue is safe for concurrent use.
+// Queue keeps After events in a JetStream stream. Create it with New or
+// Embedded and give q.ForDispatcher() to callback.Config.Queue; the
+// Dispatcher's Close closes it. A Queue is safe for concurrent use.
 //
 // The Queue reads the consumer with nats.go's Consume, which watches the
 // server's heartbeats even while every worker is busy: when a leader
@@ -237,15 +241,15 @@ type Queue struct {
 	work jetstream.Stream
 	dead jetstream.Stream
 
-	stopped atomic.Bool
-	stop    chan struct{} // closed by Stop
+	stopped  atomic.Bool
+	stopping chan struct{} // closed by stop
 
 	// mu guards cc, which the watcher replaces when it ended while the
-	// queue runs (a deleted consumer), and Stop drains.
+	// queue runs (a deleted consumer), and stop drains.
 	mu sync.Mutex
 	cc jetstream.ConsumeContext
 
-	msgs    chan jetstream.Msg // from the consumer's handler to Get
+	msgs    chan jetstream.Msg // from the consumer's handler to get
 	life    context.Context    // ends the watcher's waits; cancelled by Close
 	cancel  context.CancelFunc
 	readEnd chan struct{} // closed when the watcher returns
@@ -256,14 +260,30 @@ type Queue struct {
 	lostMu sync.Mutex
 	lost   time.Time
 
-	backs handBacks // the hand-backs sent since Stop and those confirmed
+	backs handBacks // the hand-backs sent since stop and those confirmed
 
 	release   func() // Embedded: closes the connection and the server
 	closeOnce sync.Once
 	closeErr  error
 }
 
-var _ callback.Queue = (*Queue)(nil)
+// ForDispatcher returns q as the callback.Queue that callback.Config.Queue
+// takes: the methods with which the Dispatcher stores events, hands them
+// to its workers and stops, which nothing else may call. Its Close is q's.
+// Give it to one Dispatcher only.
+func (q *Queue) ForDispatcher() callback.Queue { return dispatcherQueue{q} }
+
+// dispatcherQueue is the callback.Queue of a Queue, for the Dispatcher
+// alone: it keeps Put, Get and Stop out of the users' reach.
+type dispatcherQueue struct{ q *Queue }
+
+func (d dispatcherQueue) Put(ctx context.Context, ev callback.Event) error { return d.q.put(ctx, ev) }
+
+func (d dispatcherQueue) Get(ctx context.Context) (callback.Delivery, error) { return d.q.get(ctx) }
+
+func (d dispatcherQueue) Stop() { d.q.stop() }
+
+func (d dispatcherQueue) Close() error { return d.q.Close() }
 
 // New returns a Queue on the JetStream of nc, creating or checking its
 // streams and its durable consumer, and starts pulling events. The caller
@@ -280,7 +300,7 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsqueue: %w", err)
 	}
-	q := &Queue{o: o, nc: nc, js: js, stop: make(chan struct{}), msgs: make(chan jetstream.Msg), readEnd: make(chan struct{})}
+	q := &Queue{o: o, nc: nc, js: js, stopping: make(chan struct{}), msgs: make(chan jetstream.Msg), readEnd: make(chan struct{})}
 	q.work, err = q.stream(ctx, jetstream.StreamConfig{
 		Name:      o.Stream,
 		Subjects:  []string{o.Subject + ".>"},
@@ -371,7 +391,7 @@ func (q *Queue) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
 	return cc, nil
 }
 
-// Put publishes ev and returns nil once JetStream has stored it. A
+// put publishes ev and returns nil once JetStream has stored it. A
 // publish that JetStream does not acknowledge is sent again until one is,
 // within Options.PublishTimeout and ctx. The webhook-id is the message's
 // Nats-Msg-Id, so an event published twice within the stream's duplicate
@@ -384,7 +404,7 @@ func (q *Queue) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
 // another webhook-id, unless the caller gave the event its ID with
 // callback.WithEventID: then the retry is stored once within the
 // duplicate window.
-func (q *Queue) Put(ctx context.Context, ev callback.Event) error {
+func (q *Queue) put(ctx context.Context, ev callback.Event) error {
 	if q.stopped.Load() {
 		return callback.ErrClosed
 	}
@@ -470,8 +490,8 @@ func decodeEvent(h nats.Header, data []byte) (callback.Event, error) {
 	return ev, nil
 }
 
-// handle hands msg to a worker's Get, waiting for one, or back to the
-// server after Stop. nats.go calls it for one message at a time.
+// handle hands msg to a worker's get, waiting for one, or back to the
+// server after stop. nats.go calls it for one message at a time.
 func (q *Queue) handle(msg jetstream.Msg) {
 	q.lostMu.Lock()
 	if !q.lost.IsZero() {
@@ -486,7 +506,7 @@ func (q *Queue) handle(msg jetstream.Msg) {
 	}
 	select {
 	case q.msgs <- msg:
-	case <-q.stop:
+	case <-q.stopping:
 		_ = q.handBack(msg) // a lost one costs a redelivery after AckWait
 	}
 }
@@ -507,7 +527,7 @@ func (q *Queue) lostContact(err error) {
 	}
 }
 
-// watch waits for the consumption cc to end: after Stop, once it has
+// watch waits for the consumption cc to end: after stop, once it has
 // handed back what was pulled ahead; on a closed connection; or, when it
 // ended on its own (a deleted consumer), it starts it again.
 func (q *Queue) watch(cc jetstream.ConsumeContext) {
@@ -536,7 +556,7 @@ func (q *Queue) watch(cc jetstream.ConsumeContext) {
 }
 
 // restart creates the consumer again (it may have been deleted) and
-// starts consuming it, retrying until that works. Once Stop was called it
+// starts consuming it, retrying until that works. Once stop was called it
 // returns the current consumption, drained; nil once Close was.
 func (q *Queue) restart() jetstream.ConsumeContext {
 	pause := publishPauseMin
@@ -556,7 +576,7 @@ func (q *Queue) restart() jetstream.ConsumeContext {
 			defer q.mu.Unlock()
 			q.cc = cc
 			if q.stopped.Load() {
-				cc.Drain() // Stop drained the old one meanwhile
+				cc.Drain() // stop drained the old one meanwhile
 			}
 			return cc
 		}
@@ -571,15 +591,15 @@ func (q *Queue) restart() jetstream.ConsumeContext {
 	}
 }
 
-// Get hands out the next event; ctx bounds the wait. After Stop it returns
+// get hands out the next event; ctx bounds the wait. After stop it returns
 // callback.ErrClosed: the events the node pulled ahead are handed back to
 // the server, so that other nodes get them at once.
-func (q *Queue) Get(ctx context.Context) (callback.Delivery, error) {
+func (q *Queue) get(ctx context.Context) (callback.Delivery, error) {
 	for {
 		var msg jetstream.Msg
 		select {
 		case msg = <-q.msgs:
-		case <-q.stop:
+		case <-q.stopping:
 			return nil, callback.ErrClosed
 		case <-q.readEnd:
 			return nil, q.readErr
@@ -611,24 +631,24 @@ func (q *Queue) skip(msg jetstream.Msg, err error) {
 	_ = msg.TermWithReason(ErrMalformed.Error())
 }
 
-// Stop makes Put return callback.ErrClosed and stops pulling events;
+// stop makes put return callback.ErrClosed and stops pulling events;
 // those pulled ahead are handed back to the server.
-func (q *Queue) Stop() {
+func (q *Queue) stop() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.stopped.CompareAndSwap(false, true) {
-		close(q.stop)
+		close(q.stopping)
 		q.cc.Drain()
 	}
 }
 
-// Close stops the queue if Stop was not called, waits a little for the
+// Close stops the queue if the Dispatcher did not, waits a little for the
 // events pulled ahead to be handed back, flushes the acks of settled
 // events to the server and, for an Embedded queue, closes the connection
 // and shuts the server down. It does not close a connection given to New.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
-		q.Stop()
+		q.stop()
 		// The handler hands back what was pulled ahead until the drained
 		// consumption ends; without the server it may never.
 		deadline := time.Now().Add(handBackWait)

@@ -97,7 +97,7 @@ func runTenant(t *testing.T, app1 http.HandlerFunc, dead *atomic.Int64) (time.Du
 	q, err := natsqueue.Embedded(ctx, t.TempDir(), natsqueue.Options{})
 	require.NoError(t, err)
 	d, err := callback.New(callback.Config{
-		Queue:  q,
+		Queue:  q.ForDispatcher(),
 		Logger: quiet,
 		Resolver: callback.ResolverFunc(func(_ context.Context, appID int) (callback.Endpoint, error) {
 			switch {
@@ -194,7 +194,7 @@ func TestPostponeKeepsAttempts(t *testing.T) {
 	require.NoError(t, err)
 	var dead atomic.Int64
 	d, err := callback.New(callback.Config{
-		URL: a.URL, Queue: q, Logger: quiet,
+		URL: a.URL, Queue: q.ForDispatcher(), Logger: quiet,
 		// Two attempts per event: if the postponed hand-outs counted, an
 		// event's first request would already be past its schedule.
 		RetrySchedule: []time.Duration{10 * time.Millisecond},

@@ -7,21 +7,14 @@ import (
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/internal/jsonobj"
+	"github.com/imcallback/callback/internal/wire"
 )
 
-// Answer codes of the two protocols.
+// How a Drop is answered on Seed, which cannot express one.
 const (
-	seedOK       = callback.CodeOK // 200
 	seedDropCode = 403
 	seedDropMsg  = "dropped"
-	seedOKMsg    = callback.MsgOK
-	tencentAllow = 0
-	tencentDeny  = 1
-	tencentDrop  = 2
 )
-
-// tencentEnvelope lists the keys the Handler writes in every Tencent answer.
-var tencentEnvelope = []string{"ActionStatus", "ErrorCode", "ErrorInfo"}
 
 // A Decision is a handler's answer to a callback. The zero Decision allows.
 // Build one with Allow, Rewrite, Deny or Drop.
@@ -89,13 +82,13 @@ func (d Decision) encodeSeed() ([]byte, error) {
 	a := seedAnswer{Code: d.Code, Msg: d.Msg}
 	switch d.Action {
 	case callback.Allow:
-		a.Code, a.Data = seedOK, d.Data
+		a.Code, a.Data = wire.SeedOK, d.Data
 		if a.Msg == "" {
-			a.Msg = seedOKMsg
+			a.Msg = wire.SeedOKMsg
 		}
 	case callback.Deny:
-		if d.Code == seedOK {
-			return nil, fmt.Errorf("%w: Deny with code %d, which Seed reads as allow", errDecision, seedOK)
+		if d.Code == wire.SeedOK {
+			return nil, fmt.Errorf("%w: Deny with code %d, which Seed reads as allow", errDecision, wire.SeedOK)
 		}
 	case callback.Drop:
 		a.Code, a.Msg = seedDropCode, seedDropMsg
@@ -109,16 +102,16 @@ func (d Decision) encodeTencent() ([]byte, error) {
 	code := d.Code
 	switch d.Action {
 	case callback.Allow:
-		code = tencentAllow
+		code = wire.TencentAllow
 	case callback.Deny:
 		switch code {
-		case tencentAllow:
-			code = tencentDeny
-		case tencentDrop:
-			return nil, fmt.Errorf("%w: Deny with code %d, which Tencent reads as drop", errDecision, tencentDrop)
+		case wire.TencentAllow:
+			code = wire.TencentDeny
+		case wire.TencentDrop:
+			return nil, fmt.Errorf("%w: Deny with code %d, which Tencent reads as drop", errDecision, wire.TencentDrop)
 		}
 	case callback.Drop:
-		code = tencentDrop
+		code = wire.TencentDrop
 	default:
 		return nil, fmt.Errorf("%w: unknown Action %v", errDecision, d.Action)
 	}
@@ -129,14 +122,14 @@ func (d Decision) encodeTencent() ([]byte, error) {
 			return nil, fmt.Errorf("%w: Tencent's Data must be a JSON object without repeated keys", errDecision)
 		}
 		for k, v := range extra {
-			if jsonobj.Collides(k, tencentEnvelope...) {
+			if jsonobj.Collides(k, wire.TencentEnvelope[:]...) {
 				return nil, fmt.Errorf("%w: Tencent's Data sets an envelope key (ActionStatus, ErrorCode or ErrorInfo)", errDecision)
 			}
 			fields[k] = v
 		}
 	}
-	fields["ActionStatus"] = "OK"
-	fields["ErrorCode"] = code
-	fields["ErrorInfo"] = d.Msg
+	fields[wire.FieldActionStatus] = wire.ActionStatusOK
+	fields[wire.FieldErrorCode] = code
+	fields[wire.FieldErrorInfo] = d.Msg
 	return json.Marshal(fields)
 }

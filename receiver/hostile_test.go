@@ -48,14 +48,22 @@ func TestBodyBufferGrowsAsBytesArrive(t *testing.T) {
 
 // A body trickled a byte at a time is cut off at ReadTimeout with a 408,
 // instead of holding the handler for as long as the peer likes.
-func TestReadTimeoutBoundsATrickledBody(t *testing.T) {
-	h := newHandler(t, receiver.Config{ReadTimeout: 300 * time.Millisecond})
-	s := serve(t, h)
+// startBody sends s the header of a callback whose body is 1000 bytes
+// long and only its first byte, and returns the connection, closed when
+// the test ends.
+func startBody(t *testing.T, s *httptest.Server) net.Conn {
+	t.Helper()
 	conn, err := net.Dial("tcp", s.Listener.Addr().String())
 	require.NoError(t, err)
-	defer conn.Close()
+	t.Cleanup(func() { _ = conn.Close() })
 	_, err = fmt.Fprintf(conn, "POST /callback?appId=1&command=c HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
 	require.NoError(t, err)
+	return conn
+}
+
+func TestReadTimeoutBoundsATrickledBody(t *testing.T) {
+	h := newHandler(t, receiver.Config{ReadTimeout: 300 * time.Millisecond})
+	conn := startBody(t, serve(t, h))
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

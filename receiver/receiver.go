@@ -36,7 +36,8 @@
 // signature or a timestamp outside the tolerance, 400 for a missing command
 // or app ID or a body that is not UTF-8 JSON, and with Config.Dedup 409 for
 // a webhook-id replayed under another command or app and 503 when no more
-// IDs can be remembered. A handler's error, or a panic, is answered 500, so
+// IDs can be remembered; Config.OnReject is told of each before it is
+// answered. A handler's error, or a panic, is answered 500, so
 // the sender counts the callback as failed (Before applies its failure
 // policy, After retries).
 //
@@ -59,6 +60,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -67,6 +69,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/wire"
 )
 
 // ErrInvalidConfig is wrapped by New's error for a Config it rejects.
@@ -154,6 +157,17 @@ type Config struct {
 	// at Error level. Bodies and secrets are never logged. nil means
 	// slog.Default().
 	Logger *slog.Logger
+
+	// OnReject, when set, is called for every request the Handler refuses
+	// before any handler runs, with the 4xx or 503 status it is about to
+	// answer (see the package documentation) and the reason, whose text is
+	// the answer's body: a wrong signature, a bad query or body, a replay.
+	// It is not called for an answered request, nor for a handler's
+	// failure (500). It runs on the request's goroutine before the answer
+	// is written, so it must not write to the response or read r's body,
+	// which the Handler may have read. nil means none: rejections are
+	// only logged.
+	OnReject func(r *http.Request, status int, reason error)
 }
 
 // Request is one verified callback.
@@ -176,6 +190,9 @@ type Request struct {
 	Body json.RawMessage
 	// Header is the HTTP request's header.
 	Header http.Header
+	// Query is the request URL's query: the protocol's parameters and any
+	// the sender's URL carries.
+	Query url.Values
 }
 
 // HandlerFunc decides on one callback. For a Before command its Decision
@@ -192,6 +209,7 @@ type Handler struct {
 	proto    callback.Protocol
 	maxBody  int64
 	fallback HandlerFunc
+	onReject func(r *http.Request, status int, reason error) // nil: none
 	log      *slog.Logger
 	verify   verifier
 	readFor  time.Duration    // Config.ReadTimeout; <= 0: no bound of our own
@@ -220,6 +238,7 @@ func New(cfg Config) (*Handler, error) {
 		maxBody:  cfg.MaxBodyBytes,
 		readFor:  orDefault(cfg.ReadTimeout, defaultReadTimeout),
 		fallback: cfg.Default,
+		onReject: cfg.OnReject,
 		log:      cfg.Logger,
 		now:      time.Now,
 		routes:   map[string]HandlerFunc{},
@@ -309,13 +328,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// refuse logs and answers a rejected request.
+// refuse logs a rejected request, tells Config.OnReject and answers it.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rej *rejection) {
 	h.log.LogAttrs(r.Context(), slog.LevelWarn, "receiver: callback rejected",
 		slog.Int("status", rej.status),
 		slog.String("reason", rej.reason),
 		slog.String("remote_addr", r.RemoteAddr),
 	)
+	if h.onReject != nil {
+		h.onReject(r, rej.status, rej)
+	}
 	if rej.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", http.MethodPost)
 	}
@@ -373,9 +395,10 @@ func (h *Handler) parse(w http.ResponseWriter, r *http.Request) (*Request, *reje
 	if !utf8.Valid(body) || !json.Valid(body) {
 		return nil, reject(http.StatusBadRequest, "body is not valid JSON in UTF-8")
 	}
-	req.ID, _, _ = webhookHeaders(r.Header)
+	req.ID, _, _ = wire.WebhookHeaders(r.Header)
 	req.Body = body
 	req.Header = r.Header
+	req.Query = q
 	return req, nil
 }
 

@@ -1,11 +1,7 @@
 package receiver
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -13,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/imcallback/callback/internal/whsec"
+	"github.com/imcallback/callback/internal/wire"
 )
 
 // verifier is one protocol's side of a request: how it is authenticated and
@@ -30,11 +26,6 @@ type verifier interface {
 	signsID() bool
 }
 
-// Standard Webhooks secrets and signatures.
-const (
-	signatureVersion = "v1,"
-)
-
 // seedVerifier checks Standard Webhooks signatures.
 type seedVerifier struct {
 	keys      [][]byte
@@ -42,7 +33,7 @@ type seedVerifier struct {
 }
 
 func newSeedVerifier(secret string, tolerance time.Duration) (*seedVerifier, error) {
-	keys, err := whsec.Keys(secret)
+	keys, err := wire.ParseSecrets(secret)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -53,28 +44,21 @@ func (v *seedVerifier) verify(h http.Header, _ url.Values, body []byte, now time
 	if len(v.keys) == 0 {
 		return nil
 	}
-	id, ts, sigs := webhookHeaders(h)
+	id, ts, sigs := wire.WebhookHeaders(h)
 	if id == "" || ts == "" || sigs == "" {
 		return reject(http.StatusUnauthorized, "missing webhook-id, webhook-timestamp or webhook-signature")
 	}
 	if rej := checkTime("webhook-timestamp", ts, now, v.tolerance); rej != nil {
 		return rej
 	}
-	var sum [sha256.Size]byte
-	var want [44]byte // base64 of a SHA-256
+	head := wire.AppendSignedHead(nil, id, ts)
+	want := make([]byte, 0, wire.SignatureScratch)
 	for _, key := range v.keys {
-		mac := hmac.New(sha256.New, key)
-		mac.Write([]byte(id))
-		mac.Write([]byte{'.'})
-		mac.Write([]byte(ts))
-		mac.Write([]byte{'.'})
-		mac.Write(body)
-		base64.StdEncoding.Encode(want[:], mac.Sum(sum[:0]))
+		want = wire.AppendSignature(want[:0], wire.NewMAC(key), head, body)
 		for rest := sigs; rest != ""; {
 			var sig string
 			sig, rest, _ = strings.Cut(rest, " ")
-			got, ok := strings.CutPrefix(sig, signatureVersion)
-			if ok && len(got) == len(want) && subtle.ConstantTimeCompare([]byte(got), want[:]) == 1 {
+			if len(sig) == len(want) && subtle.ConstantTimeCompare([]byte(sig), want) == 1 {
 				return nil
 			}
 		}
@@ -82,25 +66,14 @@ func (v *seedVerifier) verify(h http.Header, _ url.Values, body []byte, now time
 	return reject(http.StatusUnauthorized, "no webhook-signature matches")
 }
 
-// webhookHeaders returns a request's webhook-id, webhook-timestamp and
-// webhook-signature headers; when it has none of them, Svix's svix-id,
-// svix-timestamp and svix-signature, which carry the same values.
-func webhookHeaders(h http.Header) (id, ts, sigs string) {
-	id, ts, sigs = h.Get("Webhook-Id"), h.Get("Webhook-Timestamp"), h.Get("Webhook-Signature")
-	if id == "" && ts == "" && sigs == "" {
-		id, ts, sigs = h.Get("Svix-Id"), h.Get("Svix-Timestamp"), h.Get("Svix-Signature")
-	}
-	return id, ts, sigs
-}
-
 func (v *seedVerifier) signsID() bool { return len(v.keys) > 0 }
 
 func (*seedVerifier) request(q url.Values) (*Request, *rejection) {
-	cmd := q.Get("command")
+	cmd := q.Get(wire.ParamCommand)
 	if cmd == "" {
-		return nil, reject(http.StatusBadRequest, "missing command")
+		return nil, reject(http.StatusBadRequest, "missing %s", wire.ParamCommand)
 	}
-	app, rej := parseAppID("appId", q.Get("appId"))
+	app, rej := parseAppID(wire.ParamAppID, q.Get(wire.ParamAppID))
 	if rej != nil {
 		return nil, rej
 	}
@@ -121,21 +94,17 @@ func (v *tencentVerifier) verify(_ http.Header, q url.Values, _ []byte, now time
 	if len(v.tokens) == 0 {
 		return nil
 	}
-	ts, sign := q.Get("RequestTime"), q.Get("Sign")
+	ts, sign := q.Get(wire.ParamRequestTime), q.Get(wire.ParamSign)
 	if ts == "" || sign == "" {
-		return reject(http.StatusUnauthorized, "missing RequestTime or Sign")
+		return reject(http.StatusUnauthorized, "missing %s or %s", wire.ParamRequestTime, wire.ParamSign)
 	}
-	if rej := checkTime("RequestTime", ts, now, v.tolerance); rej != nil {
+	if rej := checkTime(wire.ParamRequestTime, ts, now, v.tolerance); rej != nil {
 		return rej
 	}
-	var sum [sha256.Size]byte
-	var want [2 * sha256.Size]byte
+	want := make([]byte, 0, wire.TencentSignLen)
 	for _, token := range v.tokens {
-		h := sha256.New()
-		h.Write([]byte(token))
-		h.Write([]byte(ts))
-		hex.Encode(want[:], h.Sum(sum[:0]))
-		if len(sign) == len(want) && subtle.ConstantTimeCompare([]byte(sign), want[:]) == 1 {
+		want = wire.AppendTencentSign(want[:0], token, ts)
+		if len(sign) == len(want) && subtle.ConstantTimeCompare([]byte(sign), want) == 1 {
 			return nil
 		}
 	}
@@ -145,15 +114,15 @@ func (v *tencentVerifier) verify(_ http.Header, q url.Values, _ []byte, now time
 func (*tencentVerifier) signsID() bool { return false }
 
 func (*tencentVerifier) request(q url.Values) (*Request, *rejection) {
-	cmd := q.Get("CallbackCommand")
+	cmd := q.Get(wire.ParamCallbackCommand)
 	if cmd == "" {
-		return nil, reject(http.StatusBadRequest, "missing CallbackCommand")
+		return nil, reject(http.StatusBadRequest, "missing %s", wire.ParamCallbackCommand)
 	}
-	app, rej := parseAppID("SdkAppid", q.Get("SdkAppid"))
+	app, rej := parseAppID(wire.ParamSdkAppID, q.Get(wire.ParamSdkAppID))
 	if rej != nil {
 		return nil, rej
 	}
-	return &Request{AppID: app, Command: cmd, ClientIP: q.Get("ClientIP"), Platform: q.Get("OptPlatform")}, nil
+	return &Request{AppID: app, Command: cmd, ClientIP: q.Get(wire.ParamClientIP), Platform: q.Get(wire.ParamOptPlatform)}, nil
 }
 
 // checkTime rejects a unix-seconds timestamp that does not parse or is more

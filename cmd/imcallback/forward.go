@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/wire"
 	"github.com/imcallback/callback/receiver"
 )
 
@@ -112,7 +113,7 @@ func decisionOf(p callback.Protocol, r callback.Response) receiver.Decision {
 	// Tencent's Data is the whole answer: keep the fields beside the envelope.
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(r.Data, &fields) == nil {
-		for _, k := range []string{"ActionStatus", "ErrorCode", "ErrorInfo"} {
+		for _, k := range wire.TencentEnvelope {
 			delete(fields, k)
 		}
 		if len(fields) > 0 {

@@ -19,6 +19,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/wire"
 	"github.com/imcallback/callback/receiver"
 )
 
@@ -143,7 +144,8 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		Protocol: f.protocol,
 		Secret:   f.secret,
 		Default:  l.decide,
-		Logger:   slog.New(slog.DiscardHandler), // rejections are printed by serve
+		OnReject: l.reject,
+		Logger:   slog.New(slog.DiscardHandler), // rejections are printed by reject
 	})
 	if err != nil {
 		return fail(stderr, exitUsage, "imcallback listen: %v", err)
@@ -229,63 +231,59 @@ func (l *listener) printf(format string, args ...any) {
 	fmt.Fprintf(l.out, format, args...)
 }
 
-type reachedKey struct{}
-
-// reached is what ServeHTTP shares with decide through the context: whether
-// the request reached a decision, and its query, which receiver.Request
-// does not carry, for --verbose.
-type reached struct {
-	yes   bool
-	query string
-}
-
-// ServeHTTP lets the receiver verify and answer the request; a request it
-// rejects before any decision is printed here.
+// ServeHTTP lets the receiver verify and answer the request. A request it
+// refuses is printed by reject, one it accepts by decide; the probe of
+// Dispatcher.Check, which the receiver answers by itself, is printed here.
 func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	at := time.Now()
-	seen := &reached{query: r.URL.RawQuery}
 	rw := &statusWriter{ResponseWriter: w}
-	l.recv.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), reachedKey{}, seen)))
-	if seen.yes {
+	l.recv.ServeHTTP(rw, r)
+	if rw.status >= 300 || l.quiet {
 		return
 	}
-	app, command := l.address(r.URL.Query())
-	if !(command == callback.CheckCommand && rw.status < 300) {
-		l.n.rejected.Add(1)
+	app, command, _, _ := wire.Address(l.proto == callback.Tencent, r.URL.Query())
+	if command != callback.CheckCommand {
+		return // decide printed it
 	}
+	if l.json {
+		c := callbackJSON{Time: at, Protocol: l.proto.String(), Command: command, ID: r.Header.Get(wire.HeaderID),
+			Status: rw.status, Answer: &answerJSON{Action: "allow", Rule: "probe of Dispatcher.Check"}}
+		c.App, _ = strconv.Atoi(app)
+		l.printf("%s", jsonLine(c))
+		return
+	}
+	id, _, _ := wire.WebhookHeaders(r.Header)
+	l.printf("%s  %s  app %s  id %s\n  probe of Dispatcher.Check (imcallback doctor): answered allow\n\n",
+		at.Format("15:04:05.000"), safe(command), safe(app), safe(id))
+}
+
+// reject is the receiver's OnReject: it counts and prints a request the
+// receiver refuses before any decision, before the answer is written.
+func (l *listener) reject(r *http.Request, status int, reason error) {
+	at := time.Now()
+	l.n.rejected.Add(1)
 	if l.quiet {
 		return
 	}
+	app, command, _, _ := wire.Address(l.proto == callback.Tencent, r.URL.Query())
 	if l.json {
-		c := callbackJSON{Time: at, Protocol: l.proto.String(), Command: command, ID: r.Header.Get("Webhook-Id"),
-			Status: rw.status, Rejected: strings.TrimSpace(rw.reason.String())}
+		c := callbackJSON{Time: at, Protocol: l.proto.String(), Command: command, ID: r.Header.Get(wire.HeaderID),
+			Status: status, Rejected: reason.Error()}
 		c.App, _ = strconv.Atoi(app)
-		switch {
-		case command == callback.CheckCommand && rw.status < 300:
-			c.Rejected, c.Answer = "", &answerJSON{Action: "allow", Rule: "probe of Dispatcher.Check"}
-		case rw.status == http.StatusUnauthorized:
+		if status == http.StatusUnauthorized {
 			c.Signature = "invalid"
 		}
 		l.printf("%s", jsonLine(c))
 		return
 	}
 	var b strings.Builder
-	id := r.Header.Get("Webhook-Id")
-	if id == "" {
-		id = r.Header.Get("Svix-Id")
-	}
+	id, _, _ := wire.WebhookHeaders(r.Header)
 	fmt.Fprintf(&b, "%s  %s  app %s  id %s\n", at.Format("15:04:05.000"), safe(command), safe(app), safe(id))
-	status := "rejected"
-	switch {
-	case command == callback.CheckCommand && rw.status < 300:
-		// The receiver verified and allowed the probe by itself.
-		b.WriteString("  probe of Dispatcher.Check (imcallback doctor): answered allow\n\n")
-		l.printf("%s", b.String())
-		return
-	case rw.status == http.StatusUnauthorized:
-		status = "signature INVALID"
+	what := "rejected"
+	if status == http.StatusUnauthorized {
+		what = "signature INVALID"
 	}
-	fmt.Fprintf(&b, "  %s: answered %d %s\n", status, rw.status, printable(strings.TrimSpace(rw.reason.String())))
+	fmt.Fprintf(&b, "  %s: answered %d %s\n", what, status, printable(reason.Error()))
 	if l.verbose {
 		l.writeHeaders(&b, r)
 	}
@@ -296,10 +294,6 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // decide is the receiver's handler for every command: it is reached only
 // by requests that passed verification.
 func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.Decision, error) {
-	seen, _ := ctx.Value(reachedKey{}).(*reached)
-	if seen != nil {
-		seen.yes = true
-	}
 	at := time.Now()
 	var (
 		dec     receiver.Decision
@@ -363,11 +357,7 @@ func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.
 	}
 	b.WriteString("\n")
 	if l.verbose {
-		hr := &http.Request{Header: req.Header}
-		if seen != nil {
-			hr.URL = &url.URL{RawQuery: seen.query}
-		}
-		l.writeHeaders(&b, hr)
+		l.writeHeaders(&b, &http.Request{Header: req.Header, URL: &url.URL{RawQuery: req.Query.Encode()}})
 	}
 	fmt.Fprintf(&b, "  body:      %s\n\n", graphicJSON(indent(req.Body, "             ")))
 	l.printf("%s", b.String())
@@ -408,21 +398,6 @@ func (l *listener) writeHeaders(b *strings.Builder, r *http.Request) {
 			fmt.Fprintf(b, "    %s: %s\n", safe(k), printable(v))
 		}
 	}
-}
-
-// address reads the app and command from a query, unverified, to print a
-// rejected request.
-func (l *listener) address(q map[string][]string) (app, command string) {
-	get := func(k string) string {
-		if v := q[k]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
-	if l.proto == callback.Tencent {
-		return get("SdkAppid"), get("CallbackCommand")
-	}
-	return get("appId"), get("command")
 }
 
 // safe returns untrusted text for the terminal: "-" for none, the text as
@@ -476,13 +451,15 @@ func graphicJSON(s string) string {
 	return b.String()
 }
 
-// statusWriter passes a response through and keeps its status and the
-// start of its body (a rejection's reason).
+// statusWriter passes a response through and keeps its status.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
-	reason strings.Builder
 }
+
+// Unwrap lets the receiver's http.ResponseController reach the connection
+// (its ReadTimeout sets a read deadline).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusWriter) WriteHeader(status int) {
 	if w.status == 0 {
@@ -494,9 +471,6 @@ func (w *statusWriter) WriteHeader(status int) {
 func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
-	}
-	if w.reason.Len() < 512 {
-		w.reason.Write(p[:min(len(p), 512)])
 	}
 	return w.ResponseWriter.Write(p)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/answer"
 )
 
 const replayHead = `Usage: imcallback replay [flags] FILE
@@ -118,7 +119,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}
 		start := time.Now()
 		var raw, refusal []byte
-		r := d.Before(callback.WithStatusBody(callback.WithAnswer(cctx, &raw), &refusal), c.App, c.Command, c.Body)
+		r := d.Before(callback.WithStatusBody(answer.With(cctx, &raw), &refusal), c.App, c.Command, c.Body)
 		elapsed := time.Since(start)
 		if r.Err != nil {
 			failures++

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/wire"
 	"github.com/imcallback/callback/receiver"
 )
 
@@ -84,7 +85,7 @@ func (rs rules) compile(p callback.Protocol) error {
 			if p == callback.AppCommand && r.Code == callback.CodeOK {
 				return fmt.Errorf("%s: deny code %d means allow in the seed protocol", r.name, r.Code)
 			}
-			if p == callback.Tencent && r.Code == 2 {
+			if p == callback.Tencent && r.Code == wire.TencentDrop {
 				return fmt.Errorf("%s: deny code 2 means drop in the tencent protocol", r.name)
 			}
 		default:

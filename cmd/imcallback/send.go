@@ -25,6 +25,7 @@ import (
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/command"
+	"github.com/imcallback/callback/internal/answer"
 	"github.com/imcallback/callback/tencent"
 )
 
@@ -176,7 +177,7 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	defer d.Close(context.Background())
 	start := time.Now()
 	var raw, refusal []byte
-	r := d.Before(callback.WithStatusBody(callback.WithAnswer(ctx, &raw), &refusal), f.app, f.command, body)
+	r := d.Before(callback.WithStatusBody(answer.With(ctx, &raw), &refusal), f.app, f.command, body)
 	elapsed := time.Since(start)
 	if f.json {
 		writeJSON(stdout, beforeJSON(f.command, r, raw, refusal, elapsed))

@@ -2,12 +2,13 @@ package main
 
 import (
 	"crypto/rand"
-	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/imcallback/callback/internal/wire"
 )
 
 // version returns the module version the binary was built from (a tag
@@ -53,11 +54,11 @@ func runSecret(args []string, stdout, stderr io.Writer) int {
 	if code := parse(fs, args, stdout, stderr); code >= 0 {
 		return code
 	}
-	if *n < 24 || *n > 64 {
+	if *n < wire.MinKeyBytes || *n > wire.MaxKeyBytes {
 		return fail(stderr, exitUsage, "imcallback secret: --bytes must be 24 to 64")
 	}
 	key := make([]byte, *n)
 	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+)
-	fmt.Fprintln(stdout, "whsec_"+base64.StdEncoding.EncodeToString(key))
+	fmt.Fprintln(stdout, wire.FormatSecret(key))
 	return exitAllow
 }

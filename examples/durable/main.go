@@ -92,7 +92,7 @@ func run() error {
 		}
 		return callback.New(callback.Config{
 			URL:           url,
-			Queue:         q,
+			Queue:         q.ForDispatcher(),
 			RetrySchedule: []time.Duration{200 * time.Millisecond, time.Second, 2 * time.Second}, // production: the default, 5 s up to 10 h
 			Logger:        slog.New(slog.DiscardHandler),                                         // the refused attempts are expected here
 		})

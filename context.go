@@ -5,15 +5,15 @@ import (
 	"io"
 )
 
-// client is the end user's device behind an event, sent by formats that
+// device is the end user's device behind an event, sent by formats that
 // carry it (Tencent's ClientIP and OptPlatform).
-type client struct {
+type device struct {
 	ip       string
 	platform string
 }
 
-// clientKey marks a context that carries a client.
-type clientKey struct{}
+// deviceKey marks a context that carries a device.
+type deviceKey struct{}
 
 // WithClient returns a copy of ctx that carries the IP address and platform
 // of the end user whose action caused the event. Before and After read them
@@ -24,33 +24,13 @@ type clientKey struct{}
 //
 // After reads them when it is called, so ctx may end before delivery.
 func WithClient(ctx context.Context, ip, platform string) context.Context {
-	return context.WithValue(ctx, clientKey{}, client{ip: ip, platform: platform})
+	return context.WithValue(ctx, deviceKey{}, device{ip: ip, platform: platform})
 }
 
-// clientFrom returns the client WithClient put in ctx, or the zero client.
-func clientFrom(ctx context.Context) client {
-	c, _ := ctx.Value(clientKey{}).(client)
+// deviceFrom returns the device WithClient put in ctx, or the zero device.
+func deviceFrom(ctx context.Context) device {
+	c, _ := ctx.Value(deviceKey{}).(device)
 	return c
-}
-
-// answerKey marks a context that asks Before for the App's raw answer.
-type answerKey struct{}
-
-// WithAnswer returns a copy of ctx that makes Before store a copy of the
-// App backend's raw answer (a 2xx body, at most Config.MaxResponseBytes) in
-// *dst, for tools and debugging such as `imcallback send`. *dst is left as
-// it was when no 2xx answer was read. Before copies the answer only for
-// such a ctx; others cost one context lookup.
-func WithAnswer(ctx context.Context, dst *[]byte) context.Context {
-	return context.WithValue(ctx, answerKey{}, dst)
-}
-
-// keepAnswer copies answer into the destination WithAnswer put in ctx, if
-// any.
-func keepAnswer(ctx context.Context, answer []byte) {
-	if dst, ok := ctx.Value(answerKey{}).(*[]byte); ok && dst != nil {
-		*dst = append((*dst)[:0], answer...)
-	}
 }
 
 // statusBodyKey marks a context that asks Before for the start of a
