@@ -17,12 +17,8 @@ import (
 // the ones its App backend allows with.
 func TestAllowedByDispatcherUsesProtocolsCodes(t *testing.T) {
 	down := newBackend(t, answerJSON(503, `{}`))
-	seedAllow := callback.Response{Code: callback.CodeOK, Msg: callback.MsgOK, Action: callback.Allow}
+	seedAllow := callback.Response{Code: 200, Msg: "success", Action: callback.Allow}
 	tencentAllow := callback.Response{Code: 0, Msg: "", Action: callback.Allow}
-	require.Equal(t, 200, seedAllow.Code)
-	require.Equal(t, "success", seedAllow.Msg)
-	require.Equal(t, callback.TencentCodeOK, tencentAllow.Code)
-	require.Equal(t, callback.TencentMsgOK, tencentAllow.Msg)
 
 	apps := newAppTable(map[int]callback.Endpoint{
 		1: {URL: down.URL},

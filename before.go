@@ -43,8 +43,13 @@ func (a Action) String() string {
 
 // Response is the outcome of a Before callback.
 type Response struct {
-	Code   int             // the App backend's code (seed protocol: "code")
-	Msg    string          // its message ("msg")
+	// Code and Msg are the App backend's code and message (AppCommand:
+	// "code" and "msg"; Tencent: ErrorCode and ErrorInfo). When the
+	// Dispatcher decides by itself they are the protocol's allow
+	// (AppCommand: 200 and "success"; Tencent: 0 and "") or, for a
+	// FailClosed command whose callback failed, 503 and "callback failed".
+	Code   int
+	Msg    string
 	Data   json.RawMessage // its "data", raw: a rewritten payload, if the App sent one; nil otherwise
 	Action Action
 	Err    error // why the callback failed; nil when the App backend answered
@@ -61,11 +66,11 @@ func (r Response) OK() bool { return r.Action == Allow }
 // timeout, ctx done, non-2xx status, redirect, an answer that is not the
 // protocol's or larger than MaxResponseBytes, an invalid body, a closed
 // Dispatcher) the failure is logged at Error level and Before fails open:
-// Allow with the protocol's own allow code and message (Seed: CodeOK and
-// MsgOK, 200 "success"; Tencent: TencentCodeOK and TencentMsgOK, 0 ""),
-// with Err set. For a command whose Rule has FailClosed, it denies instead
-// with CodeFailClosed and MsgFailClosed. A disabled command sends nothing
-// and returns Allow with the protocol's allow code and message, Err nil.
+// Allow with the protocol's own allow code and message (AppCommand: 200
+// "success"; Tencent: 0 ""), with Err set. For a command whose Rule has
+// FailClosed, it denies instead, with 503 "callback failed". A disabled
+// command sends nothing and returns Allow with the protocol's allow code
+// and message, Err nil.
 //
 // With a Config.Resolver, an app whose endpoint cannot be resolved (unknown,
 // the resolver's store down, an invalid Endpoint) is such a failure, with
@@ -170,7 +175,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 func (d *Dispatcher) failed(ctx context.Context, r *route, rule Rule, appID int, command, id string, start time.Time, err error) Response {
 	d.beforeLog.fail(ctx, failure{appID: appID, command: command, webhookID: id, elapsed: time.Since(start), failClosed: rule.FailClosed, err: err})
 	if rule.FailClosed {
-		return Response{Code: CodeFailClosed, Msg: MsgFailClosed, Action: Deny, Err: err}
+		return Response{Code: codeFailClosed, Msg: msgFailClosed, Action: Deny, Err: err}
 	}
 	return d.protocolOf(r).allowed(err)
 }

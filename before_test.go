@@ -201,8 +201,8 @@ func TestBeforeFailures(t *testing.T) {
 				}
 				if closed {
 					assert.Equal(t, callback.Deny, got.Action)
-					assert.Equal(t, callback.CodeFailClosed, got.Code)
-					assert.Equal(t, callback.MsgFailClosed, got.Msg)
+					assert.Equal(t, 503, got.Code)
+					assert.Equal(t, "callback failed", got.Msg)
 					assert.False(t, got.OK())
 				} else {
 					assert.Equal(t, callback.Allow, got.Action)

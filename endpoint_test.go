@@ -134,7 +134,7 @@ func TestBreakerOpens(t *testing.T) {
 			r = d.Before(context.Background(), 1, "friend.add.before", []byte(`{}`))
 			assert.ErrorIs(t, r.Err, callback.ErrBreakerOpen)
 			assert.Equal(t, callback.Deny, r.Action, "a FailClosed rule denies while open")
-			assert.Equal(t, callback.CodeFailClosed, r.Code)
+			assert.Equal(t, 503, r.Code)
 		})
 	}
 }

@@ -47,7 +47,7 @@ func FuzzSeedDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, answer []byte) {
 		r, err := (&seedWire{}).decode(answer)
 		checkDecoded(t, r, err)
-		if err == nil && (r.Code == CodeOK) != (r.Action == Allow) {
+		if err == nil && (r.Code == codeOK) != (r.Action == Allow) {
 			t.Fatalf("code %d gave Action %v", r.Code, r.Action)
 		}
 	})

@@ -17,7 +17,7 @@ type Rule struct {
 	Disabled bool
 	// Timeout bounds one request for this command; 0 means Config.Timeout.
 	Timeout time.Duration
-	// FailClosed makes Before deny (with CodeFailClosed) instead of allow
+	// FailClosed makes Before deny (503 "callback failed") instead of allow
 	// when the callback fails.
 	FailClosed bool
 }

@@ -115,29 +115,17 @@ func newWire(p Protocol, secret string) (wireFormat, error) {
 	return nil, fmt.Errorf("%w: unknown Protocol %d", ErrInvalidConfig, int(p))
 }
 
-// Codes and messages the Dispatcher itself puts in a Response.
+// Codes and messages the Dispatcher itself puts in a Response, documented
+// on Response: the protocols' own allow (AppCommand: 200 "success";
+// Tencent: 0 ""), and the deny of a failed FailClosed command (503
+// "callback failed").
 const (
-	// CodeOK is the seed protocol's success code: the App allows the event.
-	// A Response the Dispatcher allows by itself (a disabled command, a
-	// failure that failed open) carries it on Seed; on Tencent it carries
-	// TencentCodeOK, the code a Tencent App backend allows with.
-	CodeOK = wire.SeedOK
-	// TencentCodeOK is Tencent's success code (ErrorCode 0), the Code of a
-	// Response the Dispatcher allows by itself on Tencent; its Msg is
-	// TencentMsgOK.
-	TencentCodeOK = wire.TencentAllow
-	// CodeFailClosed is the Code of a Response denied because the callback
-	// of a FailClosed command failed.
-	CodeFailClosed = 503
-	// MsgOK is the Msg of a Response the Dispatcher allows by itself on
-	// Seed: a disabled command or a failure that failed open.
-	MsgOK = wire.SeedOKMsg
-	// TencentMsgOK is the Msg (ErrorInfo) of a Response the Dispatcher
-	// allows by itself on Tencent: empty, as a Tencent allow's.
-	TencentMsgOK = ""
-	// MsgFailClosed is the Msg of a Response denied because the callback of
-	// a FailClosed command failed.
-	MsgFailClosed = "callback failed"
+	codeOK         = wire.SeedOK
+	msgOK          = wire.SeedOKMsg
+	tencentCodeOK  = wire.TencentAllow
+	tencentMsgOK   = ""
+	codeFailClosed = 503
+	msgFailClosed  = "callback failed"
 )
 
 // allowed returns the Response with which the Dispatcher allows an event
@@ -145,9 +133,9 @@ const (
 // message, so that the IM server reads it as it reads the App's allow.
 func (p Protocol) allowed(err error) Response {
 	if p == Tencent {
-		return Response{Code: TencentCodeOK, Msg: TencentMsgOK, Action: Allow, Err: err}
+		return Response{Code: tencentCodeOK, Msg: tencentMsgOK, Action: Allow, Err: err}
 	}
-	return Response{Code: CodeOK, Msg: MsgOK, Action: Allow, Err: err}
+	return Response{Code: codeOK, Msg: msgOK, Action: Allow, Err: err}
 }
 
 // seedWire is the seed design's format: POST {URL}?appId=..&command=..,
@@ -165,7 +153,7 @@ func (*seedWire) appendQuery(b []byte, c *call) []byte {
 	return appendSeedQuery(b, c.appID, c.command)
 }
 
-// seedAnswer is the seed protocol's answer. Code is a pointer so that a
+// seedAnswer is the AppCommand protocol's answer. Code is a pointer so that a
 // missing code is told apart from 0: the seed read it as 0 and so denied.
 type seedAnswer struct {
 	Code *int            `json:"code"`
@@ -190,7 +178,7 @@ func (*seedWire) decode(answer []byte) (Response, error) {
 		return Response{}, fmt.Errorf("%w: no \"code\"", ErrBadAnswer)
 	}
 	r := Response{Code: *a.Code, Msg: a.Msg, Data: rawData(a.Data)}
-	if r.Code != CodeOK {
+	if r.Code != codeOK {
 		r.Action = Deny
 	}
 	return r, nil

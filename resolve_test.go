@@ -220,10 +220,10 @@ func TestResolverFailures(t *testing.T) {
 
 			r := d.Before(ctx, 1, "open", []byte(`{}`))
 			assert.Equal(t, callback.Allow, r.Action, "fails open: got %v", r.Action)
-			assert.Equal(t, callback.CodeOK, r.Code)
+			assert.Equal(t, 200, r.Code)
 			r2 := d.Before(ctx, 1, "closed", []byte(`{}`))
 			assert.Equal(t, callback.Deny, r2.Action, "Config.Commands' FailClosed applies: got %v", r2.Action)
-			assert.Equal(t, callback.CodeFailClosed, r2.Code)
+			assert.Equal(t, 503, r2.Code)
 			err := d.After(ctx, 1, "open", []byte(`{}`))
 			for _, want := range tt.want {
 				assert.ErrorIs(t, r.Err, want, "Before's Err")

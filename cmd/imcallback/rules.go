@@ -82,8 +82,8 @@ func (rs rules) compile(p callback.Protocol) error {
 			if r.Code == 0 {
 				r.Code = defaultDenyCode(p)
 			}
-			if p == callback.AppCommand && r.Code == callback.CodeOK {
-				return fmt.Errorf("%s: deny code %d means allow in the seed protocol", r.name, r.Code)
+			if p == callback.AppCommand && r.Code == wire.SeedOK {
+				return fmt.Errorf("%s: deny code %d means allow in the AppCommand protocol", r.name, r.Code)
 			}
 			if p == callback.Tencent && r.Code == wire.TencentDrop {
 				return fmt.Errorf("%s: deny code 2 means drop in the tencent protocol", r.name)
