@@ -18,7 +18,7 @@
 // {URL}?appId=..&command=.. with the event's JSON body, answered by
 // {"code": 200, "msg": "...", "data": ...}. Config.Protocol selects
 // Tencent Cloud IM's format instead, and Config.Secret signs every request
-// (Standard Webhooks signatures for Seed, Tencent's Sign for Tencent).
+// (Standard Webhooks signatures for AppCommand, Tencent's Sign for Tencent).
 package callback
 
 import (

@@ -71,14 +71,14 @@ type Config struct {
 	// their own callback URLs (Resolver); see SSRFGuard.
 	SSRFGuard *SSRFGuard
 
-	// Protocol is the wire format. The zero value is Seed, the seed
-	// design's format; Tencent is Tencent Cloud IM's.
+	// Protocol is the wire format. The zero value is AppCommand, the
+	// format of the Java IM design; Tencent is Tencent Cloud IM's.
 	Protocol Protocol
 
 	// Secret authenticates the callbacks to the App backend. Empty means
 	// unsigned. It is never logged and never put into an error.
 	//
-	// For Seed, it is one or more Standard Webhooks secrets, "whsec_"
+	// For AppCommand, it is one or more Standard Webhooks secrets, "whsec_"
 	// followed by the standard base64 of a 24 to 64 byte key, separated
 	// by spaces. Each request carries a signature made with each of them,
 	// so an App backend can move from an old key to a new one without

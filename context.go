@@ -20,7 +20,7 @@ type deviceKey struct{}
 // from their ctx and, with Protocol Tencent, send them as the ClientIP and
 // OptPlatform query parameters; an empty value is not sent. Tencent's
 // platforms are RESTAPI, Web, Android, iOS, Windows, Mac, iPad and Unknown.
-// The Seed protocol sends neither.
+// The AppCommand protocol sends neither.
 //
 // After reads them when it is called, so ctx may end before delivery.
 func WithClient(ctx context.Context, ip, platform string) context.Context {

@@ -31,7 +31,7 @@ type eventIDKey struct{}
 // message are two events and need two IDs (msgKey+"/before" and
 // msgKey+"/after", say): with one, an App backend that remembers IDs takes
 // the After for a replay of the Before (package receiver with Dedup and a
-// Seed secret answers it 409, which is not retried, and the After is
+// AppCommand secret answers it 409, which is not retried, and the After is
 // dead-lettered).
 func WithEventID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, eventIDKey{}, id)

@@ -39,7 +39,7 @@ func (f ResolverFunc) Resolve(ctx context.Context, appID int) (Endpoint, error) 
 type Endpoint struct {
 	// URL is the app's callback URL, http or https. Required.
 	URL string
-	// Protocol is the app's wire format; the zero value is Seed.
+	// Protocol is the app's wire format; the zero value is AppCommand.
 	Protocol Protocol
 	// Secret signs the app's callbacks as Config.Secret does; empty means
 	// unsigned. It is never logged and never put into an error.

@@ -23,7 +23,7 @@ func newSigningKey(key []byte) *signingKey {
 	return k
 }
 
-// parseSecrets reads Config.Secret for the Seed format: space-separated
+// parseSecrets reads Config.Secret for the AppCommand format: space-separated
 // whsec_ secrets. Errors never contain the secret.
 func parseSecrets(secret string) ([]*signingKey, error) {
 	raw, err := wire.ParseSecrets(secret)

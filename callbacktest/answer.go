@@ -39,17 +39,17 @@ type Answer struct {
 func Allow() Answer { return Answer{Decision: receiver.Allow()} }
 
 // Deny answers that the event is refused with the App's code and msg.
-// For Seed, code must not be 200; for Tencent, not 0 or 2 (see
+// For AppCommand, code must not be 200; for Tencent, not 0 or 2 (see
 // receiver.Deny): such an answer is written as a 500.
 func Deny(code int, msg string) Answer { return Answer{Decision: receiver.Deny(code, msg)} }
 
-// Drop answers that the event is dropped silently. Seed cannot express a
+// Drop answers that the event is dropped silently. AppCommand cannot express a
 // drop: it is written as a deny, code 403 and msg "dropped" (see
 // receiver.Drop).
 func Drop() Answer { return Answer{Decision: receiver.Drop()} }
 
 // Rewrite answers that the event may proceed with data in place of its
-// payload. For Seed, data is the answer's "data"; for Tencent it must be a
+// payload. For AppCommand, data is the answer's "data"; for Tencent it must be a
 // JSON object whose fields are added to the answer, such as
 // {"MsgBody": [...]}. data is not checked here: invalid JSON is answered 500.
 func Rewrite(data string) Answer {

@@ -47,13 +47,13 @@ import (
 const maxBody = 1 << 20
 
 // Config configures a Server. The zero Config is an App backend on the
-// Seed protocol that checks no signature and allows everything.
+// AppCommand protocol that checks no signature and allows everything.
 type Config struct {
 	// Protocol is the wire format the IM server sends: callback.AppCommand (the
 	// zero value) or callback.Tencent.
 	Protocol callback.Protocol
 	// Secret, when set, is what the Server verifies signatures with, as
-	// receiver.Config.Secret: Standard Webhooks secrets for Seed, tokens
+	// receiver.Config.Secret: Standard Webhooks secrets for AppCommand, tokens
 	// for Tencent. Empty means no verification.
 	Secret string
 	// Default answers the commands that have no script (see Server.On).
@@ -65,7 +65,7 @@ type Config struct {
 type Call struct {
 	Time time.Time // when it arrived
 	// ID is the webhook-id header; AppID, Command, ClientIP and Platform
-	// come from the query (Seed's appId and command, Tencent's SdkAppid,
+	// come from the query (AppCommand's appId and command, Tencent's SdkAppid,
 	// CallbackCommand, ClientIP and OptPlatform). AppID is 0 when the
 	// query has none or it is not a number.
 	ID       string
@@ -484,7 +484,7 @@ func (b *buffered) copyTo(w http.ResponseWriter) {
 
 // NewSecret returns a fresh random Standard Webhooks secret ("whsec_" and
 // the base64 of a 32-byte key), for callback.Config.Secret and
-// Config.Secret in Seed tests. A Tencent token can be any string without
+// Config.Secret in AppCommand tests. A Tencent token can be any string without
 // spaces.
 func NewSecret() string {
 	key := make([]byte, 32)

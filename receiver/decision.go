@@ -10,7 +10,7 @@ import (
 	"github.com/imcallback/callback/internal/wire"
 )
 
-// How a Drop is answered on Seed, which cannot express one.
+// How a Drop is answered on AppCommand, which cannot express one.
 const (
 	seedDropCode = 403
 	seedDropMsg  = "dropped"
@@ -33,7 +33,7 @@ type Decision struct {
 func Allow() Decision { return Decision{Action: callback.Allow} }
 
 // Rewrite lets the event proceed with data in place of its payload. For
-// Seed, data is sent as the answer's "data" (any JSON). For Tencent, data
+// AppCommand, data is sent as the answer's "data" (any JSON). For Tencent, data
 // must be a JSON object whose fields are added to the answer, for example
 // {"MsgBody": [...]} or {"RefusedMembers_Account": ["eve"]}, whose keys
 // are not ActionStatus, ErrorCode or ErrorInfo and do not repeat, even in
@@ -43,7 +43,7 @@ func Rewrite(data json.RawMessage) Decision {
 }
 
 // Deny refuses the event; code and msg may be passed on to the IM client.
-// For Seed, code must not be 200 (which allows). For Tencent, code 0 is
+// For AppCommand, code must not be 200 (which allows). For Tencent, code 0 is
 // written as 1, Tencent's plain deny, and code 2 (which drops) is not
 // allowed; Tencent passes codes 120001 to 130000 and msg on to the client.
 // A Decision that cannot be written is answered 500 and logged.
@@ -52,8 +52,8 @@ func Deny(code int, msg string) Decision {
 }
 
 // Drop tells the sender the event succeeded while nobody receives it. For
-// Tencent it is ErrorCode 2. The Seed protocol cannot express a drop, so
-// for Seed it is answered as a deny, code 403 and msg "dropped": the event
+// Tencent it is ErrorCode 2. The AppCommand protocol cannot express a drop, so
+// for AppCommand it is answered as a deny, code 403 and msg "dropped": the event
 // is still not delivered, but the sender is told.
 func Drop() Decision { return Decision{Action: callback.Drop} }
 
@@ -88,7 +88,7 @@ func (d Decision) encodeSeed() ([]byte, error) {
 		}
 	case callback.Deny:
 		if d.Code == wire.SeedOK {
-			return nil, fmt.Errorf("%w: Deny with code %d, which Seed reads as allow", errDecision, wire.SeedOK)
+			return nil, fmt.Errorf("%w: Deny with code %d, which AppCommand reads as allow", errDecision, wire.SeedOK)
 		}
 	case callback.Drop:
 		a.Code, a.Msg = seedDropCode, seedDropMsg

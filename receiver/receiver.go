@@ -87,7 +87,7 @@ const (
 )
 
 // Config configures a Handler. The zero value of every field means the
-// documented default; the zero Config receives unsigned Seed callbacks.
+// documented default; the zero Config receives unsigned AppCommand callbacks.
 type Config struct {
 	// Protocol is the wire format the IM server sends: callback.AppCommand (the
 	// zero value) or callback.Tencent.
@@ -97,7 +97,7 @@ type Config struct {
 	// callback.Config.Secret. Empty means no verification: any request is
 	// accepted, so only leave it empty on a trusted network.
 	//
-	// For Seed, one or more Standard Webhooks secrets ("whsec_" + base64 of
+	// For AppCommand, one or more Standard Webhooks secrets ("whsec_" + base64 of
 	// a 24 to 64 byte key) separated by spaces; a request is genuine if one
 	// of its signatures matches one of them. For Tencent, one or more
 	// tokens separated by spaces; a request is genuine if its Sign matches
@@ -105,9 +105,9 @@ type Config struct {
 	// rotate.
 	Secret string
 
-	// Tolerance is how far a request's timestamp (Seed's webhook-timestamp,
+	// Tolerance is how far a request's timestamp (AppCommand's webhook-timestamp,
 	// Tencent's RequestTime) may be from this server's clock, either way.
-	// 0 means 5 minutes for Seed and 1 minute for Tencent. Unused without
+	// 0 means 5 minutes for AppCommand and 1 minute for Tencent. Unused without
 	// a Secret.
 	Tolerance time.Duration
 
@@ -139,7 +139,7 @@ type Config struct {
 	// after a handler failed (500), a repeat calls the handler again, so the
 	// sender's retry can succeed.
 	//
-	// With Seed and a Secret, the signed webhook-id identifies a request:
+	// With AppCommand and a Secret, the signed webhook-id identifies a request:
 	// one that reuses it under another command or app is a replay, answered
 	// 409 and never handled, whether the first is answered, being handled or
 	// failed. Otherwise (Tencent's Sign covers no ID, or no Secret) a repeat
@@ -149,7 +149,7 @@ type Config struct {
 	// When Dedup IDs are remembered and none has expired, a request with a
 	// new ID is answered 503 (the sender retries later) rather than let
 	// through unremembered. Size it for the traffic of twice the
-	// Tolerance: at 1,000 callbacks/s with the Seed default of 5 minutes,
+	// Tolerance: at 1,000 callbacks/s with the AppCommand default of 5 minutes,
 	// 600,000 (each ID costs a few hundred bytes plus its answer).
 	Dedup int
 
@@ -176,7 +176,7 @@ type Request struct {
 	// webhook-* header): the same on every attempt of one event. Empty if
 	// the sender sent none (Tencent Cloud IM does not).
 	ID string
-	// AppID is the app the event belongs to (Seed's appId, Tencent's
+	// AppID is the app the event belongs to (AppCommand's appId, Tencent's
 	// SdkAppid).
 	AppID int
 	// Command names the event, for example command.MessageSendBefore.

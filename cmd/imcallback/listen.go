@@ -56,7 +56,7 @@ Examples:
 `
 
 const listenTail = `
-Seed cannot express a drop: there a drop is answered as a deny, code 403,
+AppCommand cannot express a drop: there a drop is answered as a deny, code 403,
 msg "dropped". Tencent drops with ErrorCode 2.
 
 ` + rulesHelp + `

@@ -48,7 +48,7 @@ func decideMessage(w dialect, body []byte) receiver.Decision {
 }
 
 // decideMembers refuses bots: the answer names the members the App
-// refuses (Tencent) or lists the ones it accepts (Seed).
+// refuses (Tencent) or lists the ones it accepts (AppCommand).
 func decideMembers(w dialect, body []byte) receiver.Decision {
 	asked, ok := w.readMembers(body)
 	if !ok {

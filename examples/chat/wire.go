@@ -19,7 +19,7 @@ type dialect struct {
 	proto callback.Protocol
 }
 
-// Seed command names. The message and member-add ones are the seed
+// AppCommand command names. The message and member-add ones are the seed
 // design's; group creation has none there, so it uses the same naming.
 const (
 	cmdSendBefore      = command.MessageSendBefore
@@ -276,7 +276,7 @@ func (w dialect) rewrittenText(data json.RawMessage) (string, bool) {
 }
 
 // accepted returns the members of asked the App accepted, given its
-// Response.Data: asked without RefusedMembers_Account on Tencent; on Seed
+// Response.Data: asked without RefusedMembers_Account on Tencent; on AppCommand
 // the body's member list, or a bare list as the seed design's App answers
 // for member add, intersected with asked (the App may only remove).
 func (w dialect) accepted(asked []string, data json.RawMessage) []string {

@@ -9,13 +9,13 @@ package wire
 
 import "net/url"
 
-// Query parameters and answer of the Seed protocol:
+// Query parameters and answer of the AppCommand protocol:
 // POST {URL}?appId=..&command=.., answered by {"code", "msg", "data"}.
 const (
 	ParamAppID   = "appId"
 	ParamCommand = "command"
 
-	// SeedOK is the code with which a Seed answer allows the event; any
+	// SeedOK is the code with which a AppCommand answer allows the event; any
 	// other code denies it.
 	SeedOK = 200
 	// SeedOKMsg is the msg of an allow the sender or the receiver writes
@@ -23,7 +23,7 @@ const (
 	SeedOKMsg = "success"
 )
 
-// SeedFields are the keys of a Seed answer.
+// SeedFields are the keys of a AppCommand answer.
 var SeedFields = [...]string{"code", "msg", "data"}
 
 // Query parameters of the Tencent protocol:
@@ -69,7 +69,7 @@ var TencentEnvelope = [...]string{FieldActionStatus, FieldErrorCode, FieldErrorI
 
 // Address reads a request's app ID, command and end-user client from its
 // query, unverified and unparsed: Tencent's parameters when tencent is
-// set, else Seed's (which carry no client).
+// set, else AppCommand's (which carry no client).
 func Address(tencent bool, q url.Values) (app, command, ip, platform string) {
 	if tencent {
 		return q.Get(ParamSdkAppID), q.Get(ParamCallbackCommand), q.Get(ParamClientIP), q.Get(ParamOptPlatform)
