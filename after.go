@@ -71,7 +71,7 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 		// the event is delivered, sparing After an allocation.
 		ev.ID = d.eventID(ev.seq)
 	}
-	if r.wire.usesClient() {
+	if r.wire.sendsDevice() {
 		c := deviceFrom(ctx) // ctx ends with the call; the event lives on
 		ev.ClientIP, ev.Platform = c.ip, c.platform
 	}

@@ -122,7 +122,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	ctx, cancel := context.WithTimeout(ctx, rule.Timeout)
 	defer cancel()
 	c := call{appID: appID, command: command}
-	if r.wire.usesClient() {
+	if r.wire.sendsDevice() {
 		c.device = deviceFrom(ctx)
 	}
 	// Ask the endpoint's breaker first: while it is open, nothing is built.

@@ -22,9 +22,9 @@ type wireFormat interface {
 	// reserved lists the query parameters the format sets itself; a
 	// configured URL's own values for them are dropped.
 	reserved() []string
-	// usesClient reports whether appendQuery reads c.device, so that After
+	// sendsDevice reports whether appendQuery reads c.device, so that After
 	// captures the caller's client only for formats that send it.
-	usesClient() bool
+	sendsDevice() bool
 	// appendQuery appends the call's query parameters to b: those that are
 	// the same on every attempt of the call.
 	appendQuery(b []byte, c *call) []byte
@@ -147,7 +147,7 @@ type seedWire struct {
 
 func (*seedWire) reserved() []string { return []string{wire.ParamAppID, wire.ParamCommand} }
 
-func (*seedWire) usesClient() bool { return false }
+func (*seedWire) sendsDevice() bool { return false }
 
 func (*seedWire) appendQuery(b []byte, c *call) []byte {
 	return appendSeedQuery(b, c.appID, c.command)

@@ -32,7 +32,7 @@ func (*tencentWire) reserved() []string {
 	return wire.TencentReserved[:]
 }
 
-func (*tencentWire) usesClient() bool { return true }
+func (*tencentWire) sendsDevice() bool { return true }
 
 func (*tencentWire) appendQuery(b []byte, c *call) []byte {
 	b = append(b, wire.ParamSdkAppID+"="...)
