@@ -297,7 +297,7 @@ func TestActionString(t *testing.T) {
 	}
 }
 
-func TestBeforeWithAnswerKeepsTheRawAnswer(t *testing.T) {
+func TestBeforeAnswerHookKeepsTheRawAnswer(t *testing.T) {
 	status, reply := 200, `{"code":40001,"msg":"no","extra":[1]}`
 	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) { answerJSON(status, reply)(w, r) })
 	d, _ := newDispatcher(t, callback.Config{URL: b.URL})
