@@ -53,6 +53,7 @@ package receiver
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -236,7 +237,7 @@ func New(cfg Config) (*Handler, error) {
 	h := &Handler{
 		proto:    cfg.Protocol,
 		maxBody:  cfg.MaxBodyBytes,
-		readFor:  orDefault(cfg.ReadTimeout, defaultReadTimeout),
+		readFor:  cmp.Or(cfg.ReadTimeout, defaultReadTimeout),
 		fallback: cfg.Default,
 		onReject: cfg.OnReject,
 		log:      cfg.Logger,
@@ -253,10 +254,10 @@ func New(cfg Config) (*Handler, error) {
 	var tolerance time.Duration
 	switch cfg.Protocol {
 	case callback.AppCommand:
-		tolerance = orDefault(cfg.Tolerance, defaultSeedTolerance)
+		tolerance = cmp.Or(cfg.Tolerance, defaultSeedTolerance)
 		h.verify, err = newSeedVerifier(cfg.Secret, tolerance)
 	case callback.Tencent:
-		tolerance = orDefault(cfg.Tolerance, defaultTencentTolerance)
+		tolerance = cmp.Or(cfg.Tolerance, defaultTencentTolerance)
 		h.verify, err = newTencentVerifier(cfg.Secret, tolerance)
 	default:
 		err = fmt.Errorf("%w: unknown Protocol %d", ErrInvalidConfig, int(cfg.Protocol))
@@ -498,11 +499,4 @@ func writeAnswer(w http.ResponseWriter, answer []byte) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(answer)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(answer)
-}
-
-func orDefault(v, def time.Duration) time.Duration {
-	if v == 0 {
-		return def
-	}
-	return v
 }
