@@ -29,6 +29,9 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"negative queue", callback.Config{URL: "http://h/", QueueSize: -1}, "QueueSize is negative"},
 		{"negative workers", callback.Config{URL: "http://h/", Workers: -1}, "Workers is negative"},
 		{"negative connection cap", callback.Config{URL: "http://h/", MaxConnsPerHost: -1}, "MaxConnsPerHost is negative"},
+		// Several wrong fields: the error names the first, every time.
+		{"two negative", callback.Config{URL: "http://h/", MaxIdleConnsPerHost: -1, Timeout: -1}, "Timeout is negative"},
+		{"negative header cap", callback.Config{URL: "http://h/", MaxResponseHeaderBytes: -1, MaxConnsPerHost: -1}, "MaxResponseHeaderBytes is negative"},
 		{"wait max below min", callback.Config{URL: "http://h/", RetryWaitMin: time.Second, RetryWaitMax: time.Millisecond}, "RetryWaitMax"},
 		{"negative rule timeout", callback.Config{URL: "http://h/", Commands: map[string]callback.Rule{"x": {Timeout: -time.Second}}}, "negative Timeout"},
 		{"empty command", callback.Config{URL: "http://h/", Commands: map[string]callback.Rule{"": {}}}, "empty command"},

@@ -284,21 +284,19 @@ func (c Config) validate() (settings, error) {
 		return s, err
 	}
 
-	for name, d := range map[string]time.Duration{
-		"Timeout": c.Timeout, "RetryWaitMin": c.RetryWaitMin, "RetryWaitMax": c.RetryWaitMax,
+	// In the order of Config's fields, so that the error names the first.
+	for _, f := range []struct {
+		name string
+		n    int64
+	}{
+		{"Timeout", int64(c.Timeout)}, {"QueueSize", int64(c.QueueSize)},
+		{"EndpointQueueSize", int64(c.EndpointQueueSize)}, {"Workers", int64(c.Workers)},
+		{"RetryWaitMin", int64(c.RetryWaitMin)}, {"RetryWaitMax", int64(c.RetryWaitMax)},
+		{"MaxResponseBytes", c.MaxResponseBytes}, {"MaxResponseHeaderBytes", c.MaxResponseHeaderBytes},
+		{"MaxConnsPerHost", int64(c.MaxConnsPerHost)}, {"MaxIdleConnsPerHost", int64(c.MaxIdleConnsPerHost)},
 	} {
-		if d < 0 {
-			return s, fmt.Errorf("%w: %s is negative", ErrInvalidConfig, name)
-		}
-	}
-	for name, n := range map[string]int64{
-		"QueueSize": int64(c.QueueSize), "Workers": int64(c.Workers), "EndpointQueueSize": int64(c.EndpointQueueSize),
-		"MaxResponseBytes": c.MaxResponseBytes, "MaxIdleConnsPerHost": int64(c.MaxIdleConnsPerHost),
-		"MaxConnsPerHost":        int64(c.MaxConnsPerHost),
-		"MaxResponseHeaderBytes": c.MaxResponseHeaderBytes,
-	} {
-		if n < 0 {
-			return s, fmt.Errorf("%w: %s is negative", ErrInvalidConfig, name)
+		if f.n < 0 {
+			return s, fmt.Errorf("%w: %s is negative", ErrInvalidConfig, f.name)
 		}
 	}
 
