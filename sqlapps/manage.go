@@ -125,11 +125,18 @@ func (s *Store) Delete(ctx context.Context, appID int) error {
 		if err != nil {
 			return err
 		}
-		if n, err = res.RowsAffected(); err != nil {
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			// No row: nothing of ours to delete. Deleting the commands
+			// anyway would be wrong: under PostgreSQL's READ COMMITTED and
+			// MySQL's locking reads this next statement sees a Set that
+			// committed since the first, whose app row the DELETE did not
+			// see, and would strip that app of its rules.
 			return err
 		}
 		// The foreign key's ON DELETE CASCADE did it, unless the database
-		// does not enforce it (SQLite without foreign_keys).
+		// does not enforce it (SQLite without foreign_keys). The app's row
+		// is locked by the DELETE until commit, so no Set of it can come
+		// between.
 		_, err = tx.ExecContext(ctx, s.deleteCommands, appID)
 		return err
 	})
