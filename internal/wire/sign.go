@@ -56,7 +56,8 @@ func AppendSignedHead(b []byte, id, ts string) []byte {
 
 // AppendSignature appends one signature of head (from AppendSignedHead)
 // and body to b: SignatureVersion + base64(HMAC-SHA256(key, head + body)).
-// mac is NewMAC(key), in any state: AppendSignature resets it. It allocates nothing when b has SignatureScratch bytes of room.
+// mac is NewMAC(key), in any state: AppendSignature resets it. It
+// allocates nothing when b has SignatureScratch bytes of room.
 func AppendSignature(b []byte, mac hash.Hash, head, body []byte) []byte {
 	mac.Reset()
 	_, _ = mac.Write(head)
