@@ -286,3 +286,33 @@ func TestEndpointRegistryShrinks(t *testing.T) {
 	br := d.Stats().Breakers
 	assert.Contains(t, br, b.URL+"/steady", "an endpoint a current route uses stays, however idle")
 }
+
+// AfterLimit.Concurrency below Workers keeps a reserve: an endpoint whose
+// backend hangs, though its events came first and nothing else had work,
+// holds no more than Concurrency workers, and another app's events are
+// delivered at once, not after the hung attempts' Timeout (README, Many
+// apps, Limits).
+func TestConcurrencyReservesWorkers(t *testing.T) {
+	var inFlight, most atomic.Int32
+	app1 := newTenantApp(t, func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		hang(w, r)
+	})
+	app2 := newTenantApp(t, answerJSON(200, `{"code":200,"msg":"ok"}`))
+	d := twoApps(t, callback.Config{Workers: 4, Timeout: time.Minute, AfterLimit: callback.AfterLimit{Concurrency: 3}}, app1, app2)
+	ctx := context.Background()
+	for range 20 {
+		require.NoError(t, d.After(ctx, 1, "message.send.after", []byte(`{}`)))
+	}
+	require.True(t, waitFor(10*time.Second, func() bool { return inFlight.Load() == 3 }),
+		"app 1's hung attempts: %d in flight, want 3", inFlight.Load())
+	for i := range 5 {
+		require.NoError(t, d.After(ctx, 2, "message.send.after", []byte(`{"n":`+strconv.Itoa(i)+`}`)))
+	}
+	assert.True(t, waitFor(10*time.Second, func() bool { return app2.delivered() == 5 }),
+		"app 2: %d of 5 delivered while app 1 hangs", app2.delivered())
+	assert.Equal(t, int32(3), most.Load(), "app 1 never had more than Concurrency attempts in flight")
+}
