@@ -99,3 +99,29 @@ func BenchmarkAfter(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkListDeadLetters measures one page of 1,000 dead letters (the
+// most a page holds), on the embedded server over loopback.
+//
+//	go test -run '^$' -bench ListDeadLetters ./natsqueue/
+func BenchmarkListDeadLetters(b *testing.B) {
+	srv := startServer(b, b.TempDir())
+	a := newApp(b, func(hit, int) int { return http.StatusBadRequest }) // not retried: dead at once
+	n := newNode(b, connect(b, srv.ClientURL()), natsqueue.Options{}, callback.Config{URL: a.URL, RetrySchedule: short,
+		AfterLimit: callback.AfterLimit{Rate: 1e9}})
+	ctx := context.Background()
+	const letters = 1000
+	for range letters {
+		require.NoError(b, n.d.After(ctx, 7, "message.send.after", []byte(`{"text":"hi"}`)))
+	}
+	waitFor(b, "the dead letters", func() bool {
+		c, err := n.q.DeadLetters(ctx)
+		return err == nil && c == letters
+	})
+	for b.Loop() {
+		page, err := n.q.ListDeadLetters(ctx, callback.DeadLetterQuery{Limit: letters})
+		if err != nil || len(page) != letters {
+			b.Fatalf("%d dead letters, err %v", len(page), err)
+		}
+	}
+}

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imcallback/callback"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ErrNotFound is wrapped by ReplayOne's error for a webhook-id with no
@@ -34,8 +36,10 @@ func (q *Queue) deadSubject(ev callback.Event) string {
 
 // ListDeadLetters returns the dead letters that dq selects, oldest first,
 // with at most dq.Limit of them (0 means 100; at most 1000). Continue a
-// listing with dq.AfterSeq set to the last one's Seq. Each dead letter
-// costs one request to the server; with dq.EventID set, one lookup.
+// listing with dq.AfterSeq set to the last one's Seq. A page costs three
+// requests to the server whatever its size (an ordered consumer of the
+// dead-letter stream is made, fetched from and deleted); with dq.EventID
+// set, one lookup.
 func (q *Queue) ListDeadLetters(ctx context.Context, dq callback.DeadLetterQuery) ([]callback.DeadLetter, error) {
 	limit := dq.Size()
 	if dq.EventID != "" {
@@ -56,24 +60,67 @@ func (q *Queue) ListDeadLetters(ctx context.Context, dq callback.DeadLetterQuery
 	if dq.ByApp {
 		filter = q.o.DeadLetterSubject + "." + strconv.Itoa(dq.AppID) + ".>"
 	}
+	// One ordered consumer reads the page in one fetch where GetMsg would
+	// make a request per dead letter.
+	c, err := q.dead.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{filter},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       dq.AfterSeq + 1,
+		InactiveThreshold: listerIdle,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsqueue: dead letters: %w", err)
+	}
+	defer q.dropLister(ctx, c)
 	var out []callback.DeadLetter
-	for seq := dq.AfterSeq + 1; len(out) < limit; {
-		raw, err := q.dead.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break // none left
-		}
+	for len(out) < limit {
+		batch, err := c.FetchNoWait(limit - len(out))
 		if err != nil {
 			return out, fmt.Errorf("natsqueue: dead letters: %w", err)
 		}
-		seq = raw.Sequence + 1
-		dl, err := deadLetterOf(raw, dq.Bodies)
-		if err != nil {
-			continue // not an event: Replay reports it
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			meta, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			raw := &jetstream.RawStreamMsg{Subject: m.Subject(), Sequence: meta.Sequence.Stream,
+				Header: m.Headers(), Data: m.Data(), Time: meta.Timestamp}
+			dl, err := deadLetterOf(raw, dq.Bodies)
+			if err != nil {
+				continue // not an event: Replay reports it
+			}
+			out = append(out, dl)
 		}
-		out = append(out, dl)
+		if err := batch.Error(); err != nil {
+			return out, fmt.Errorf("natsqueue: dead letters: %w", err)
+		}
+		if got == 0 {
+			break // none left
+		}
 	}
 	return out, nil
 }
+
+// listerIdle is how long the server keeps a listing's consumer that
+// dropLister could not delete.
+const listerIdle = 30 * time.Second
+
+// dropLister deletes the server's consumer of a listing, bounded by
+// listerDropWait even when ctx has ended.
+func (q *Queue) dropLister(ctx context.Context, c jetstream.Consumer) {
+	info := c.CachedInfo()
+	if info == nil {
+		return // no fetch made one
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), listerDropWait)
+	defer cancel()
+	_ = q.dead.DeleteConsumer(ctx, info.Name) // else it expires after listerIdle
+}
+
+// listerDropWait bounds deleting a listing's consumer.
+const listerDropWait = 5 * time.Second
 
 func sameApp(raw *jetstream.RawStreamMsg, app int) bool {
 	return raw.Header.Get(hdrAppID) == strconv.Itoa(app)

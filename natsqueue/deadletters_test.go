@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -37,7 +38,8 @@ func TestListAndReplayOne(t *testing.T) {
 		defer mu.Unlock()
 		accepted[id] = true
 	}
-	n := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, callback.Config{URL: a.URL, RetrySchedule: short})
+	nc := connect(t, srv.ClientURL())
+	n := newNode(t, nc, natsqueue.Options{}, callback.Config{URL: a.URL, RetrySchedule: short})
 	ctx := context.Background()
 	// IDs with the characters a NATS subject gives meaning to.
 	events := []struct {
@@ -89,6 +91,14 @@ func TestListAndReplayOne(t *testing.T) {
 		q.AfterSeq = page[len(page)-1].Seq
 	}
 	assert.Len(t, paged, 5, "got %v over the pages", paged)
+	// Each listing deletes the consumer it read with.
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	dead, err := js.Stream(ctx, "CALLBACK_DEAD")
+	require.NoError(t, err)
+	info, err := dead.Info(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, info.State.Consumers, "consumers left on the dead-letter stream")
 
 	app8, err := n.q.ListDeadLetters(ctx, callback.DeadLetterQuery{ByApp: true, AppID: 8})
 	require.NoError(t, err)
