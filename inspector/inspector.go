@@ -23,7 +23,8 @@
 //	GET  api/deadletters   dead letters (with Options.DeadLetters): ?app=&id=&after=&limit=&bodies=1
 //	POST api/replay        replay one dead letter: form or query id=
 //
-// The page (GET of the handler's root, ?id= or ?app= to look one up) is
+// The page (GET of the handler's root, ?id= or ?app= to look one up, and
+// ?dead_after= for the next page of dead letters) is
 // rendered on the server with html/template: no script, no build step,
 // nothing from a CDN, usable on a 390 px wide phone. Everything it shows
 // that came from a peer (commands, errors, bodies, IDs) is escaped.
@@ -69,9 +70,10 @@ type Options struct {
 }
 
 const (
-	defaultTimeout = 5 * time.Second
-	pageAttempts   = 100 // records on the page's recent list
-	maxBody        = 1 << 12
+	defaultTimeout  = 5 * time.Second
+	pageAttempts    = 100 // records on the page's recent list
+	pageDeadLetters = 100 // dead letters on one page of the page's list
+	maxBody         = 1 << 12
 )
 
 type handler struct {

@@ -18,6 +18,8 @@ type pageData struct {
 	CanReplay bool
 	HasStore  bool
 	Dead      []callback.DeadLetter
+	DeadAfter uint64 // the dead letters shown come after this Seq
+	DeadNext  uint64 // the Seq the next page starts after; 0: no more
 	DeadErr   string
 	Err       string
 }
@@ -90,7 +92,8 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f7f7;padding:6px;m
 {{if .DeadErr}}<p class="bad">{{.DeadErr}}</p>{{end}}
 <ul class="list" id="dead-letters">
 {{range .Dead}}<li><a href="?id={{.ID}}"><code>{{.ID}}</code></a><span>app {{.AppID}}</span><span>{{.Command}}</span><span>{{.Attempts}} attempts</span><span class="wide bad">{{.Error}}</span></li>
-{{else}}<li>None.</li>{{end}}</ul>{{end}}
+{{else}}<li>None{{if .DeadAfter}} after these{{end}}.</li>{{end}}</ul>
+{{if or .DeadAfter .DeadNext}}<p id="dead-pages">{{if .DeadAfter}}<a id="dead-first" href="?id={{.ID}}&amp;app={{.App}}">First dead letters</a> {{end}}{{if .DeadNext}}<a id="dead-next" href="?id={{.ID}}&amp;app={{.App}}&amp;dead_after={{.DeadNext}}">Next dead letters</a>{{end}}</p>{{end}}{{end}}
 <h2>Recent callbacks{{with .App}} of app {{.}}{{end}}</h2>
 <ul class="list" id="recent">
 {{range .Attempts}}<li data-outcome="{{.Outcome}}"><span>{{clock .Time}}</span><span>{{.Kind}}</span><span class="{{class .Outcome}}">{{.Outcome}}</span><span>{{status .Status}}</span><span>{{ms .Latency}}</span><span class="wide">app {{.AppID}} · {{.Command}} · <a href="?id={{.EventID}}"><code>{{.EventID}}</code></a></span>{{if .Error}}<span class="wide bad">{{.Error}}</span>{{end}}</li>
@@ -121,7 +124,14 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 		data.Attempts[i], data.Attempts[j] = data.Attempts[j], data.Attempts[i]
 	}
 	if h.o.DeadLetters != nil {
-		dq := callback.DeadLetterQuery{ByApp: q.ByApp, AppID: q.AppID}
+		dq := callback.DeadLetterQuery{ByApp: q.ByApp, AppID: q.AppID, Limit: pageDeadLetters}
+		if s := v.Get("dead_after"); s != "" {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				data.Err = "dead_after is not a sequence number"
+			}
+			dq.AfterSeq, data.DeadAfter = n, n
+		}
 		ctx, cancel := contextWithTimeout(r, h.o.Timeout)
 		defer cancel()
 		dls, err := h.o.DeadLetters.ListDeadLetters(ctx, dq)
@@ -129,6 +139,9 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 			data.DeadErr = "dead letters: " + err.Error()
 		}
 		data.Dead = dls
+		if len(dls) == pageDeadLetters {
+			data.DeadNext = dls[len(dls)-1].Seq
+		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")

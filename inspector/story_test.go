@@ -193,3 +193,50 @@ func TestStoryNeverSent(t *testing.T) {
 }
 
 type formInfo struct{ method, action string }
+
+// The page lists dead letters a hundred at a time, with a link to the next
+// hundred and one back to the first.
+func TestPageDeadLettersPaged(t *testing.T) {
+	a := newApp(t, always(http.StatusUnprocessableEntity)) // not retried: dead at once
+	q := newQueue(t, startNATS(t))
+	d := newDispatcher(t, callback.Config{URL: a.URL, Queue: q.ForDispatcher(), AfterLimit: callback.AfterLimit{Rate: 1e9}})
+	base := serve(t, d, inspector.Options{DeadLetters: q})
+	const letters = 105
+	ctx := context.Background()
+	for i := range letters {
+		require.NoError(t, d.After(callback.WithEventID(ctx, "dl-"+itoa(1000+i)), 7, "message.send.after", []byte(`{}`)))
+	}
+	waitFor(t, "the dead letters", func() bool {
+		n, err := q.DeadLetters(ctx)
+		return err == nil && n == letters
+	})
+	ids := func(p page) []string { // each entry's link: ?id=<webhook-id>
+		var out []string
+		for _, li := range p.items(t, "dead-letters") {
+			for n := range li.Descendants() {
+				if n.Type == html.ElementNode && n.Data == "a" {
+					out = append(out, attr(n, "href"))
+					break
+				}
+			}
+		}
+		return out
+	}
+
+	first := getPage(t, base+"?app=7")
+	require.Len(t, ids(first), 100)
+	assert.Nil(t, first.byID("dead-first"), "the first page links to no first page")
+	next := first.byID("dead-next")
+	require.NotNil(t, next, "a link to the next page")
+	second := getPage(t, base+attr(next, "href"))
+	rest := ids(second)
+	require.Len(t, rest, letters-100)
+	assert.Nil(t, second.byID("dead-next"), "no page after the last")
+	require.NotNil(t, second.byID("dead-first"))
+	seen := map[string]bool{}
+	for _, href := range append(ids(first), rest...) {
+		seen[href] = true
+	}
+	assert.Len(t, seen, letters, "every dead letter once over the two pages")
+	assert.Equal(t, "dead_after is not a sequence number", text(getPage(t, base+"?dead_after=x").byID("error")))
+}
