@@ -39,7 +39,8 @@ func (q *Queue) deadSubject(ev callback.Event) string {
 // listing with dq.AfterSeq set to the last one's Seq. A page costs three
 // requests to the server whatever its size (an ordered consumer of the
 // dead-letter stream is made, fetched from and deleted); with dq.EventID
-// set, one lookup.
+// set, one lookup. A server that goes quiet for a second in the middle of a
+// page ends the page there; ctx ending first is an error.
 func (q *Queue) ListDeadLetters(ctx context.Context, dq callback.DeadLetterQuery) ([]callback.DeadLetter, error) {
 	limit := dq.Size()
 	if dq.EventID != "" {
@@ -99,6 +100,11 @@ func (q *Queue) ListDeadLetters(ctx context.Context, dq callback.DeadLetterQuery
 		if got == 0 {
 			break // none left
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		// The fetch itself takes no ctx (it ends a second after the last
+		// message came): a page cut short by ctx is an error, not the end.
+		return out, fmt.Errorf("natsqueue: dead letters: %w", err)
 	}
 	return out, nil
 }
