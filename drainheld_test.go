@@ -67,10 +67,14 @@ func TestQueueDepthCountsRetryWaits(t *testing.T) {
 	require.NoError(t, err)
 	defer closeHeld(d)
 	require.NoError(t, d.After(context.Background(), 1, "message.send.after", []byte(`{}`)))
-	waitUntil(t, "the first attempt", func() bool { return b.count() == 1 && d.Stats().ActiveAfter == 0 })
-	s := d.Stats()
-	assert.Equal(t, 1, s.QueueDepth, "the event waiting for its retry is queued")
-	assert.Positive(t, s.OldestQueued)
+	// Between the attempt's end (ActiveAfter back to 0) and its retry being
+	// queued, the event is in neither count: wait for the retry itself.
+	waitUntil(t, "the event waiting for its retry counted in QueueDepth", func() bool {
+		s := d.Stats()
+		return b.count() == 1 && s.ActiveAfter == 0 && s.QueueDepth == 1
+	})
+	assert.Positive(t, d.Stats().OldestQueued)
+	assert.Equal(t, 1, b.count(), "the retry waits its hour")
 }
 
 // TestOldestQueuedSeesHeldEvents: Stats.OldestQueued is the age of the

@@ -64,7 +64,9 @@ type node struct {
 // newNode starts a node on nc. cfg.URL must be set; the queue is added.
 func newNode(t testing.TB, nc *nats.Conn, o natsqueue.Options, cfg callback.Config) *node {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Generous: a 3-server cluster on a loaded 2-core machine took over
+	// 10 s to make a replicated consumer once.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	q, err := natsqueue.New(ctx, nc, o)
 	require.NoError(t, err)
