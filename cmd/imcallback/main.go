@@ -7,9 +7,9 @@
 //	imcallback apps     # manage per-app endpoints in a database
 //	imcallback doctor   # check that an App backend answers, before trusting fail-open
 //
-// Install it with
+// Install it from a clone of the repository with
 //
-//	go install github.com/imcallback/callback/cmd/imcallback@latest
+//	go install ./cmd/imcallback
 //
 // and run "imcallback listen --help" or "imcallback send --help" for the
 // flags of each.
