@@ -2,15 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	neturl "net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/imcallback/callback/callbacktest"
 )
 
 // URL credentials are never printed: not by apps set, not by apps list
@@ -82,4 +86,56 @@ func TestListenQuotesUntrustedText(t *testing.T) {
 	assert.Contains(t, printed, `\u009b31m`, "the body stays JSON, the character escaped")
 	assert.Contains(t, printed, `id\u009b31m`)
 	assert.NotContains(t, printed, "\nfake line", "no forged line")
+}
+
+// Issue 25, attack 8: listen --forward-to with --forward-secret but no
+// --secret signed any request anyone sent it, such as a cross-site
+// text/plain POST from a web page, and the App backend's receiver took
+// the forgery as the IM server's. Now listen refuses to start that way.
+func TestForwardIsNoSigningOracle(t *testing.T) {
+	secret := callbacktest.NewSecret()
+	backend := callbacktest.NewServer(t, callbacktest.Config{Secret: secret})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"listen", "--addr", "127.0.0.1:0", "--forward-to", backend.URL, "--forward-secret", secret}, nil, out, errOut)
+	}()
+	addr := regexp.MustCompile(`on (http://\S+/callback)`)
+	var url string
+	waitFor(t, func() bool {
+		select {
+		case code := <-done:
+			done <- code
+			return true
+		default:
+		}
+		m := addr.FindStringSubmatch(out.String() + errOut.String())
+		if m != nil {
+			url = m[1]
+		}
+		return m != nil
+	}, "listen neither refused nor started: %s", errOut)
+	if url != "" {
+		// It started: forge a callback as a web page would.
+		res, err := http.Post(url+"?appId=1&command=message.send.before", "text/plain", strings.NewReader(`{"text":"forged"}`))
+		require.NoError(t, err)
+		res.Body.Close()
+		cancel()
+		<-done
+		for _, c := range backend.Calls() {
+			assert.False(t, c.Verified, "the App backend verified a forged callback that listen signed")
+		}
+		t.Fatalf("listen started with --forward-secret and no --secret; the backend got %d calls", len(backend.Calls()))
+	}
+	assert.Equal(t, exitUsage, <-done)
+	assert.Contains(t, errOut.String(), "--unauthenticated", "the refusal names the way out")
+	assert.Empty(t, backend.Calls())
+
+	// Said explicitly, it starts, and says so.
+	_, lout := listening(t, "--forward-to", backend.URL, "--forward-secret", secret, "--unauthenticated")
+	assert.Contains(t, lout.String(), "anyone's request is forwarded signed")
+	r := cli(t, "", "listen", "--secret", secret, "--unauthenticated")
+	assert.Equal(t, exitUsage, r.code, "--unauthenticated with --secret contradicts itself")
 }

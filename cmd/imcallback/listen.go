@@ -42,6 +42,12 @@ development and answers with that backend's decision: the Stripe CLI's
 "listen --forward-to" workflow. If that backend fails, the callback is
 answered 500, as a failed App backend's would be.
 
+Forwarding signs only what --secret verified: --forward-secret without
+--secret would sign whatever anyone sends to the listener (a web page the
+developer visits can POST to 127.0.0.1), and the App backend would take
+it as the IM server's. So listen refuses to start that way unless
+--unauthenticated says the listener accepts callbacks from anyone.
+
 --json prints one JSON object per callback instead (for jq); --quiet
 prints only a line a second counting the callbacks, for load; --record
 FILE appends every verified callback to FILE as such JSON lines, for
@@ -71,6 +77,7 @@ type listenFlags struct {
 	forwardTimeout           time.Duration
 	protocol                 callback.Protocol
 	verbose, json, quiet     bool
+	unauthenticated          bool
 	flagRules
 }
 
@@ -90,6 +97,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&f.forwardTo, "forward-to", "", "forward each verified callback to this App backend `URL` and answer with its decision")
 	fs.StringVar(&f.forwardSecret, "forward-secret", "", "sign forwarded callbacks with this `secret`; empty means --secret's")
 	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 10*time.Second, "bound of one forwarded callback")
+	fs.BoolVar(&f.unauthenticated, "unauthenticated", false, "accept unsigned callbacks from anyone, and forward them signed with --forward-secret: without --secret, any web page can make listen sign a callback")
 	fs.BoolVar(&f.json, "json", false, "print one JSON object per callback")
 	fs.BoolVar(&f.quiet, "quiet", false, "print only a summary line a second")
 	fs.StringVar(&f.record, "record", "", "append every verified callback to this `file`, one JSON object a line")
@@ -118,6 +126,10 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return fail(stderr, exitUsage, "imcallback listen: --forward-to answers with your App backend's decisions: drop the rules")
 	case f.json && f.quiet:
 		return fail(stderr, exitUsage, "imcallback listen: give --json or --quiet, not both")
+	case f.unauthenticated && f.secret != "":
+		return fail(stderr, exitUsage, "imcallback listen: give --secret or --unauthenticated, not both")
+	case f.forwardTo != "" && f.forwardSecret != "" && f.secret == "" && !f.unauthenticated:
+		return fail(stderr, exitUsage, "imcallback listen: --forward-secret without --secret would sign any request anyone sends (a web page can POST to this port): give --secret to verify callbacks first, or --unauthenticated to accept that")
 	}
 
 	l := &listener{proto: f.protocol, rules: rs, signed: f.secret != "", verbose: f.verbose, json: f.json, quiet: f.quiet, out: stdout, paint: newPainter(stdout)}
@@ -162,8 +174,11 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	go func() { served <- srv.Serve(ln) }()
 
 	check := "signatures not checked (no --secret)"
-	if l.signed {
+	switch {
+	case l.signed:
 		check = "signatures checked"
+	case l.fwd != nil && f.forwardSecret != "":
+		check = "signatures not checked (--unauthenticated): anyone's request is forwarded signed"
 	}
 	answers := fmt.Sprintf("%d rules", len(rs))
 	if l.fwd != nil {
