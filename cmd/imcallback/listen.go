@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf16"
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/internal/wire"
@@ -361,7 +360,7 @@ func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.
 	}
 	switch {
 	case fwdErr != nil:
-		fmt.Fprintf(&b, "  forward:   %s after %v: %v\n  answer:    500 (your App backend did not answer)", l.paint.paint(red, "FAILED"), round(fwdTook), fwdErr)
+		fmt.Fprintf(&b, "  forward:   %s after %v: %s\n  answer:    500 (your App backend did not answer)", l.paint.paint(red, "FAILED"), round(fwdTook), graphic(fwdErr.Error()))
 	case l.fwd != nil:
 		fmt.Fprintf(&b, "  forward:   answered in %v\n  answer:    %s", round(fwdTook), l.decision(dec))
 	default:
@@ -413,57 +412,6 @@ func (l *listener) writeHeaders(b *strings.Builder, r *http.Request) {
 			fmt.Fprintf(b, "    %s: %s\n", safe(k), printable(v))
 		}
 	}
-}
-
-// safe returns untrusted text for the terminal: "-" for none, the text as
-// is when it is printable and has no space or quote, and otherwise quoted
-// with strconv.QuoteToGraphic, so that control characters (escape
-// sequences, carriage returns, newlines that would forge a line) and
-// invisible ones reach the operator's terminal only as escapes.
-func safe(s string) string {
-	if s == "" {
-		return "-"
-	}
-	for _, r := range s {
-		if r == ' ' || r == '"' || r == '\\' || !strconv.IsGraphic(r) {
-			return strconv.QuoteToGraphic(s)
-		}
-	}
-	return s
-}
-
-// printable returns untrusted text that may hold spaces (a header value, a
-// rejection's reason) as is when every character is graphic, and otherwise
-// quoted with strconv.QuoteToGraphic.
-func printable(s string) string {
-	for _, r := range s {
-		if !strconv.IsGraphic(r) {
-			return strconv.QuoteToGraphic(s)
-		}
-	}
-	return s
-}
-
-// graphicJSON escapes, as \uXXXX, every character of pretty-printed JSON
-// that is not graphic, but the newlines and spaces the indentation put
-// there. JSON has none outside its strings, and in a string the escape
-// means the same character, so the text stays the same JSON while no
-// control or invisible character (a C1 escape such as U+009B, a bidi
-// override) reaches the terminal raw.
-func graphicJSON(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\n' || r == ' ' || strconv.IsGraphic(r):
-			b.WriteRune(r)
-		case r > 0xffff:
-			r1, r2 := utf16.EncodeRune(r)
-			fmt.Fprintf(&b, "\\u%04x\\u%04x", r1, r2)
-		default:
-			fmt.Fprintf(&b, "\\u%04x", r)
-		}
-	}
-	return b.String()
 }
 
 // statusWriter passes a response through and keeps its status.
