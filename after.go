@@ -17,7 +17,7 @@ import (
 //
 // It returns ErrQueueFull when the queue is full, ErrClosed after Close,
 // ErrInvalidBody for a body that is not valid JSON, ErrInvalidCommand for an
-// empty command, ErrInvalidEventID for a bad WithEventID, an error wrapping
+// empty or unprintable command name, ErrInvalidEventID for a bad WithEventID, an error wrapping
 // ErrResolve when Config.Resolver cannot resolve the app's endpoint, and
 // ctx's error if ctx has already ended; nothing is queued then. With a
 // Config.Queue it also returns the Queue's error (natsqueue: one wrapping

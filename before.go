@@ -64,7 +64,8 @@ func (r Response) OK() bool { return r.Action == Allow }
 //
 // It never returns an error: when the callback fails (transport error,
 // timeout, ctx done, non-2xx status, redirect, an answer that is not the
-// protocol's or larger than MaxResponseBytes, an invalid body, a closed
+// protocol's or larger than MaxResponseBytes, an invalid body or command
+// name (ErrInvalidCommand), a closed
 // Dispatcher) the failure is logged at Error level and Before fails open:
 // Allow with the protocol's own allow code and message (AppCommand: 200
 // "success"; Tencent: 0 ""), with Err set. For a command whose Rule has
@@ -180,11 +181,12 @@ func (d *Dispatcher) failed(ctx context.Context, r *route, rule Rule, appID int,
 	return d.protocolOf(r).allowed(err)
 }
 
-// checkEvent rejects what must not be sent: an empty command or a body
-// that is not UTF-8 JSON (with Config.TrustBodies, only an empty one).
+// checkEvent rejects what must not be sent: an invalid command name (see
+// checkCommand) or a body that is not UTF-8 JSON (with
+// Config.TrustBodies, only an empty one).
 func (d *Dispatcher) checkEvent(command string, body []byte) error {
-	if command == "" {
-		return ErrInvalidCommand
+	if err := checkCommand(command); err != nil {
+		return err
 	}
 	if d.s.TrustBodies {
 		if len(body) == 0 {

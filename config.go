@@ -98,6 +98,8 @@ type Config struct {
 
 	// Commands holds per-command settings. A command not listed is enabled
 	// with the defaults. New copies the map: changing it later has no effect.
+	// A name that is empty or not printable (see ErrInvalidCommand) is
+	// refused.
 	Commands map[string]Rule
 
 	// TrustBodies skips the check that each event body given to Before

@@ -26,8 +26,15 @@ var (
 	// ErrInvalidBody means the event body given to Before or After is not
 	// valid JSON in UTF-8 (RFC 8259); nothing was sent.
 	ErrInvalidBody = errors.New("callback: body is not valid UTF-8 JSON")
-	// ErrInvalidCommand means the command given to Before or After is empty.
-	ErrInvalidCommand = errors.New("callback: empty command")
+	// ErrInvalidCommand means a command name is empty, not UTF-8, or holds
+	// a character that is not printed as itself: a C0 control or DEL, a C1
+	// control (U+0080 to U+009F) or a bidi control (U+061C, U+200E,
+	// U+200F, U+202A to U+202E, U+2066 to U+2069). Before and After refuse
+	// such a command with nothing sent or queued (the error names the
+	// offending byte's position, never the name); New, Endpoint.Validate
+	// and so a Resolver's Endpoint refuse such a name in Commands, with
+	// ErrInvalidConfig too.
+	ErrInvalidCommand = errors.New("callback: invalid command")
 	// ErrInvalidEventID means the ID given with WithEventID is empty, longer
 	// than 256 bytes, or has a byte outside printable ASCII (space and control
 	// characters included); nothing was sent or queued.

@@ -144,7 +144,7 @@ func (l *floodLog) write(ctx context.Context, level slog.Level, msg string, f fa
 	attrs := make([]slog.Attr, 0, 10+len(extra))
 	attrs = append(attrs,
 		slog.Int("app_id", f.appID),
-		slog.String("command", f.command),
+		slog.String("command", loggedCommand(f.command)),
 		slog.String("url", l.url),
 		slog.String("webhook_id", f.webhookID),
 	)

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -294,7 +293,7 @@ func (o *observer) command(name string) *commandStats {
 	if c, ok := seen[name]; ok {
 		return c
 	}
-	if len(seen) >= maxCommandLabels || name == "" || len(name) > maxCommandLabelSize || !utf8.ValidString(name) {
+	if len(seen) >= maxCommandLabels || len(name) > maxCommandLabelSize || checkCommand(name) != nil {
 		return o.other
 	}
 	o.mu.Lock()

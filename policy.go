@@ -115,11 +115,15 @@ func (l *AfterLimit) validate(workers int) error {
 	return nil
 }
 
-// checkRules rejects an empty command name and a negative timeout.
+// checkRules rejects an invalid command name (empty, or not printable:
+// see checkCommand) and a negative timeout.
 func checkRules(rules map[string]Rule) error {
 	for cmd, r := range rules {
 		if cmd == "" {
-			return fmt.Errorf("%w: empty command name in Commands", ErrInvalidConfig)
+			return fmt.Errorf("%w: empty command name in Commands: %w", ErrInvalidConfig, ErrInvalidCommand)
+		}
+		if err := checkCommand(cmd); err != nil {
+			return fmt.Errorf("%w: a command name in Commands: %w", ErrInvalidConfig, err)
 		}
 		if r.Timeout < 0 {
 			return fmt.Errorf("%w: command %q has a negative Timeout", ErrInvalidConfig, cmd)

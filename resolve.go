@@ -53,8 +53,8 @@ type Endpoint struct {
 
 // Validate reports whether the Dispatcher can use e: a URL New would
 // accept, a known protocol, a secret that parses, no negative timeout and
-// no empty command name. Its error wraps ErrInvalidConfig and never
-// contains the secret.
+// no empty or unprintable command name (see ErrInvalidCommand). Its error
+// wraps ErrInvalidConfig and never contains the secret.
 func (e *Endpoint) Validate() error {
 	_, _, err := e.check()
 	return err

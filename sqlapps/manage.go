@@ -28,7 +28,7 @@ func (s *Store) Get(ctx context.Context, appID int) (App, error) {
 		return App{}, fmt.Errorf("sqlapps: app %d: %w", appID, callback.ErrUnknownApp)
 	}
 	a := apps[0]
-	if err := s.open(ctx, a.ID, &a.Endpoint); err != nil {
+	if err := s.open(ctx, a.ID, &a.Endpoint, false); err != nil {
 		return App{}, err
 	}
 	return a, nil
@@ -43,7 +43,7 @@ func (s *Store) List(ctx context.Context) ([]App, error) {
 		return nil, fmt.Errorf("sqlapps: listing apps: %w", err)
 	}
 	for i := range apps {
-		if err := s.open(ctx, apps[i].ID, &apps[i].Endpoint); err != nil {
+		if err := s.open(ctx, apps[i].ID, &apps[i].Endpoint, false); err != nil {
 			return nil, err
 		}
 	}
@@ -53,12 +53,14 @@ func (s *Store) List(ctx context.Context) ([]App, error) {
 // Set creates or replaces app a: its row and all its command rules, in one
 // transaction, then drops it from this Store's cache. It returns an error
 // wrapping callback.ErrInvalidConfig, and writes nothing, for an endpoint
-// the Dispatcher could not use (see callback.Endpoint.Validate), a
+// the Dispatcher could not use (see callback.Endpoint.Validate: a command
+// name that is not printable also wraps callback.ErrInvalidCommand), a
 // timeout that is not a whole number of milliseconds, text some supported
 // database could not store (not UTF-8, a NUL, a command name longer than
 // 191 characters), or a URL with credentials (user:password@) without
 // Options.Encrypt. The secret is stored as given, or as Options.Encrypt
-// makes it; URL credentials only as Options.Encrypt makes them.
+// makes it; URL credentials only as Options.Encrypt makes them. Each
+// value is encrypted behind a label naming its field (see ErrSealMismatch).
 func (s *Store) Set(ctx context.Context, a App) error {
 	ep := a.Endpoint
 	if err := ep.Validate(); err != nil {
@@ -80,11 +82,9 @@ func (s *Store) Set(ctx context.Context, a App) error {
 	if err != nil {
 		return err
 	}
-	secret := ep.Secret
-	if s.opts.Encrypt != nil && secret != "" {
-		if secret, err = s.opts.Encrypt(ctx, a.ID, secret); err != nil {
-			return fmt.Errorf("sqlapps: app %d: encrypting its secret: %w", a.ID, err)
-		}
+	secret, err := s.sealSecret(ctx, a.ID, ep.Secret)
+	if err != nil {
+		return err
 	}
 	if err := checkText(ep, secret); err != nil {
 		return fmt.Errorf("sqlapps: app %d: %w", a.ID, err)
@@ -112,6 +112,35 @@ func (s *Store) Set(ctx context.Context, a App) error {
 		return fmt.Errorf("sqlapps: setting app %d: %w", a.ID, err)
 	}
 	return nil
+}
+
+// Reseal writes app appID's sealed values (its secret, its URL's
+// credentials) again, each encrypted behind its field's label, as Set
+// does. It is the migration of rows written by v0.1.0, which sealed them
+// without labels: their URL credentials do not resolve until resealed
+// (ErrSealMismatch); their secrets still do.
+//
+// Reseal trusts the row as it is: it opens unlabelled URL credentials as
+// URL credentials, which is what a sealed secret moved into the URL by
+// someone who can write the table would be taken for. Run it once after
+// upgrading, on a table nobody could have written since, never as a
+// routine. It needs both Options.Encrypt and Options.Decrypt.
+func (s *Store) Reseal(ctx context.Context, appID int) error {
+	if s.opts.Encrypt == nil || s.opts.Decrypt == nil {
+		return fmt.Errorf("sqlapps: app %d: Reseal needs Options.Encrypt and Options.Decrypt: %w", appID, callback.ErrInvalidConfig)
+	}
+	apps, err := s.read(ctx, s.db, s.selectApp, appID)
+	if err != nil {
+		return fmt.Errorf("sqlapps: app %d: %w", appID, err)
+	}
+	if len(apps) == 0 {
+		return fmt.Errorf("sqlapps: app %d: %w", appID, callback.ErrUnknownApp)
+	}
+	a := apps[0]
+	if err := s.open(ctx, a.ID, &a.Endpoint, true); err != nil {
+		return err
+	}
+	return s.Set(ctx, a)
 }
 
 // Delete removes app appID and its command rules, then drops it from this

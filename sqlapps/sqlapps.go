@@ -30,6 +30,15 @@
 // Set stores them only encrypted, with Options.Encrypt, in the URL's user
 // information under the user name "imcallback-encrypted"; without Encrypt
 // it refuses them. The rest of the URL stays readable in the table.
+//
+// Each sealed value is bound to its field: Set encrypts it behind a label
+// that names the field (the secret, or the URL's credentials) and Resolve
+// checks that label after Decrypt, so that someone who can write the table
+// but not read the key cannot have a sealed secret opened as URL
+// credentials (and sent as basic auth to a host of their choosing), nor
+// the other way round. Decrypted credentials are escaped into the URL, and
+// a URL whose host or scheme they would change does not resolve. See
+// ErrSealMismatch and Store.Reseal.
 package sqlapps
 
 import (
@@ -80,14 +89,39 @@ type Options struct {
 	// Encrypt, if set, turns a secret into what Set stores. It should be
 	// Decrypt's inverse. The user information of a URL with credentials
 	// ("user:password", escaped) goes through both too; without Encrypt,
-	// Set refuses such a URL.
+	// Set refuses such a URL. What Encrypt is given starts with a label
+	// naming the field, which Decrypt must give back unchanged.
 	Encrypt SecretFunc
 }
 
-// SecretFunc transforms the secret of app appID (for example encrypts or
-// decrypts it with a key held outside the database). It must be safe for
-// concurrent use. Its error must not contain the secret.
+// SecretFunc transforms a sealed value of app appID (for example encrypts
+// or decrypts it with a key held outside the database). It must be safe
+// for concurrent use. Its error must not contain the value.
+//
+// Encrypt must be authenticated encryption (an AEAD such as AES-GCM) bound
+// to appID, for example as associated data: then a value moved to another
+// app's row does not decrypt, and one moved to another field of the same
+// row decrypts to the wrong field's label, which the Store refuses (see
+// ErrSealMismatch). The label travels inside the value, so the Store
+// checks it whatever the key or the service behind the functions.
 type SecretFunc func(ctx context.Context, appID int, secret string) (string, error)
+
+// ErrSealMismatch means a sealed value of an app's row does not open for
+// the field it is in: a sealed secret in the URL's credentials or sealed
+// credentials in the secret (someone moved them), URL credentials sealed
+// by a release before the labels (see Store.Reseal), or credentials that
+// would change the URL's host or scheme. The app does not resolve and
+// nothing is sent to it. Its errors wrap callback.ErrInvalidConfig too.
+var ErrSealMismatch = errors.New("sqlapps: sealed value does not open for its field")
+
+// The labels Set puts before each value it encrypts, naming its field;
+// open checks them after Decrypt. A newline is in neither a valid secret
+// nor escaped user information, so no value sealed without a label (by a
+// release before them) starts with one.
+const (
+	labelSecret   = "imcallback sealed secret\n"
+	labelUserinfo = "imcallback sealed URL userinfo\n"
+)
 
 // A Store reads and writes apps' endpoints in a database and implements
 // callback.Resolver with a read-through cache. A Store is safe for
@@ -202,7 +236,7 @@ func (s *Store) refresh(ctx context.Context, appID int, gen uint64, stale *entry
 		e.err = fmt.Errorf("sqlapps: app %d: %w", appID, callback.ErrUnknownApp)
 	} else {
 		e.ep = apps[0].Endpoint
-		if err = s.open(qctx, appID, &e.ep); err != nil {
+		if err = s.open(qctx, appID, &e.ep, false); err != nil {
 			e.err = err
 		}
 	}
@@ -245,8 +279,11 @@ func (s *Store) InvalidateAll() {
 const encryptedUser = "imcallback-encrypted"
 
 // open turns a stored endpoint into the one to call: its secret and its
-// URL's credentials decrypted with Options.Decrypt.
-func (s *Store) open(ctx context.Context, appID int, ep *callback.Endpoint) error {
+// URL's credentials decrypted with Options.Decrypt and checked to be
+// sealed for their field. legacy also opens values sealed without a
+// label, as URL credentials (Reseal); a secret without one is opened as a
+// secret either way.
+func (s *Store) open(ctx context.Context, appID int, ep *callback.Endpoint, legacy bool) error {
 	var err error
 	if ep.Secret, err = s.decrypt(ctx, appID, ep.Secret); err != nil {
 		return err
@@ -262,23 +299,61 @@ func (s *Store) open(ctx context.Context, appID int, ep *callback.Endpoint) erro
 		return fmt.Errorf("sqlapps: app %d: its URL credentials are encrypted and Options.Decrypt is not set: %w", appID, callback.ErrInvalidConfig)
 	}
 	sealed, _ := u.User.Password()
-	userinfo, err := s.opts.Decrypt(ctx, appID, sealed)
+	plain, err := s.opts.Decrypt(ctx, appID, sealed)
 	if err != nil {
 		return fmt.Errorf("sqlapps: app %d: decrypting its URL credentials: %w", appID, err)
 	}
-	u.User = nil
-	scheme, rest, _ := strings.Cut(u.String(), "://")
-	plain := scheme + "://" + userinfo + "@" + rest
-	if _, err := url.Parse(plain); err != nil {
+	userinfo, ok := strings.CutPrefix(plain, labelUserinfo)
+	switch {
+	case ok:
+	case strings.HasPrefix(plain, labelSecret):
+		return sealError(appID, "its URL credentials hold a sealed secret (moved from the secret column)")
+	case !legacy:
+		return sealError(appID, "its URL credentials were sealed without their field's label (by v0.1.0): re-seal them with Store.Reseal, or Set the app again with the plain URL")
+	default:
+		userinfo = plain
+	}
+	user, err := parseUserinfo(userinfo)
+	if err != nil {
 		return fmt.Errorf("sqlapps: app %d: its URL credentials do not decrypt to user information: %w", appID, callback.ErrInvalidConfig)
 	}
-	ep.URL = plain
+	scheme, host := u.Scheme, u.Host
+	u.User = user
+	plainURL := u.String()
+	if v, err := url.Parse(plainURL); err != nil || v.Scheme != scheme || v.Host != host {
+		return sealError(appID, "its decrypted URL credentials would change the URL's host or scheme")
+	}
+	ep.URL = plainURL
 	return nil
 }
 
+// sealError is app appID's error for a value that does not open for its
+// field.
+func sealError(appID int, why string) error {
+	return fmt.Errorf("sqlapps: app %d: %s: %w (%w)", appID, why, ErrSealMismatch, callback.ErrInvalidConfig)
+}
+
+// parseUserinfo reads user information as url.Userinfo.String writes it
+// ("user:password", each part escaped) into a Userinfo that escapes it
+// again, so no character of it can end the user information early.
+func parseUserinfo(s string) (*url.Userinfo, error) {
+	name, password, hasPassword := strings.Cut(s, ":")
+	name, err := url.PathUnescape(name)
+	if err != nil {
+		return nil, err
+	}
+	if !hasPassword {
+		return url.User(name), nil
+	}
+	if password, err = url.PathUnescape(password); err != nil {
+		return nil, err
+	}
+	return url.UserPassword(name, password), nil
+}
+
 // seal returns the URL Set stores for raw: as given without credentials,
-// with them encrypted by Options.Encrypt, or an error if there is no
-// Encrypt.
+// with them encrypted by Options.Encrypt behind their field's label, or an
+// error if there is no Encrypt.
 func (s *Store) seal(ctx context.Context, appID int, raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.User == nil {
@@ -287,7 +362,7 @@ func (s *Store) seal(ctx context.Context, appID int, raw string) (string, error)
 	if s.opts.Encrypt == nil {
 		return "", fmt.Errorf("sqlapps: app %d: URL carries credentials, which are stored only encrypted: set Options.Encrypt: %w", appID, callback.ErrInvalidConfig)
 	}
-	sealed, err := s.opts.Encrypt(ctx, appID, u.User.String())
+	sealed, err := s.opts.Encrypt(ctx, appID, labelUserinfo+u.User.String())
 	if err != nil {
 		return "", fmt.Errorf("sqlapps: app %d: encrypting its URL credentials: %w", appID, err)
 	}
@@ -295,7 +370,23 @@ func (s *Store) seal(ctx context.Context, appID int, raw string) (string, error)
 	return u.String(), nil
 }
 
-// decrypt applies Options.Decrypt to a stored secret.
+// sealSecret returns the secret Set stores: as given, or encrypted by
+// Options.Encrypt behind its field's label.
+func (s *Store) sealSecret(ctx context.Context, appID int, secret string) (string, error) {
+	if s.opts.Encrypt == nil || secret == "" {
+		return secret, nil
+	}
+	sealed, err := s.opts.Encrypt(ctx, appID, labelSecret+secret)
+	if err != nil {
+		return "", fmt.Errorf("sqlapps: app %d: encrypting its secret: %w", appID, err)
+	}
+	return sealed, nil
+}
+
+// decrypt applies Options.Decrypt to a stored secret and checks its
+// label. A secret sealed without one, by a release before the labels, is
+// opened as it is: it can only have been sealed as a secret or as URL
+// credentials, and the latter, used as a signing key, are never sent.
 func (s *Store) decrypt(ctx context.Context, appID int, secret string) (string, error) {
 	if s.opts.Decrypt == nil || secret == "" {
 		return secret, nil
@@ -304,5 +395,8 @@ func (s *Store) decrypt(ctx context.Context, appID int, secret string) (string, 
 	if err != nil {
 		return "", fmt.Errorf("sqlapps: app %d: decrypting its secret: %w", appID, err)
 	}
-	return plain, nil
+	if strings.HasPrefix(plain, labelUserinfo) {
+		return "", sealError(appID, "its secret holds sealed URL credentials (moved from the URL)")
+	}
+	return strings.TrimPrefix(plain, labelSecret), nil
 }

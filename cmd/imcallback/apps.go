@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -231,9 +230,7 @@ func runAppsList(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		for _, a := range apps {
 			out = append(out, toJSON(a))
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := writeIndentedJSON(stdout, out); err != nil {
 			return fail(stderr, exitFailure, "imcallback apps list: %v", err)
 		}
 		return exitAllow
@@ -241,16 +238,23 @@ func runAppsList(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "APP\tURL\tPROTOCOL\tSECRET\tTIMEOUT\tRULES")
 	for _, a := range apps {
+		// The row's text is the database's: quoted where it holds a
+		// character that is not graphic (or, in a rule's command, a space
+		// that would split the column).
 		j := toJSON(a)
 		timeout := "default"
 		if j.Timeout != "" {
 			timeout = j.Timeout
 		}
-		rules := "-"
-		if len(j.Rules) > 0 {
-			rules = strings.Join(j.Rules, " ")
+		rules := make([]string, 0, len(a.Endpoint.Commands))
+		for cmd, r := range a.Endpoint.Commands {
+			rules = append(rules, safe(cmd)+"="+formatRule(r))
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", j.App, j.URL, j.Protocol, j.Secret, timeout, rules)
+		slices.Sort(rules)
+		if len(rules) == 0 {
+			rules = append(rules, "-")
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", j.App, printable(j.URL), j.Protocol, j.Secret, timeout, strings.Join(rules, " "))
 	}
 	if err := w.Flush(); err != nil {
 		return fail(stderr, exitFailure, "imcallback apps list: %v", err)

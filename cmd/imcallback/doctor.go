@@ -97,7 +97,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	var ce *callback.CheckError
 	if !errors.As(err, &ce) {
-		p.finding(false, "%v", err)
+		p.finding(false, "%s", graphic(err.Error()))
 		return exitFailure
 	}
 	for _, line := range diagnose(ce, protocol, secret != "", elapsed) {
@@ -120,7 +120,7 @@ func diagnose(ce *callback.CheckError, p callback.Protocol, signed bool, elapsed
 	var out []finding
 	switch {
 	case errors.Is(ce, callback.ErrResolve):
-		return []finding{{false, fmt.Sprintf("the app's endpoint cannot be resolved: %v", ce.Err)}}
+		return []finding{{false, fmt.Sprintf("the app's endpoint cannot be resolved: %s", graphic(ce.Err.Error()))}}
 	case errors.Is(ce, callback.ErrUnreachable) && ce.Status != 0:
 		return []finding{{false, fmt.Sprintf("the answer (%d) broke off: %v\n        hint: the App backend closed the connection before the whole answer (a crash, or a proxy in between)", ce.Status, unwrapAll(ce.Err))}}
 	case errors.Is(ce, callback.ErrUnreachable):
@@ -159,13 +159,14 @@ func other(p callback.Protocol) callback.Protocol {
 }
 
 // unwrapAll is err's message without the Check sentinel it starts with,
-// which the finding says in words already.
+// which the finding says in words already, its characters graphic (a TLS
+// error quotes the App backend's certificate).
 func unwrapAll(err error) string {
 	s := err.Error()
 	for _, e := range []error{callback.ErrUnreachable, callback.ErrTimeout, callback.ErrSignatureRefused} {
 		s = strings.TrimPrefix(s, e.Error())
 	}
-	return strings.TrimLeft(s, ": ")
+	return graphic(strings.TrimLeft(s, ": "))
 }
 
 // secretFlag returns --secret, or with --secret-from-env NAME the value of

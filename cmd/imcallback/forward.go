@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -208,17 +207,4 @@ func (c *counters) summarise(ctx context.Context, w func(format string, args ...
 			return
 		}
 	}
-}
-
-// jsonLine encodes v as one line whose every character is graphic: JSON's
-// own escapes stand in for any other, so a terminal gets no control
-// character from an untrusted body.
-func jsonLine(v any) string {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return fmt.Sprintf("{\"error\":%q}\n", err.Error())
-	}
-	return graphicJSON(b.String())
 }

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf16"
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/internal/wire"
@@ -41,6 +40,12 @@ it through the library (re-signed with --forward-secret, by default the
 development and answers with that backend's decision: the Stripe CLI's
 "listen --forward-to" workflow. If that backend fails, the callback is
 answered 500, as a failed App backend's would be.
+
+Forwarding signs only what --secret verified: --forward-secret without
+--secret would sign whatever anyone sends to the listener (a web page the
+developer visits can POST to 127.0.0.1), and the App backend would take
+it as the IM server's. So listen refuses to start that way unless
+--unauthenticated says the listener accepts callbacks from anyone.
 
 --json prints one JSON object per callback instead (for jq); --quiet
 prints only a line a second counting the callbacks, for load; --record
@@ -71,6 +76,7 @@ type listenFlags struct {
 	forwardTimeout           time.Duration
 	protocol                 callback.Protocol
 	verbose, json, quiet     bool
+	unauthenticated          bool
 	flagRules
 }
 
@@ -90,6 +96,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&f.forwardTo, "forward-to", "", "forward each verified callback to this App backend `URL` and answer with its decision")
 	fs.StringVar(&f.forwardSecret, "forward-secret", "", "sign forwarded callbacks with this `secret`; empty means --secret's")
 	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 10*time.Second, "bound of one forwarded callback")
+	fs.BoolVar(&f.unauthenticated, "unauthenticated", false, "accept unsigned callbacks from anyone, and forward them signed with --forward-secret: without --secret, any web page can make listen sign a callback")
 	fs.BoolVar(&f.json, "json", false, "print one JSON object per callback")
 	fs.BoolVar(&f.quiet, "quiet", false, "print only a summary line a second")
 	fs.StringVar(&f.record, "record", "", "append every verified callback to this `file`, one JSON object a line")
@@ -118,6 +125,10 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return fail(stderr, exitUsage, "imcallback listen: --forward-to answers with your App backend's decisions: drop the rules")
 	case f.json && f.quiet:
 		return fail(stderr, exitUsage, "imcallback listen: give --json or --quiet, not both")
+	case f.unauthenticated && f.secret != "":
+		return fail(stderr, exitUsage, "imcallback listen: give --secret or --unauthenticated, not both")
+	case f.forwardTo != "" && f.forwardSecret != "" && f.secret == "" && !f.unauthenticated:
+		return fail(stderr, exitUsage, "imcallback listen: --forward-secret without --secret would sign any request anyone sends (a web page can POST to this port): give --secret to verify callbacks first, or --unauthenticated to accept that")
 	}
 
 	l := &listener{proto: f.protocol, rules: rs, signed: f.secret != "", verbose: f.verbose, json: f.json, quiet: f.quiet, out: stdout, paint: newPainter(stdout)}
@@ -162,8 +173,11 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	go func() { served <- srv.Serve(ln) }()
 
 	check := "signatures not checked (no --secret)"
-	if l.signed {
+	switch {
+	case l.signed:
 		check = "signatures checked"
+	case l.fwd != nil && f.forwardSecret != "":
+		check = "signatures not checked (--unauthenticated): anyone's request is forwarded signed"
 	}
 	answers := fmt.Sprintf("%d rules", len(rs))
 	if l.fwd != nil {
@@ -346,7 +360,7 @@ func (l *listener) decide(ctx context.Context, req *receiver.Request) (receiver.
 	}
 	switch {
 	case fwdErr != nil:
-		fmt.Fprintf(&b, "  forward:   %s after %v: %v\n  answer:    500 (your App backend did not answer)", l.paint.paint(red, "FAILED"), round(fwdTook), fwdErr)
+		fmt.Fprintf(&b, "  forward:   %s after %v: %s\n  answer:    500 (your App backend did not answer)", l.paint.paint(red, "FAILED"), round(fwdTook), graphic(fwdErr.Error()))
 	case l.fwd != nil:
 		fmt.Fprintf(&b, "  forward:   answered in %v\n  answer:    %s", round(fwdTook), l.decision(dec))
 	default:
@@ -398,57 +412,6 @@ func (l *listener) writeHeaders(b *strings.Builder, r *http.Request) {
 			fmt.Fprintf(b, "    %s: %s\n", safe(k), printable(v))
 		}
 	}
-}
-
-// safe returns untrusted text for the terminal: "-" for none, the text as
-// is when it is printable and has no space or quote, and otherwise quoted
-// with strconv.QuoteToGraphic, so that control characters (escape
-// sequences, carriage returns, newlines that would forge a line) and
-// invisible ones reach the operator's terminal only as escapes.
-func safe(s string) string {
-	if s == "" {
-		return "-"
-	}
-	for _, r := range s {
-		if r == ' ' || r == '"' || r == '\\' || !strconv.IsGraphic(r) {
-			return strconv.QuoteToGraphic(s)
-		}
-	}
-	return s
-}
-
-// printable returns untrusted text that may hold spaces (a header value, a
-// rejection's reason) as is when every character is graphic, and otherwise
-// quoted with strconv.QuoteToGraphic.
-func printable(s string) string {
-	for _, r := range s {
-		if !strconv.IsGraphic(r) {
-			return strconv.QuoteToGraphic(s)
-		}
-	}
-	return s
-}
-
-// graphicJSON escapes, as \uXXXX, every character of pretty-printed JSON
-// that is not graphic, but the newlines and spaces the indentation put
-// there. JSON has none outside its strings, and in a string the escape
-// means the same character, so the text stays the same JSON while no
-// control or invisible character (a C1 escape such as U+009B, a bidi
-// override) reaches the terminal raw.
-func graphicJSON(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\n' || r == ' ' || strconv.IsGraphic(r):
-			b.WriteRune(r)
-		case r > 0xffff:
-			r1, r2 := utf16.EncodeRune(r)
-			fmt.Fprintf(&b, "\\u%04x\\u%04x", r1, r2)
-		default:
-			fmt.Fprintf(&b, "\\u%04x", r)
-		}
-	}
-	return b.String()
 }
 
 // statusWriter passes a response through and keeps its status.

@@ -109,7 +109,7 @@ func parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 
 // fail prints one line on stderr and returns code.
 func fail(stderr io.Writer, code int, format string, args ...any) int {
-	fmt.Fprintf(stderr, format+"\n", args...)
+	fmt.Fprintln(stderr, graphic(fmt.Sprintf(format, args...))) // errors may quote an App backend, a database, a peer
 	return code
 }
 

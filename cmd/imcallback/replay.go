@@ -113,7 +113,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if after {
 			if err := d.After(cctx, c.App, c.Command, c.Body); err != nil {
 				failures++
-				fmt.Fprintf(stdout, "%s  app %d  id %s  not queued: %v\n", safe(c.Command), c.App, safe(c.ID), err)
+				fmt.Fprintf(stdout, "%s  app %d  id %s  not queued: %s\n", safe(c.Command), c.App, safe(c.ID), graphic(err.Error()))
 			}
 			continue
 		}
@@ -129,7 +129,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			continue
 		}
 		if r.Err != nil {
-			fmt.Fprintf(stdout, "%s  app %d  id %s  FAILED after %v: %v\n", safe(c.Command), c.App, safe(c.ID), round(elapsed), r.Err)
+			fmt.Fprintf(stdout, "%s  app %d  id %s  FAILED after %v: %s\n", safe(c.Command), c.App, safe(c.ID), round(elapsed), graphic(r.Err.Error()))
 			if len(refusal) > 0 {
 				fmt.Fprintf(stdout, "  body: %s\n", safeQuote(refusal))
 			}
@@ -143,7 +143,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		failures += n
 		fmt.Fprintf(stdout, "replayed %d after-callbacks: delivered %d, failed %d\n", len(calls), len(calls)-failures, failures)
 		if first != nil {
-			fmt.Fprintf(stdout, "first failure: %v\n", first)
+			fmt.Fprintf(stdout, "first failure: %s\n", graphic(first.Error()))
 		}
 	} else if !asJSON {
 		fmt.Fprintf(stdout, "replayed %d callbacks: answered %d, failed %d\n", len(calls), len(calls)-failures, failures)

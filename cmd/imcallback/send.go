@@ -188,7 +188,7 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 				fmt.Fprintf(stdout, "body:     %s\n", strconv.QuoteToGraphic(string(refusal)))
 			}
 			if raw != nil { // a 2xx answer that is not the protocol's
-				fmt.Fprintf(stdout, "answer:   %s\n", bytes.TrimSpace(raw))
+				fmt.Fprintf(stdout, "answer:   %s\n", strconv.QuoteToGraphic(string(bytes.TrimSpace(raw))))
 			}
 		}
 		return fail(stderr, exitFailure, "imcallback send: %s %s failed after %v: %v", f.protocol, f.command, round(elapsed), r.Err)
@@ -294,11 +294,6 @@ func beforeJSON(command string, r callback.Response, raw, refusal []byte, elapse
 	}
 	j.Decision, j.Code, j.Msg, j.Data = r.Action.String(), &r.Code, &r.Msg, r.Data
 	return j
-}
-
-// writeJSON prints v as one line of JSON.
-func writeJSON(w io.Writer, v any) {
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // ms is d in milliseconds, to the microsecond.
@@ -655,7 +650,7 @@ func printFailures(w io.Writer, causes map[string]int, latencies []time.Duration
 		fmt.Fprintf(w, "failed in: p50 %v  max %v\n", round(percentile(latencies, 50)), round(latencies[len(latencies)-1]))
 	}
 	if first != nil {
-		fmt.Fprintf(w, "first failure: %v\n", first)
+		fmt.Fprintf(w, "first failure: %s\n", graphic(first.Error()))
 	}
 }
 
