@@ -204,8 +204,11 @@ func (r *receiver) Read(req *http.Request, body []byte, now time.Time) (format.C
 	if c.EventID == "" {
 		c.EventID = req.Header.Get(HeaderOperationID)
 	}
-	path := req.URL.Path
-	c.Command = path[strings.LastIndexByte(path, '/')+1:]
+	// The escaped path, so that a command with an escaped "/" stays whole.
+	path := req.URL.EscapedPath()
+	if cmd, err := url.PathUnescape(path[strings.LastIndexByte(path, '/')+1:]); err == nil {
+		c.Command = cmd
+	}
 	if err := r.w.Verify(req.Header, body, now, r.tolerance); err != nil {
 		return c, err
 	}
