@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,8 +99,8 @@ func (r Response) OK() bool { return r.Action == Allow }
 // The call's ID is numbered by the Dispatcher, or is the ID that
 // WithEventID put in ctx (an invalid one is such a failure, with Err
 // wrapping ErrInvalidEventID); a given ID is sent as webhook-id with
-// BeforeIDSuffix appended, so that the After of the same message can be
-// given the same ID (see WithEventID). The attempt log and the failure
+// BeforeIDSuffix appended (unless it ends with it already), so that the
+// After of the same message can be given the same ID (see WithEventID). The attempt log and the failure
 // log carry the ID as given.
 //
 // body is sent byte for byte and not kept after Before returns.
@@ -121,7 +122,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 	var resp Response
 	if err == nil {
 		wireID := id
-		if givenID {
+		if givenID && !strings.HasSuffix(id, BeforeIDSuffix) && !answer.IsExactID(ctx) {
 			wireID = id + BeforeIDSuffix // the After of the message sends id itself
 		}
 		resp, err = d.before(ctx, r, rule, appID, command, wireID, body)
