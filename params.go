@@ -68,7 +68,7 @@ func (t *target) newRequest(ctx context.Context, s format.Sender, c format.Call,
 	if err != nil {
 		return nil, err
 	}
-	q := make([]byte, 0, len(t.own)+len(c.Command)+48)
+	q := make([]byte, 0, len(t.own)+len(c.Command)+64) // room for the built-in formats' parameters
 	q = append(q, t.own...)
 	q = s.AppendQuery(q, c)
 	if len(t.own) == 0 && len(q) > 0 && q[0] == '&' {
