@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"runtime/debug"
 	"time"
+
+	"github.com/imcallback/callback/format"
 )
 
 // After queues an event for delivery to the App backend and returns at once;
@@ -71,8 +72,7 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 		// the event is delivered, sparing After an allocation.
 		ev.ID = d.eventID(ev.seq)
 	}
-	if r.wire.sendsDevice() {
-		c := deviceFrom(ctx) // ctx ends with the call; the event lives on
+	if c := deviceFrom(ctx); c != (device{}) { // ctx ends with the call; the event lives on
 		ev.ClientIP, ev.Platform = c.ip, c.platform
 	}
 	err = d.queue.Put(ctx, ev)
@@ -149,10 +149,9 @@ func (d *Dispatcher) routeOfEvent(ev *Event) (*route, error) {
 	return d.routeOf(d.life, ev.AppID)
 }
 
-// eventRequest returns the request of ev, unsigned.
-func eventRequest(ctx context.Context, ev *Event, r *route) (*http.Request, error) {
-	c := call{appID: ev.AppID, command: ev.Command, device: device{ip: ev.ClientIP, platform: ev.Platform}}
-	return r.target.newRequest(ctx, r.wire, &c, ev.Body)
+// eventCall returns what addresses ev.
+func eventCall(ev *Event) format.Call {
+	return format.Call{AppID: ev.AppID, Command: ev.Command, EventID: ev.ID, ClientIP: ev.ClientIP, Platform: ev.Platform}
 }
 
 // deadLetter logs an undelivered event (flood-controlled) and hands it to

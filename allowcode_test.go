@@ -18,7 +18,7 @@ import (
 func TestAllowedByDispatcherUsesProtocolsCodes(t *testing.T) {
 	down := newBackend(t, answerJSON(503, `{}`))
 	seedAllow := callback.Response{Code: 200, Msg: "success", Action: callback.Allow}
-	tencentAllow := callback.Response{Code: 0, Msg: "", Action: callback.Allow}
+	tencentAllow := callback.Response{Code: 0, Msg: "", Action: callback.Allow, Protocol: callback.Tencent}
 
 	apps := newAppTable(map[int]callback.Endpoint{
 		1: {URL: down.URL},

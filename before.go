@@ -7,52 +7,69 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/imcallback/callback/format"
 	"github.com/imcallback/callback/internal/answer"
 	"github.com/imcallback/callback/internal/wire"
 )
 
-// Action is what the IM server should do with the event.
-type Action int
-
-const (
-	// Allow lets the event proceed, with Response.Data in place of the
-	// original payload when the App backend rewrote it.
-	Allow Action = iota
-	// Deny refuses the event; Response.Code and Msg are the App backend's
-	// and may be passed to the client.
-	Deny
-	// Drop tells the sender the event succeeded while nobody receives it.
-	Drop
-)
-
-// String returns "allow", "deny" or "drop".
-func (a Action) String() string {
-	switch a {
-	case Allow:
-		return "allow"
-	case Deny:
-		return "deny"
-	case Drop:
-		return "drop"
-	}
-	return fmt.Sprintf("Action(%d)", int(a))
-}
-
 // Response is the outcome of a Before callback.
 type Response struct {
 	// Code and Msg are the App backend's code and message (AppCommand:
-	// "code" and "msg"; Tencent: ErrorCode and ErrorInfo). When the
-	// Dispatcher decides by itself they are the protocol's allow
-	// (AppCommand: 200 and "success"; Tencent: 0 and "") or, for a
-	// FailClosed command whose callback failed, 503 and "callback failed".
-	Code   int
-	Msg    string
-	Data   json.RawMessage // its "data", raw: a rewritten payload, if the App sent one; nil otherwise
+	// "code" and "msg"; Tencent: ErrorCode and ErrorInfo; OpenIM: errCode
+	// and errMsg). When the Dispatcher decides by itself they are the
+	// protocol's allow (AppCommand: 200 and "success"; Tencent and OpenIM:
+	// 0 and "") or, for a FailClosed command whose callback failed, 503
+	// and "callback failed".
+	Code int
+	Msg  string
+	// Data is the part of the App backend's answer that carries its
+	// changes to the event, raw JSON in the protocol's own shape, or nil
+	// when the App changed nothing: AppCommand's "data"; Tencent's whole
+	// answer when it has fields beyond ActionStatus, ErrorCode and
+	// ErrorInfo (MsgBody, CloudCustomData, RefusedMembers_Account, ...);
+	// OpenIM's whole answer when it has a field beyond the common ones
+	// that is not null (content, userIDList, ...) or an errDlt. It is not
+	// the event's new body: Apply makes that, in every protocol.
+	Data json.RawMessage
+	// Action is what the IM server should do.
 	Action Action
-	Err    error // why the callback failed; nil when the App backend answered
+	// Err is why the callback failed; nil when the App backend answered.
+	Err error
+	// Protocol is the protocol of the app's endpoint, which Code, Msg and
+	// Data are in (Config.Protocol when the app could not be resolved):
+	// an IM server whose apps speak different protocols reads it here
+	// rather than resolving the app again.
+	Protocol Protocol
+}
+
+// Apply returns body, the event's body as given to Before, with the App
+// backend's changes applied, so that the IM server needs no code of its
+// own per protocol:
+//
+//	r := d.Before(ctx, appID, cmd, body)
+//	if !r.OK() {
+//		return r.Code, r.Msg // refused
+//	}
+//	body, err := r.Apply(body) // the message to deliver, and to send to After
+//
+// Without changes (Data nil, or an Action other than Allow) it returns body
+// itself. Otherwise the protocol applies Data: AppCommand's "data" is the
+// new body, whole; Tencent's MsgBody and CloudCustomData replace the
+// body's, and its RefusedMembers_Account removes those accounts from the
+// body's DestinationMembers and MemberList; OpenIM's fields that are not
+// null replace the body's (its answer's atUserIDList and senderFaceURL
+// are the body's atUserList and faceURL). A body or Data that cannot be
+// combined (a body that is not a JSON object, for Tencent and OpenIM) is
+// an error; body is never changed in place.
+func (r Response) Apply(body []byte) ([]byte, error) {
+	if r.Data == nil || r.Action != Allow {
+		return body, nil
+	}
+	return r.Protocol.Format().Apply(body, r.Data)
 }
 
 // OK reports whether the event may proceed: r.Action == Allow.
@@ -68,7 +85,7 @@ func (r Response) OK() bool { return r.Action == Allow }
 // name (ErrInvalidCommand), a closed
 // Dispatcher) the failure is logged at Error level and Before fails open:
 // Allow with the protocol's own allow code and message (AppCommand: 200
-// "success"; Tencent: 0 ""), with Err set. For a command whose Rule has
+// "success"; Tencent and OpenIM: 0 ""), with Err set. For a command whose Rule has
 // FailClosed, it denies instead, with 503 "callback failed". A disabled
 // command sends nothing and returns Allow with the protocol's allow code
 // and message, Err nil.
@@ -80,9 +97,12 @@ func (r Response) OK() bool { return r.Action == Allow }
 // protocol is unknown then, so the allow code and message are
 // Config.Protocol's.
 //
-// The call's webhook-id is numbered by the Dispatcher, or is the ID that
+// The call's ID is numbered by the Dispatcher, or is the ID that
 // WithEventID put in ctx (an invalid one is such a failure, with Err
-// wrapping ErrInvalidEventID).
+// wrapping ErrInvalidEventID); a given ID is sent as webhook-id with
+// BeforeIDSuffix appended (unless it ends with it already), so that the
+// After of the same message can be given the same ID (see WithEventID). The attempt log and the failure
+// log carry the ID as given.
 //
 // body is sent byte for byte and not kept after Before returns.
 func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body []byte) Response {
@@ -90,7 +110,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 	r, err := d.routeOf(ctx, appID)
 	rule := ruleOf(r, &d.s, command)
 	if rule.Disabled {
-		return d.protocolOf(r).allowed(nil) // nothing would be sent, resolved or not
+		return allowed(d.protocolOf(r), nil) // nothing would be sent, resolved or not
 	}
 	stats := d.obs.beginBefore(command)
 	id, givenID, idErr := eventIDFrom(ctx)
@@ -102,7 +122,11 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 	}
 	var resp Response
 	if err == nil {
-		resp, err = d.before(ctx, r, rule, appID, command, id, body)
+		wireID := id
+		if givenID && !strings.HasSuffix(id, BeforeIDSuffix) && !answer.IsExactID(ctx) {
+			wireID = id + BeforeIDSuffix // the After of the message sends id itself
+		}
+		resp, err = d.before(ctx, r, rule, appID, command, wireID, body)
 	}
 	if err != nil {
 		resp = d.failed(ctx, r, rule, appID, command, id, start, err)
@@ -122,10 +146,8 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, rule.Timeout)
 	defer cancel()
-	c := call{appID: appID, command: command}
-	if r.wire.sendsDevice() {
-		c.device = deviceFrom(ctx)
-	}
+	dev := deviceFrom(ctx)
+	c := format.Call{AppID: appID, Command: command, EventID: id, ClientIP: dev.ip, Platform: dev.platform}
 	// Ask the endpoint's breaker first: while it is open, nothing is built.
 	done, err := d.urls.forRoute(r).allow()
 	if err != nil {
@@ -142,15 +164,13 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 		reqCtx = wait.trace(ctx)
 	}
 	defer d.beforeInFlight.Add(-1) // after the answer's body is closed, which frees its connection
-	req, err := r.target.newRequest(reqCtx, r.wire, &c, body)
+	req, err := r.newRequest(reqCtx, c, body)
 	if err != nil {
 		done(errAbandoned)
 		return Response{}, err
 	}
 	d.setHeaders(req.Header, id)
-	if r.wire.signs() {
-		r.wire.sign(req, id, body, d.now())
-	}
+	r.sender.Sign(req, c, body, d.now())
 	res, err := d.client.Do(req)
 	done(wait.outcome(caller, res, err))
 	if err != nil {
@@ -168,7 +188,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 		return Response{}, r.redact(err)
 	}
 	answer.Keep(ctx, buf.Bytes())
-	return r.answers.decode(r.wire, buf.Bytes())
+	return r.answers.decode(r.sender, r.protocol, buf.Bytes())
 }
 
 // failed logs a failed Before callback (flood-controlled) and returns the
@@ -176,9 +196,9 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 func (d *Dispatcher) failed(ctx context.Context, r *route, rule Rule, appID int, command, id string, start time.Time, err error) Response {
 	d.beforeLog.fail(ctx, failure{appID: appID, command: command, webhookID: id, elapsed: time.Since(start), failClosed: rule.FailClosed, err: err})
 	if rule.FailClosed {
-		return Response{Code: codeFailClosed, Msg: msgFailClosed, Action: Deny, Err: err}
+		return Response{Code: codeFailClosed, Msg: msgFailClosed, Action: Deny, Err: err, Protocol: d.protocolOf(r)}
 	}
-	return d.protocolOf(r).allowed(err)
+	return allowed(d.protocolOf(r), err)
 }
 
 // checkEvent rejects what must not be sent: an invalid command name (see

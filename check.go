@@ -9,16 +9,18 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/imcallback/callback/format"
 )
 
 // CheckCommand is the reserved command of the probe callback that
-// Dispatcher.Check sends. Its body is {"imcallback":"check"} (on Tencent,
-// with "CallbackCommand" repeated in it, as Tencent's bodies do). An App
-// backend built on package receiver answers it with an allow by itself,
-// without calling any handler; any other App backend should answer it as
-// it answers a command it does not know, with an allow or a deny in the
-// protocol's format.
-const CheckCommand = "imcallback.check"
+// Dispatcher.Check sends. Its body is {"imcallback":"check"} (on Tencent
+// and OpenIM, with the command repeated in it as "CallbackCommand" or
+// "callbackCommand", as their bodies do). An App backend built on package
+// receiver answers it with an allow by itself, without calling any
+// handler; any other App backend should answer it as it answers a command
+// it does not know, with an allow or a deny in the protocol's format.
+const CheckCommand = format.CheckCommand
 
 // checkBodyMax bounds the part of a non-2xx answer's body that a
 // CheckError keeps.
@@ -82,17 +84,15 @@ func (d *Dispatcher) Check(ctx context.Context, appID int) error {
 	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, r.rule(CheckCommand).Timeout)
 	defer cancel()
-	body := checkBody(r.protocol)
-	c := call{appID: appID, command: CheckCommand}
-	req, err := r.target.newRequest(ctx, r.wire, &c, body)
+	body := probeBody(r.sender)
+	id := d.eventID(d.seq.Add(1))
+	c := format.Call{AppID: appID, Command: CheckCommand, EventID: id}
+	req, err := r.newRequest(ctx, c, body)
 	if err != nil {
 		return fail(0, nil, fmt.Errorf("%w: %w", ErrUnreachable, r.redact(err)))
 	}
-	id := d.eventID(d.seq.Add(1))
 	d.setHeaders(req.Header, id)
-	if r.wire.signs() {
-		r.wire.sign(req, id, body, d.now())
-	}
+	r.sender.Sign(req, c, body, d.now())
 	res, err := d.client.Do(req) // not through the breaker: see above
 	if err != nil {
 		if caller.Err() != nil {
@@ -120,7 +120,7 @@ func (d *Dispatcher) Check(ctx context.Context, appID int) error {
 		}
 		return fail(res.StatusCode, nil, err)
 	}
-	if _, err := r.wire.decode(buf.Bytes()); err != nil {
+	if _, err := r.sender.Decode(buf.Bytes()); err != nil {
 		return fail(res.StatusCode, nil, err)
 	}
 	return nil
@@ -137,10 +137,10 @@ func checkFailure(err error, timeout time.Duration) error {
 	return fmt.Errorf("%w: %w", ErrUnreachable, err)
 }
 
-// checkBody is the probe's body on protocol p.
-func checkBody(p Protocol) []byte {
-	if p == Tencent {
-		return []byte(`{"CallbackCommand":"` + CheckCommand + `","imcallback":"check"}`)
+// probeBody is the probe's body in s's format.
+func probeBody(s format.Sender) []byte {
+	if p, ok := s.(format.Prober); ok {
+		return p.ProbeBody()
 	}
-	return []byte(`{"imcallback":"check"}`)
+	return []byte(format.ProbeBody)
 }

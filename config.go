@@ -355,7 +355,7 @@ func (c Config) validate() (settings, error) {
 	if c.Resolver == nil {
 		// Protocol and Secret, used only without a Resolver: the check of
 		// the Endpoint New then prepares (newRoute checks it again).
-		if _, err := newWire(c.Protocol, c.Secret); err != nil {
+		if _, err := newSender(c.Protocol, c.Secret); err != nil {
 			return s, err
 		}
 	}

@@ -154,16 +154,15 @@ func (d *Dispatcher) attempt(wctx context.Context, ev *Event, r *route, stats *c
 	// answer (drained and closed here, before cancel).
 	ctx, cancel := context.WithTimeout(wctx, r.rule(ev.Command).Timeout)
 	defer cancel()
-	req, err := eventRequest(ctx, ev, r)
+	c := eventCall(ev)
+	req, err := r.newRequest(ctx, c, ev.Body)
 	if err != nil {
 		return false, false, nil, err
 	}
 	d.setHeaders(req.Header, ev.ID)
-	if r.wire.signs() {
-		// Signed afresh per attempt: a Standard Webhooks timestamp or a
-		// Tencent RequestTime must be new.
-		r.wire.sign(req, ev.ID, ev.Body, d.now())
-	}
+	// Signed afresh per attempt: a Standard Webhooks timestamp or a
+	// Tencent RequestTime must be new.
+	r.sender.Sign(req, c, ev.Body, d.now())
 	start = stats.attemptStart(ev.Attempts)
 	res, err = d.client.Do(req)
 	sent = true // the client hands every well-formed request to the transport

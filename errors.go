@@ -1,6 +1,10 @@
 package callback
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/imcallback/callback/format"
+)
 
 // Errors of the package. Each is a sentinel whose message begins with
 // "callback: ". The Dispatcher returns it wrapped with %w, with more
@@ -47,7 +51,7 @@ var (
 	ErrRedirect = errors.New("callback: App backend answered a redirect")
 	// ErrBadAnswer means a 2xx answer could not be read as the protocol's
 	// answer: not JSON, or without its code.
-	ErrBadAnswer = errors.New("callback: App backend's answer is not valid")
+	ErrBadAnswer = format.ErrBadAnswer
 	// ErrAnswerTooLarge means the answer was larger than
 	// Config.MaxResponseBytes.
 	ErrAnswerTooLarge = errors.New("callback: App backend's answer is too large")

@@ -27,12 +27,11 @@ type eventIDKey struct{}
 //
 // id must be 1 to 256 bytes of printable ASCII without spaces, unique per
 // event (for example the IM server's message key); After and Before return
-// or report ErrInvalidEventID otherwise. The Before and the After of one
-// message are two events and need two IDs (msgKey+"/before" and
-// msgKey+"/after", say): with one, an App backend that remembers IDs takes
-// the After for a replay of the Before (package receiver with Dedup and a
-// AppCommand secret answers it 409, which is not retried, and the After is
-// dead-lettered).
+// or report ErrInvalidEventID otherwise. One id serves the Before and the
+// After of one message: the After sends it as given, the Before with
+// BeforeIDSuffix ("/before") appended, so that an App backend that
+// remembers IDs (package receiver with Dedup) sees two events, and matches
+// the Before with its After by trimming the suffix.
 func WithEventID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, eventIDKey{}, id)
 }

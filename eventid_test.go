@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -25,9 +26,13 @@ func TestWithEventID(t *testing.T) {
 	resp := d.Before(ctx, 1, "message.send.before", []byte(`{"n":2}`))
 	require.NoError(t, resp.Err)
 	waitUntil(t, "both calls received", func() bool { return b.count() == 2 })
+	// One ID serves both: the After sends it, the Before with
+	// BeforeIDSuffix, so that an App that remembers IDs sees two events.
+	ids := map[string]string{}
 	for _, r := range b.requests() {
-		assert.Equal(t, "im-msg-42_7", r.Header.Get("Webhook-Id"), "%s: webhook-id", r.Query["command"])
+		ids[url.Values(r.Query).Get("command")] = r.Header.Get("Webhook-Id")
 	}
+	assert.Equal(t, map[string]string{"message.send.after": "im-msg-42_7", "message.send.before": "im-msg-42_7/before"}, ids)
 
 	for _, bad := range []string{"", "with space", "new\nline", strings.Repeat("x", 257), "caf\u00e9"} {
 		ctx := callback.WithEventID(context.Background(), bad)

@@ -5,13 +5,12 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/goccy/go-json"
 
-	"github.com/imcallback/callback/internal/wire"
+	"github.com/imcallback/callback/format"
 )
 
 // target is the callback URL prepared once by New, so that each call only
@@ -19,7 +18,7 @@ import (
 type target struct {
 	logURL string  // scheme://host/path, without user information or query
 	base   url.URL // the URL parsed, user information kept, without query
-	own    string  // own-query& : the query up to our parameters
+	own    string  // the URL's own query, without the protocol's parameters
 	host   string  // the Host header: base.Host without an empty port
 }
 
@@ -39,9 +38,7 @@ func newTarget(u *url.URL, reserved ...string) target {
 	log := base.String()
 
 	t := target{logURL: log, host: strings.TrimSuffix(base.Host, ":")}
-	if q := own.Encode(); q != "" {
-		t.own = q + "&"
-	}
+	t.own = own.Encode()
 	full := log
 	if u.User != nil {
 		// Keep credentials in the request URL (Go sends them as basic auth)
@@ -61,34 +58,26 @@ func newTarget(u *url.URL, reserved ...string) target {
 	return t
 }
 
-// newRequest returns the POST of body for call c in wire format w,
-// unsigned. The URL is t's, parsed once by
+// newRequest returns the POST of body for call c in s's format,
+// unsigned and before any Addresser. The URL is t's, parsed once by
 // New, with only the query made per call: http.NewRequest would parse the
 // whole URL again on every call.
-func (t *target) newRequest(ctx context.Context, w wireFormat, c *call, body []byte) (*http.Request, error) {
+func (t *target) newRequest(ctx context.Context, s format.Sender, c format.Call, body []byte) (*http.Request, error) {
 	// An empty URL parses to an empty url.URL at no cost; it is then set.
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
-	q := make([]byte, 0, len(t.own)+len(c.command)+48)
+	q := make([]byte, 0, len(t.own)+len(c.Command)+64) // room for the built-in formats' parameters
 	q = append(q, t.own...)
-	q = w.appendQuery(q, c)
+	q = s.AppendQuery(q, c)
+	if len(t.own) == 0 && len(q) > 0 && q[0] == '&' {
+		q = q[1:]
+	}
 	*req.URL = t.base
 	req.URL.RawQuery = string(q)
 	req.Host = t.host
 	return req, nil
-}
-
-// appendSeedQuery appends appId=..&command=.. to b.
-func appendSeedQuery(b []byte, appID int, command string) []byte {
-	b = append(b, wire.ParamAppID...)
-	b = append(b, '=')
-	b = strconv.AppendInt(b, int64(appID), 10)
-	b = append(b, '&')
-	b = append(b, wire.ParamCommand...)
-	b = append(b, '=')
-	return append(b, url.QueryEscape(command)...)
 }
 
 // validBody reports whether an event body may be sent: JSON in UTF-8, as

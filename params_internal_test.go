@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/imcallback/callback/format"
 )
 
 // eventBody returns a message.send-like JSON body of about n bytes.
@@ -122,39 +124,36 @@ func BenchmarkDecodeAnswer(b *testing.B) {
 			}
 		}
 	})
-	b.Run("seedWire.decode", func(b *testing.B) {
-		var w seedWire
+	b.Run("AppCommand.Decode", func(b *testing.B) {
+		w := mustSender(b, AppCommand, "")
 		for b.Loop() {
-			if _, err := w.decode(answer); err != nil {
+			if _, err := w.Decode(answer); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 }
 
-// urlOf returns the request URL of call c to u in wire format w as a
+// urlOf returns the request URL of call c to u in format w as a
 // string, built without target: u without its fragment, with its own query
 // (less what the protocol sets) and then the call's parameters.
-func urlOf(u *url.URL, w wireFormat, c *call) string {
+func urlOf(u *url.URL, w format.Sender, c format.Call) string {
 	ref := *u
 	own := ref.Query()
-	for _, k := range w.reserved() {
+	for _, k := range w.Reserved() {
 		own.Del(k)
 	}
 	ref.RawQuery, ref.ForceQuery, ref.Fragment, ref.RawFragment = "", false, "", ""
-	q := own.Encode()
-	if q != "" {
-		q += "&"
-	}
-	return ref.String() + "?" + string(w.appendQuery([]byte(q), c))
+	q := strings.TrimPrefix(string(w.AppendQuery([]byte(own.Encode()), c)), "&")
+	return ref.String() + "?" + q
 }
 
 // newRequest builds, from the URL New parsed, the request URL and Host that
 // http.NewRequest would from the whole URL as a string.
 func TestTargetNewRequest(t *testing.T) {
-	calls := []call{
-		{appID: 10000, command: "message.send.before"},
-		{appID: -1, command: "a b&c=d/é", device: device{ip: "10.0.0.1", platform: "iOS"}},
+	calls := []format.Call{
+		{AppID: 10000, Command: "message.send.before"},
+		{AppID: -1, Command: "a b&c=d/é", ClientIP: "10.0.0.1", Platform: "iOS"},
 	}
 	for _, raw := range []string{
 		"http://127.0.0.1:8989/callback",
@@ -168,14 +167,14 @@ func TestTargetNewRequest(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", raw, err)
 		}
-		for _, w := range []wireFormat{&seedWire{}, &tencentWire{}} {
-			tg := newTarget(u, w.reserved()...)
+		for _, w := range []format.Sender{mustSender(t, AppCommand, ""), mustSender(t, Tencent, "")} {
+			tg := newTarget(u, w.Reserved()...)
 			for _, c := range calls {
-				want, err := http.NewRequest(http.MethodPost, urlOf(u, w, &c), nil)
+				want, err := http.NewRequest(http.MethodPost, urlOf(u, w, c), nil)
 				if err != nil {
 					t.Fatalf("%s: %v", raw, err)
 				}
-				got, err := tg.newRequest(context.Background(), w, &c, []byte(`{}`))
+				got, err := tg.newRequest(context.Background(), w, c, []byte(`{}`))
 				if err != nil {
 					t.Fatalf("%s: %v", raw, err)
 				}

@@ -210,8 +210,9 @@ func sendMessage(ctx context.Context, d *callback.Dispatcher, appID int, body []
 	case callback.Drop:
 		return nil // the sender is told it was sent; nobody receives it
 	}
-	if resp.Data != nil {
-		body = resp.Data // the App rewrote the message
+	body, err := resp.Apply(body) // the App's changes, if it made any
+	if err != nil {
+		return err
 	}
 	deliver(body)
 

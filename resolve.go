@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/imcallback/callback/format"
 )
 
 // A Resolver looks up the endpoint of an app: where and how its callbacks
@@ -60,8 +63,9 @@ func (e *Endpoint) Validate() error {
 	return err
 }
 
-// check validates e and returns its parsed URL and wire format.
-func (e *Endpoint) check() (*url.URL, wireFormat, error) {
+// check validates e and returns its parsed URL and its protocol's sending
+// side.
+func (e *Endpoint) check() (*url.URL, format.Sender, error) {
 	u, err := parseURL(e.URL)
 	if err != nil {
 		return nil, nil, err
@@ -72,11 +76,11 @@ func (e *Endpoint) check() (*url.URL, wireFormat, error) {
 	if err := checkRules(e.Commands); err != nil {
 		return nil, nil, err
 	}
-	w, err := newWire(e.Protocol, e.Secret)
+	s, err := newSender(e.Protocol, e.Secret)
 	if err != nil {
 		return nil, nil, err
 	}
-	return u, w, nil
+	return u, s, nil
 }
 
 // parseURL parses and checks a callback URL.
@@ -110,26 +114,27 @@ func (e *Endpoint) equal(o *Endpoint) bool {
 // reach it, built once per Endpoint settings so that a call only appends
 // its own query parameters.
 type route struct {
-	wire     wireFormat
-	protocol Protocol // the Endpoint's, which wire speaks
+	sender   format.Sender
+	address  format.Addresser // sender, when it addresses by path; nil otherwise
+	protocol Protocol         // the Endpoint's, which sender speaks
 	target   target
 	url      *url.URL                 // the parsed callback URL, which keys per-endpoint state
 	timeout  time.Duration            // of a command without a rule
 	rules    map[string]Rule          // Config.Commands overridden by the Endpoint's, timeouts resolved
-	answers  answerMemo               // the last plain allow answer of this endpoint, decoded by wire
+	answers  answerMemo               // the last plain allow answer of this endpoint, decoded by sender
 	state    atomic.Pointer[urlState] // its breaker and limits, cached: see urlStates.forRoute
 }
 
 // newRoute prepares e, whose defaults are s's.
 func newRoute(s *settings, e *Endpoint) (*route, error) {
-	u, w, err := e.check()
+	u, sender, err := e.check()
 	if err != nil {
 		return nil, err
 	}
 	r := &route{
-		wire:     w,
+		sender:   sender,
 		protocol: e.Protocol,
-		target:   newTarget(u, w.reserved()...),
+		target:   newTarget(u, sender.Reserved()...),
 		url:      u,
 		timeout:  cmp.Or(e.Timeout, s.Timeout),
 		rules:    make(map[string]Rule, len(s.Commands)+len(e.Commands)),
@@ -140,7 +145,20 @@ func newRoute(s *settings, e *Endpoint) (*route, error) {
 			r.rules[cmd] = rule
 		}
 	}
+	r.address, _ = sender.(format.Addresser)
 	return r, nil
+}
+
+// newRequest returns the POST of body for call c, unsigned.
+func (r *route) newRequest(ctx context.Context, c format.Call, body []byte) (*http.Request, error) {
+	req, err := r.target.newRequest(ctx, r.sender, c, body)
+	if err != nil {
+		return nil, err
+	}
+	if r.address != nil {
+		r.address.Address(req.URL, c)
+	}
+	return req, nil
 }
 
 // rule returns the settings of command, with its timeout resolved.

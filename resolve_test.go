@@ -202,7 +202,7 @@ func TestResolverFailures(t *testing.T) {
 			[]error{callback.ErrResolve, callback.ErrInvalidConfig}},
 		{"negative timeout", map[int]callback.Endpoint{1: {URL: b.URL, Timeout: -1}}, nil,
 			[]error{callback.ErrResolve, callback.ErrInvalidConfig}},
-		{"unknown protocol", map[int]callback.Endpoint{1: {URL: b.URL, Protocol: 9}}, nil,
+		{"OpenIM secret not whsec_", map[int]callback.Endpoint{1: {URL: b.URL, Protocol: callback.OpenIM, Secret: "t0ken"}}, nil,
 			[]error{callback.ErrResolve, callback.ErrInvalidConfig}},
 		{"empty command name", map[int]callback.Endpoint{1: {URL: b.URL, Commands: map[string]callback.Rule{"": {}}}}, nil,
 			[]error{callback.ErrResolve, callback.ErrInvalidConfig}},

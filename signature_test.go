@@ -167,7 +167,7 @@ func TestNewRejectsBadSecret(t *testing.T) {
 		{"second of two bad", callback.AppCommand, secretA + " whsec_%%%", "Secret 2"},
 		{"Tencent token with a space", callback.Tencent, "s3cr3t t0k3n", "one token"},
 		{"Tencent token with a newline", callback.Tencent, "s3cr3tT0k3n\n", "one token"},
-		{"unknown protocol", callback.Protocol(9), "", "unknown Protocol"},
+		{"OpenIM secret without prefix", callback.OpenIM, "s3cr3tT0k3n", "does not start with"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,7 +193,7 @@ func TestNewAcceptsKeySizeBounds(t *testing.T) {
 }
 
 func TestProtocolText(t *testing.T) {
-	for _, p := range []callback.Protocol{callback.AppCommand, callback.Tencent} {
+	for _, p := range []callback.Protocol{callback.AppCommand, callback.Tencent, callback.OpenIM} {
 		text, err := p.MarshalText()
 		require.NoError(t, err)
 		var back callback.Protocol
@@ -211,8 +211,13 @@ func TestProtocolText(t *testing.T) {
 	require.NoError(t, p.UnmarshalText([]byte("Seed")))
 	assert.Equal(t, callback.AppCommand, p)
 	assert.Equal(t, callback.AppCommand, callback.Seed) //nolint:staticcheck // the deprecated alias stays the same value
-	assert.Error(t, p.UnmarshalText([]byte("openim")))
-	_, err = callback.Protocol(7).MarshalText()
-	assert.Error(t, err)
-	assert.Equal(t, "Protocol(7)", callback.Protocol(7).String())
+	require.NoError(t, p.UnmarshalText([]byte("OpenIM")))
+	assert.Equal(t, callback.OpenIM, p)
+	assert.Equal(t, "openim", callback.OpenIM.String())
+	assert.Equal(t, "tencent", callback.Tencent.String())
+	err = p.UnmarshalText([]byte("xmpp"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `unknown protocol "xmpp"`)
+	assert.NotEqual(t, callback.Tencent, callback.OpenIM)
+	assert.NotEqual(t, callback.AppCommand, callback.OpenIM)
 }

@@ -171,6 +171,7 @@ func TestTencentAnswers(t *testing.T) {
 				r := d.Before(context.Background(), 1, "cmd", []byte(`{}`))
 				if !tt.bad {
 					require.NoError(t, r.Err)
+					tt.want.Protocol = callback.Tencent
 					assert.Equal(t, tt.want, r)
 					continue
 				}

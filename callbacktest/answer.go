@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/format"
 	"github.com/imcallback/callback/receiver"
 )
 
@@ -39,19 +39,19 @@ type Answer struct {
 func Allow() Answer { return Answer{Decision: receiver.Allow()} }
 
 // Deny answers that the event is refused with the App's code and msg.
-// For AppCommand, code must not be 200; for Tencent, not 0 or 2 (see
-// receiver.Deny): such an answer is written as a 500.
+// For AppCommand, code must not be 200; for Tencent, not 0 or 2; for
+// OpenIM, not 0 (see receiver.Deny): such an answer is written as a 500.
 func Deny(code int, msg string) Answer { return Answer{Decision: receiver.Deny(code, msg)} }
 
-// Drop answers that the event is dropped silently. AppCommand cannot express a
-// drop: it is written as a deny, code 403 and msg "dropped" (see
-// receiver.Drop).
+// Drop answers that the event is dropped silently. AppCommand and OpenIM
+// cannot express a drop: it is written as a deny, code 403 and msg
+// "dropped" (see receiver.Drop).
 func Drop() Answer { return Answer{Decision: receiver.Drop()} }
 
-// Rewrite answers that the event may proceed with data in place of its
-// payload. For AppCommand, data is the answer's "data"; for Tencent it must be a
-// JSON object whose fields are added to the answer, such as
-// {"MsgBody": [...]}. data is not checked here: invalid JSON is answered 500.
+// Rewrite answers that the event may proceed with data as the App's
+// changes (see receiver.Rewrite). For AppCommand, data is the answer's
+// "data"; for Tencent and OpenIM it must be a JSON object whose fields are
+// added to the answer, such as {"MsgBody": [...]} or {"content": "..."}. data is not checked here: invalid JSON is answered 500.
 func Rewrite(data string) Answer {
 	return Answer{Decision: receiver.Rewrite(json.RawMessage(data))}
 }
@@ -104,9 +104,9 @@ func (a Answer) String() string {
 	default:
 		d := a.Decision
 		switch {
-		case d.Action == callback.Allow && d.Data != nil:
+		case d.Action == format.Allow && d.Data != nil:
 			s = "rewrite " + string(d.Data)
-		case d.Action == callback.Deny:
+		case d.Action == format.Deny:
 			s = fmt.Sprintf("deny %d %q", d.Code, d.Msg)
 		default:
 			s = d.Action.String()

@@ -12,7 +12,7 @@
 //	// ... drive the IM server ...
 //	got := srv.WaitFor(time.Second, callbacktest.Command(command.MessageSendAfter))
 //
-// It speaks both protocols (Config.Protocol) and, given Config.Secret,
+// It speaks every protocol (Config.Protocol) and, given Config.Secret,
 // verifies each request's signature with package receiver, as a real App
 // backend would: a request that fails verification is answered 401 and
 // recorded with Call.Rejected saying why.
@@ -32,13 +32,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/format"
 	"github.com/imcallback/callback/internal/wire"
 	"github.com/imcallback/callback/receiver"
 )
@@ -49,12 +48,13 @@ const maxBody = 1 << 20
 // Config configures a Server. The zero Config is an App backend on the
 // AppCommand protocol that checks no signature and allows everything.
 type Config struct {
-	// Protocol is the wire format the IM server sends: callback.AppCommand (the
-	// zero value) or callback.Tencent.
-	Protocol callback.Protocol
+	// Protocol is the wire format the IM server sends: callback.AppCommand
+	// (the zero value), callback.Tencent, callback.OpenIM or a format of
+	// your own.
+	Protocol format.Protocol
 	// Secret, when set, is what the Server verifies signatures with, as
-	// receiver.Config.Secret: Standard Webhooks secrets for AppCommand, tokens
-	// for Tencent. Empty means no verification.
+	// receiver.Config.Secret: Standard Webhooks secrets for AppCommand and
+	// OpenIM, tokens for Tencent. Empty means no verification.
 	Secret string
 	// Default answers the commands that have no script (see Server.On).
 	// The zero Answer allows.
@@ -64,10 +64,12 @@ type Config struct {
 // Call is one request the Server received.
 type Call struct {
 	Time time.Time // when it arrived
-	// ID is the webhook-id header; AppID, Command, ClientIP and Platform
-	// come from the query (AppCommand's appId and command, Tencent's SdkAppid,
-	// CallbackCommand, ClientIP and OptPlatform). AppID is 0 when the
-	// query has none or it is not a number.
+	// ID is the webhook-id header (OpenIM's operationID when there is
+	// none); AppID, Command, ClientIP and Platform are read as the
+	// protocol addresses them (AppCommand's appId and command, Tencent's
+	// SdkAppid, CallbackCommand, ClientIP and OptPlatform, OpenIM's last
+	// path segment). AppID is 0 when the request has none or it is not a
+	// number.
 	ID       string
 	AppID    int
 	Command  string
@@ -93,9 +95,10 @@ type Call struct {
 // with NewServer; it closes when the test ends. A Server is safe for
 // concurrent use.
 //
-// The probe of callback.Dispatcher.Check (callback.CheckCommand) is
-// answered with an allow, whatever Config.Default says, and recorded. A
-// script for it (Server.On(callback.CheckCommand, ...)) applies its faults
+// The probe of callback.Dispatcher.Check (format.CheckCommand, also
+// callback.CheckCommand) is answered with an allow, whatever
+// Config.Default says, and recorded. A script for it
+// (Server.On(callback.CheckCommand, ...)) applies its faults
 // and delays, Status(500) or Hang() for example, but not its decision: the
 // probe is allowed, as package receiver allows it.
 type Server struct {
@@ -105,7 +108,7 @@ type Server struct {
 
 	t       testing.TB
 	secret  bool
-	proto   callback.Protocol
+	addr    format.Receiver // unkeyed: reads any request's address
 	recv    receiver.Config // serve adds the handler and OnReject per request
 	http    *httptest.Server
 	closing chan struct{} // closed by Close: hanging answers end
@@ -128,10 +131,15 @@ type script struct {
 // that cannot be used (a secret that does not parse) fails t at once.
 func NewServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
+	addr, err := cfg.Protocol.Format().Receiver("", 0)
+	if err != nil {
+		t.Fatalf("callbacktest: %v", err)
+		return nil
+	}
 	s := &Server{
 		t:       t,
 		secret:  cfg.Secret != "",
-		proto:   cfg.Protocol,
+		addr:    addr,
 		closing: make(chan struct{}),
 		changed: make(chan struct{}),
 		scripts: map[string]*script{},
@@ -194,15 +202,15 @@ func (s *Server) next(command string) Answer {
 
 // probeAnswer returns the answer to the next probe of
 // callback.Dispatcher.Check: the next one scripted for
-// callback.CheckCommand, with its decision made an allow, or Allow.
+// format.CheckCommand, with its decision made an allow, or Allow.
 func (s *Server) probeAnswer() Answer {
 	s.mu.Lock()
-	_, scripted := s.scripts[callback.CheckCommand]
+	_, scripted := s.scripts[format.CheckCommand]
 	s.mu.Unlock()
 	if !scripted {
 		return Allow()
 	}
-	a := s.next(callback.CheckCommand)
+	a := s.next(format.CheckCommand)
 	a.Decision = receiver.Allow()
 	return a
 }
@@ -332,12 +340,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	c := Call{
 		Time:   time.Now(),
-		ID:     r.Header.Get(wire.HeaderID),
 		Query:  r.URL.Query(),
 		Header: r.Header.Clone(),
 		Body:   body,
 	}
-	c.AppID, c.Command, c.ClientIP, c.Platform = address(s.proto, c.Query)
+	// Unkeyed, Read verifies nothing: it reads the address of any request.
+	a, _ := s.addr.Read(r, body, c.Time)
+	c.ID, c.AppID, c.Command, c.ClientIP, c.Platform = a.EventID, a.AppID, a.Command, a.ClientIP, a.Platform
 
 	var o outcome
 	recv, err := s.receiverFor(&o)
@@ -444,13 +453,6 @@ func reset(w http.ResponseWriter) {
 		_ = tc.SetLinger(0)
 	}
 	_ = conn.Close()
-}
-
-// address reads a request's app, command and client from its query.
-func address(p callback.Protocol, q url.Values) (app int, command, ip, platform string) {
-	a, command, ip, platform := wire.Address(p == callback.Tencent, q)
-	app, _ = strconv.Atoi(a)
-	return app, command, ip, platform
 }
 
 // buffered is an http.ResponseWriter that keeps what the receiver writes,

@@ -7,7 +7,7 @@
 // They are the commands of the Java IM design imcallback started from,
 // with its spellings. A Dispatcher sends any non-empty command; these are
 // the ones its App backends know. Tencent Cloud IM's are in package
-// tencent.
+// tencent, OpenIM's in package openim.
 package command
 
 const (

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -66,7 +67,13 @@ func readmeEmbedded(ctx context.Context) error {
 		q.Close() // until New succeeds, the queue is the caller's
 		return err
 	}
-	defer d.Close(ctx) // Close closes the queue and stops the embedded server
+	defer func() {
+		// Not the start-up ctx: once a signal has cancelled it, Close would
+		// give up at once. Close closes the queue and stops the embedded server.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = d.Close(ctx)
+	}()
 	return nil
 }
 
@@ -85,7 +92,11 @@ func readmeCluster(ctx context.Context, url string) error {
 		q.Close()
 		return err
 	}
-	defer d.Close(ctx)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a fresh deadline, not the start-up ctx
+		defer cancel()
+		_ = d.Close(ctx)
+	}()
 	return nil
 }
 

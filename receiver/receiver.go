@@ -1,8 +1,12 @@
 // Package receiver is the App backend's side of imcallback: an http.Handler
 // that receives the callbacks an IM server sends with package callback (or
-// Tencent Cloud IM's), verifies their signatures and timestamps, routes them
-// by command to handler functions and writes the protocol's answer from what
-// each handler decides.
+// Tencent Cloud IM's, or OpenIM's), verifies their signatures and
+// timestamps, routes them by command to handler functions and writes the
+// protocol's answer from what each handler decides.
+//
+// It imports package format and the built-in formats, not package
+// callback: an App backend built on it does not pull in the IM server's
+// side (OpenTelemetry, the HTTP retry and circuit-breaker libraries).
 //
 //	h, err := receiver.New(receiver.Config{Secret: os.Getenv("CALLBACK_SECRET")})
 //	if err != nil {
@@ -41,7 +45,7 @@
 // the sender counts the callback as failed (Before applies its failure
 // policy, After retries).
 //
-// The probe of callback.Dispatcher.Check (command callback.CheckCommand)
+// The probe of callback.Dispatcher.Check (command format.CheckCommand)
 // is verified like any callback and, once verified, answered with an allow
 // by the Handler itself: no handler, Config.Default included, sees it.
 //
@@ -69,8 +73,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/imcallback/callback"
-	"github.com/imcallback/callback/internal/wire"
+	"github.com/imcallback/callback/format"
+	_ "github.com/imcallback/callback/openim"  // registered: Protocol reads "openim"
+	_ "github.com/imcallback/callback/tencent" // registered: Protocol reads "tencent"
 )
 
 // ErrInvalidConfig is wrapped by New's error for a Config it rejects.
@@ -78,10 +83,8 @@ var ErrInvalidConfig = errors.New("receiver: invalid config")
 
 // Defaults applied by New to the zero values of Config.
 const (
-	defaultSeedTolerance    = 5 * time.Minute
-	defaultTencentTolerance = time.Minute
-	defaultMaxBodyBytes     = 1 << 20
-	defaultReadTimeout      = 10 * time.Second
+	defaultMaxBodyBytes = 1 << 20
+	defaultReadTimeout  = 10 * time.Second
 	// bodyPrealloc is as much of a declared Content-Length as is allocated
 	// before any of it arrives; the rest grows as bytes do.
 	bodyPrealloc = 16 << 10
@@ -90,26 +93,30 @@ const (
 // Config configures a Handler. The zero value of every field means the
 // documented default; the zero Config receives unsigned AppCommand callbacks.
 type Config struct {
-	// Protocol is the wire format the IM server sends: callback.AppCommand (the
-	// zero value) or callback.Tencent.
-	Protocol callback.Protocol
+	// Protocol is the wire format the IM server sends: callback.AppCommand
+	// (format.AppCommand, the zero value), callback.Tencent
+	// (tencent.Protocol), callback.OpenIM (openim.Protocol), or a format
+	// of your own (format.Register).
+	Protocol format.Protocol
 
 	// Secret verifies the callbacks; it must match the sender's
 	// callback.Config.Secret. Empty means no verification: any request is
 	// accepted, so only leave it empty on a trusted network.
 	//
-	// For AppCommand, one or more Standard Webhooks secrets ("whsec_" + base64 of
-	// a 24 to 64 byte key) separated by spaces; a request is genuine if one
-	// of its signatures matches one of them. For Tencent, one or more
+	// For AppCommand and OpenIM, one or more Standard Webhooks secrets
+	// ("whsec_" + base64 of a 24 to 64 byte key) separated by spaces; a
+	// request is genuine if one of its signatures matches one of them. For
+	// Tencent, one or more
 	// tokens separated by spaces; a request is genuine if its Sign matches
 	// one of them. List the new secret next to the old one while keys
 	// rotate.
 	Secret string
 
-	// Tolerance is how far a request's timestamp (AppCommand's webhook-timestamp,
-	// Tencent's RequestTime) may be from this server's clock, either way.
-	// 0 means 5 minutes for AppCommand and 1 minute for Tencent. Unused without
-	// a Secret.
+	// Tolerance is how far a request's timestamp (AppCommand's and
+	// OpenIM's webhook-timestamp, Tencent's RequestTime) may be from this
+	// server's clock, either way. 0 means the format's default: 5 minutes
+	// for AppCommand and OpenIM, 1 minute for Tencent. Unused without a
+	// Secret.
 	Tolerance time.Duration
 
 	// MaxBodyBytes caps the request body; a larger one is answered 413.
@@ -140,12 +147,15 @@ type Config struct {
 	// after a handler failed (500), a repeat calls the handler again, so the
 	// sender's retry can succeed.
 	//
-	// With AppCommand and a Secret, the signed webhook-id identifies a request:
-	// one that reuses it under another command or app is a replay, answered
-	// 409 and never handled, whether the first is answered, being handled or
-	// failed. Otherwise (Tencent's Sign covers no ID, or no Secret) a repeat
-	// must also have the same command, app and body, and one that differs
-	// is another request.
+	// With AppCommand or OpenIM and a Secret, the signed webhook-id
+	// identifies a request: one that reuses it under another command or app
+	// is a replay, answered 409 and never handled, whether the first is
+	// answered, being handled or failed. Otherwise (Tencent's Sign covers
+	// no ID, or no Secret) a repeat must also have the same command, app
+	// and body, and one that differs is another request. The Before and
+	// the After of one message are two events with two IDs even when the
+	// IM server gives both one callback.WithEventID: Before sends it with
+	// "/before" appended.
 	//
 	// When Dedup IDs are remembered and none has expired, a request with a
 	// new ID is answered 503 (the sender retries later) rather than let
@@ -174,11 +184,14 @@ type Config struct {
 // Request is one verified callback.
 type Request struct {
 	// ID is the webhook-id header (svix-id when the request has no
-	// webhook-* header): the same on every attempt of one event. Empty if
-	// the sender sent none (Tencent Cloud IM does not).
+	// webhook-* header; on OpenIM, the operationID header when it has
+	// neither): the same on every attempt of one event. Empty if the
+	// sender sent none (Tencent Cloud IM does not). A Before given an ID
+	// with callback.WithEventID carries it with "/before" appended; its
+	// After carries it as given.
 	ID string
 	// AppID is the app the event belongs to (AppCommand's appId, Tencent's
-	// SdkAppid).
+	// SdkAppid); 0 on OpenIM, which carries none.
 	AppID int
 	// Command names the event, for example command.MessageSendBefore.
 	Command string
@@ -194,6 +207,8 @@ type Request struct {
 	// Query is the request URL's query: the protocol's parameters and any
 	// the sender's URL carries.
 	Query url.Values
+
+	signed bool // the verified signature covers ID and Body
 }
 
 // HandlerFunc decides on one callback. For a Before command its Decision
@@ -207,12 +222,11 @@ type HandlerFunc func(ctx context.Context, req *Request) (Decision, error)
 // A Handler is an http.Handler that receives callbacks. Create it with New.
 // A Handler is safe for concurrent use, Handle included.
 type Handler struct {
-	proto    callback.Protocol
+	format   format.Receiver
 	maxBody  int64
 	fallback HandlerFunc
 	onReject func(r *http.Request, status int, reason error) // nil: none
 	log      *slog.Logger
-	verify   verifier
 	readFor  time.Duration    // Config.ReadTimeout; <= 0: no bound of our own
 	now      func() time.Time // a test seam
 	seen     *dedup           // nil: Dedup off
@@ -235,7 +249,6 @@ func New(cfg Config) (*Handler, error) {
 		return nil, fmt.Errorf("%w: Dedup is negative", ErrInvalidConfig)
 	}
 	h := &Handler{
-		proto:    cfg.Protocol,
 		maxBody:  cfg.MaxBodyBytes,
 		readFor:  cmp.Or(cfg.ReadTimeout, defaultReadTimeout),
 		fallback: cfg.Default,
@@ -251,29 +264,18 @@ func New(cfg Config) (*Handler, error) {
 		h.log = slog.Default()
 	}
 	var err error
-	var tolerance time.Duration
-	switch cfg.Protocol {
-	case callback.AppCommand:
-		tolerance = cmp.Or(cfg.Tolerance, defaultSeedTolerance)
-		h.verify, err = newSeedVerifier(cfg.Secret, tolerance)
-	case callback.Tencent:
-		tolerance = cmp.Or(cfg.Tolerance, defaultTencentTolerance)
-		h.verify, err = newTencentVerifier(cfg.Secret, tolerance)
-	default:
-		err = fmt.Errorf("%w: unknown Protocol %d", ErrInvalidConfig, int(cfg.Protocol))
-	}
-	if err != nil {
-		return nil, err
+	if h.format, err = cfg.Protocol.Format().Receiver(cfg.Secret, cfg.Tolerance); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if cfg.Dedup > 0 {
-		h.seen = newDedup(cfg.Dedup, 2*tolerance)
+		h.seen = newDedup(cfg.Dedup, 2*h.format.Tolerance())
 	}
 	return h, nil
 }
 
 // Handle registers fn for command, replacing any earlier handler of it; a
 // nil fn removes it, so the command goes to Config.Default. The probe
-// command callback.CheckCommand is answered by the Handler itself: a
+// command format.CheckCommand is answered by the Handler itself: a
 // handler registered for it is never called.
 func (h *Handler) Handle(command string, fn HandlerFunc) {
 	h.mu.Lock()
@@ -349,7 +351,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rej *rejection)
 // handler fails, handle answers 500 itself and returns false.
 func (h *Handler) handle(w http.ResponseWriter, r *http.Request, req *Request) ([]byte, bool) {
 	var fn HandlerFunc
-	if req.Command != callback.CheckCommand { // the probe is allowed here, unseen by handlers
+	if req.Command != format.CheckCommand { // the probe is allowed here, unseen by handlers
 		h.mu.RLock()
 		fn = h.routes[req.Command]
 		h.mu.RUnlock()
@@ -366,7 +368,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, req *Request) (
 			return nil, false
 		}
 	}
-	answer, err := dec.encode(h.proto)
+	answer, err := h.format.Encode(dec)
 	if err != nil {
 		h.failed(r.Context(), req, "handler's decision cannot be answered", err)
 		http.Error(w, "callback handler's decision cannot be answered", http.StatusInternalServerError)
@@ -385,22 +387,15 @@ func (h *Handler) parse(w http.ResponseWriter, r *http.Request) (*Request, *reje
 	if rej != nil {
 		return nil, rej
 	}
-	q := r.URL.Query()
-	if rej := h.verify.verify(r.Header, q, body, h.now()); rej != nil {
-		return nil, rej
-	}
-	req, rej := h.verify.request(q)
-	if rej != nil {
-		return nil, rej
+	c, err := h.format.Read(r, body, h.now())
+	if err != nil {
+		return nil, rejectionOf(err)
 	}
 	if !utf8.Valid(body) || !json.Valid(body) {
 		return nil, reject(http.StatusBadRequest, "body is not valid JSON in UTF-8")
 	}
-	req.ID, _, _ = wire.WebhookHeaders(r.Header)
-	req.Body = body
-	req.Header = r.Header
-	req.Query = q
-	return req, nil
+	return &Request{ID: c.EventID, AppID: c.AppID, Command: c.Command, ClientIP: c.ClientIP, Platform: c.Platform,
+		Body: body, Header: r.Header, Query: r.URL.Query(), signed: c.Signed}, nil
 }
 
 // readBody reads at most limit bytes of r's body, within timeout when it is
@@ -444,16 +439,14 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 	return buf.Bytes(), nil
 }
 
-// parseAppID reads an app ID parameter.
-func parseAppID(name, v string) (int, *rejection) {
-	if v == "" {
-		return 0, reject(http.StatusBadRequest, "missing %s", name)
+// rejectionOf returns the rejection of a request the format's Read
+// refused: its *format.RequestError's status, or 400.
+func rejectionOf(err error) *rejection {
+	var re *format.RequestError
+	if errors.As(err, &re) && re.Status >= 400 && re.Status < 500 {
+		return &rejection{status: re.Status, reason: re.Reason}
 	}
-	id, err := strconv.Atoi(v)
-	if err != nil {
-		return 0, reject(http.StatusBadRequest, "%s is not an integer", name)
-	}
-	return id, nil
+	return &rejection{status: http.StatusBadRequest, reason: err.Error()}
 }
 
 // call runs fn, turning a panic into an error that carries its stack.
@@ -487,7 +480,7 @@ func (h *Handler) failed(ctx context.Context, req *Request, msg string, err erro
 // reusing an ID with other content is another request, not a replay.
 func (h *Handler) dedupKey(req *Request) (key, who string) {
 	who = req.Command + "\x00" + strconv.Itoa(req.AppID)
-	if h.verify.signsID() {
+	if req.signed {
 		return req.ID, who
 	}
 	sum := sha256.Sum256(req.Body)

@@ -238,7 +238,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"negative tolerance", receiver.Config{Tolerance: -time.Second}},
 		{"negative body limit", receiver.Config{MaxBodyBytes: -1}},
 		{"negative dedup", receiver.Config{Dedup: -1}},
-		{"unknown protocol", receiver.Config{Protocol: callback.Protocol(5)}},
+		{"OpenIM secret without prefix", receiver.Config{Protocol: callback.OpenIM, Secret: "c2VjcmV0"}},
+		{"OpenIM negative tolerance", receiver.Config{Protocol: callback.OpenIM, Tolerance: -time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

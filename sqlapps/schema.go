@@ -49,8 +49,9 @@ func (d Dialect) String() string {
 // row of imcallback_apps per app; one row of imcallback_app_commands per
 // command whose rule an app overrides (callback.Config.Commands' rule
 // applies to the others). Timeouts are in milliseconds, 0 meaning the
-// default; protocol is "appcommand" (or "seed", its first name) or
-// "tencent"; secret is stored as Store.Set is given it (see
+// default; protocol is "appcommand" (or "seed", its first name),
+// "tencent", "openim" or the name of a format registered with
+// format.Register (at most 16 bytes); secret is stored as Store.Set is given it (see
 // Options.Encrypt), "" meaning unsigned.
 const Schema = `CREATE TABLE IF NOT EXISTS imcallback_apps (
     app_id     BIGINT      NOT NULL PRIMARY KEY,

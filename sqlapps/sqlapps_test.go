@@ -300,6 +300,34 @@ func TestSetGetListDelete(t *testing.T) {
 	})
 }
 
+// TestProtocolColumn: every built-in protocol is stored as its text form
+// and read back, OpenIM's as "openim".
+func TestProtocolColumn(t *testing.T) {
+	eachDB(t, func(t *testing.T, b dbtest.Backend) {
+		s, db, _ := newStore(t, b, sqlapps.Options{})
+		ctx := context.Background()
+		protocols := []callback.Protocol{callback.AppCommand, callback.Tencent, callback.OpenIM}
+		for i, p := range protocols {
+			a := sqlapps.App{ID: i + 1, Endpoint: callback.Endpoint{URL: "http://x/cb", Protocol: p}}
+			require.NoError(t, s.Set(ctx, a))
+			got, err := s.Get(ctx, a.ID)
+			require.NoError(t, err)
+			assert.Equal(t, p, got.Endpoint.Protocol, "%s read back", p)
+		}
+		rows, err := db.Query(`SELECT protocol FROM imcallback_apps ORDER BY app_id`)
+		require.NoError(t, err)
+		defer rows.Close()
+		var stored []string
+		for rows.Next() {
+			var p string
+			require.NoError(t, rows.Scan(&p))
+			stored = append(stored, p)
+		}
+		require.NoError(t, rows.Err())
+		assert.Equal(t, []string{"appcommand", "tencent", "openim"}, stored)
+	})
+}
+
 // Commands are told apart exactly, as the Dispatcher tells them apart, on
 // every database: by case, by trailing spaces, in any script; URLs and
 // secrets come back byte for byte.
@@ -419,7 +447,7 @@ func TestSetRejectsInvalidApps(t *testing.T) {
 			{"no URL", callback.Endpoint{}},
 			{"not http", callback.Endpoint{URL: "gopher://x/cb"}},
 			{"bad seed secret", callback.Endpoint{URL: "http://x/cb", Secret: "whsec_tooshort"}},
-			{"unknown protocol", callback.Endpoint{URL: "http://x/cb", Protocol: 7}},
+			{"OpenIM secret not whsec_", callback.Endpoint{URL: "http://x/cb", Protocol: callback.OpenIM, Secret: "token"}},
 			{"sub-millisecond timeout", callback.Endpoint{URL: "http://x/cb", Timeout: 1500 * time.Microsecond}},
 			{"sub-millisecond rule timeout", callback.Endpoint{URL: "http://x/cb", Commands: map[string]callback.Rule{"c": {Timeout: time.Nanosecond}}}},
 			{"empty command", callback.Endpoint{URL: "http://x/cb", Commands: map[string]callback.Rule{"": {}}}},

@@ -1,7 +1,8 @@
-// Package tencent names Tencent Cloud IM's third-party callback commands,
-// for a Dispatcher or an app set to callback.Tencent; each is sent as the
-// CallbackCommand query parameter (Tencent's bodies repeat it as
-// "CallbackCommand"):
+// Package tencent is Tencent Cloud IM's third-party callback format
+// (Protocol, also callback.Tencent, implemented through package format)
+// and the names of its commands, for a Dispatcher or an app set to it;
+// each is sent as the CallbackCommand query parameter (Tencent's bodies
+// repeat it as "CallbackCommand"):
 //
 //	r := d.Before(ctx, sdkAppID, tencent.C2CBeforeSendMsg, body)
 //

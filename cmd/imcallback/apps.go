@@ -368,7 +368,7 @@ func runAppsSet(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var ep callback.Endpoint
 	rules := ruleFlags{}
 	fs.StringVar(&ep.URL, "url", "", "the app's callback `URL`")
-	fs.TextVar(&ep.Protocol, "protocol", callback.AppCommand, "the app's wire `protocol`: appcommand or tencent")
+	fs.TextVar(&ep.Protocol, "protocol", callback.AppCommand, "the app's wire `protocol`: appcommand, tencent or openim")
 	fs.StringVar(&ep.Secret, "secret", "", "the app's `secret`: whsec_... for seed, the token for tencent; none: unsigned")
 	secretEnv := fs.String("secret-from-env", "", "read the app's secret from the environment `variable` NAME")
 	fs.DurationVar(&ep.Timeout, "timeout", 0, "the app's request timeout; 0 means the Dispatcher's")

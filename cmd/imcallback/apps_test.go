@@ -18,6 +18,7 @@ import (
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/callbacktest"
 	"github.com/imcallback/callback/internal/dbtest"
+	"github.com/imcallback/callback/openim"
 	"github.com/imcallback/callback/sqlapps"
 )
 
@@ -250,4 +251,27 @@ func TestAppsSetSecretOnlyWhenGiven(t *testing.T) {
 	assert.Equal(t, "set", list[1].Secret)
 	r = apps(t, db, "set", "--app", "3", "--url", "http://h/", "--secret-from-env", "IMCALLBACK_TEST_UNSET")
 	assert.Equal(t, exitUsage, r.code)
+}
+
+// TestAppsProtocolOpenIM: apps set --protocol openim stores it, list
+// prints it, and the stored app's callbacks go out in OpenIM's format.
+func TestAppsProtocolOpenIM(t *testing.T) {
+	t.Setenv("IMCALLBACK_DSN", "")
+	db, _ := storeArgs(t, dbtest.SQLite)
+	backend := callbacktest.NewServer(t, callbacktest.Config{Protocol: callback.OpenIM})
+	r := apps(t, db, "set", "--app", "30000", "--url", backend.URL, "--protocol", "openim")
+	require.Equal(t, exitAllow, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "(openim)")
+	r = apps(t, db, "list", "--json")
+	require.Equal(t, exitAllow, r.code, r.stderr)
+	var list []appJSON
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &list), r.stdout)
+	require.Len(t, list, 1)
+	assert.Equal(t, "openim", list[0].Protocol)
+
+	// send with the protocol apps printed: OpenIM's default command, by path.
+	r = cli(t, "", "send", "--url", backend.URL, "--protocol", list[0].Protocol, "--body", `{"text":"hi"}`)
+	require.Equal(t, exitAllow, r.code, r.stdout+r.stderr)
+	c := backend.WaitFor(10*time.Second, callbacktest.Command(openim.BeforeSendSingleMsg))
+	assert.JSONEq(t, `{"text":"hi"}`, string(c.Body))
 }

@@ -48,7 +48,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	fs.StringVar(&url, "url", "http://127.0.0.1:8989/callback", "the App backend's callback `URL`")
 	fs.IntVar(&app, "app", 10000, "the app `ID` the probe is sent for")
-	fs.TextVar(&protocol, "protocol", callback.AppCommand, "the wire `protocol`: appcommand or tencent")
+	fs.TextVar(&protocol, "protocol", callback.AppCommand, "the wire `protocol`: appcommand, tencent or openim")
 	fs.StringVar(&secret, "secret", "", "sign with this `secret`: whsec_... for seed, the token for tencent; none: unsigned")
 	fs.StringVar(&secretEnv, "secret-from-env", "", "read the secret from the environment `variable` NAME")
 	fs.DurationVar(&timeout, "timeout", 2*time.Second, "bound of the probe")
@@ -150,12 +150,15 @@ func diagnose(ce *callback.CheckError, p callback.Protocol, signed bool, elapsed
 	return out
 }
 
-// other is the protocol that p is not.
-func other(p callback.Protocol) callback.Protocol {
-	if p == callback.Tencent {
-		return callback.AppCommand
+// other names the built-in protocols that p is not.
+func other(p callback.Protocol) string {
+	var others []string
+	for _, q := range []callback.Protocol{callback.AppCommand, callback.Tencent, callback.OpenIM} {
+		if q != p {
+			others = append(others, q.String())
+		}
 	}
-	return callback.Tencent
+	return strings.Join(others, " or ")
 }
 
 // unwrapAll is err's message without the Check sentinel it starts with,

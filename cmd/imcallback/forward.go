@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/internal/answer"
 	"github.com/imcallback/callback/internal/wire"
+	"github.com/imcallback/callback/openim"
 	"github.com/imcallback/callback/receiver"
 )
 
@@ -79,7 +82,7 @@ func newForwarder(url string, p callback.Protocol, secret string, timeout time.D
 // backend's decision; an error when it did not answer in the protocol.
 func (f *forwarder) forward(ctx context.Context, req *receiver.Request) (receiver.Decision, time.Duration, error) {
 	if req.ID != "" {
-		ctx = callback.WithEventID(ctx, req.ID)
+		ctx = answer.ExactID(callback.WithEventID(ctx, req.ID)) // relayed under its own ID
 	}
 	if req.ClientIP != "" || req.Platform != "" {
 		ctx = callback.WithClient(ctx, req.ClientIP, req.Platform)
@@ -105,15 +108,24 @@ func decisionOf(p callback.Protocol, r callback.Response) receiver.Decision {
 	if r.Data == nil {
 		return dec
 	}
-	if p != callback.Tencent {
+	if p == callback.AppCommand {
 		dec.Data = r.Data
 		return dec
 	}
-	// Tencent's Data is the whole answer: keep the fields beside the envelope.
+	// Tencent's and OpenIM's Data is the whole answer: keep the fields
+	// beside the envelope.
+	envelope := wire.TencentEnvelope[:]
+	if p == callback.OpenIM {
+		envelope = []string{openim.FieldActionCode, openim.FieldErrCode, openim.FieldErrMsg, openim.FieldErrDlt, openim.FieldNextCode}
+	}
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(r.Data, &fields) == nil {
-		for _, k := range wire.TencentEnvelope {
-			delete(fields, k)
+		for k := range fields {
+			for _, e := range envelope {
+				if strings.EqualFold(k, e) {
+					delete(fields, k)
+				}
+			}
 		}
 		if len(fields) > 0 {
 			dec.Data, _ = json.Marshal(fields)

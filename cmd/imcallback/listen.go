@@ -61,8 +61,8 @@ Examples:
 `
 
 const listenTail = `
-AppCommand cannot express a drop: there a drop is answered as a deny, code 403,
-msg "dropped". Tencent drops with ErrorCode 2.
+AppCommand and OpenIM cannot express a drop: there a drop is answered as a
+deny, code 403, msg "dropped". Tencent drops with ErrorCode 2.
 
 ` + rulesHelp + `
 Exit status: 0 when stopped by Ctrl-C; 1 if it cannot listen or serve; 2 for bad flags.
@@ -84,11 +84,11 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	var f listenFlags
 	fs := flag.NewFlagSet("listen", flag.ContinueOnError)
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8989", "`address` to listen on (port 0: any free port)")
-	fs.TextVar(&f.protocol, "protocol", callback.AppCommand, "the wire `protocol`: appcommand or tencent")
-	fs.StringVar(&f.secret, "secret", os.Getenv("CALLBACK_SECRET"), "verify signatures with this `secret`: whsec_... Standard Webhooks secret(s) for seed, token(s) for tencent, space-separated; default $CALLBACK_SECRET")
+	fs.TextVar(&f.protocol, "protocol", callback.AppCommand, "the wire `protocol`: appcommand, tencent or openim")
+	fs.StringVar(&f.secret, "secret", os.Getenv("CALLBACK_SECRET"), "verify signatures with this `secret`: whsec_... Standard Webhooks secret(s) for appcommand and openim, token(s) for tencent, space-separated; default $CALLBACK_SECRET")
 	fs.BoolVar(&f.verbose, "verbose", false, "print each callback's headers and query too")
 	fs.Func("deny-pattern", "deny callbacks whose body matches this Go regular `expression` (repeatable)", appendTo(&f.deny))
-	fs.IntVar(&f.denyCode, "deny-code", 0, "the `code` of --deny-pattern's denials; 0 means 403 (seed) or 120001 (tencent)")
+	fs.IntVar(&f.denyCode, "deny-code", 0, "the `code` of --deny-pattern's denials; 0 means 403 (appcommand, openim) or 120001 (tencent)")
 	fs.StringVar(&f.denyMsg, "deny-msg", "denied by imcallback listen", "the `message` of --deny-pattern's denials")
 	fs.Func("drop-pattern", "drop callbacks whose body matches this Go regular `expression` (repeatable)", appendTo(&f.drop))
 	fs.Func("rewrite", "rewrite `PATTERN=REPLACEMENT` in the body's strings and answer the result (repeatable)", appendTo(&f.rewrite))
@@ -255,20 +255,39 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rw.status >= 300 || l.quiet {
 		return
 	}
-	app, command, _, _ := wire.Address(l.proto == callback.Tencent, r.URL.Query())
+	app, command, id := l.address(r)
 	if command != callback.CheckCommand {
 		return // decide printed it
 	}
 	if l.json {
-		c := callbackJSON{Time: at, Protocol: l.proto.String(), Command: command, ID: r.Header.Get(wire.HeaderID),
+		c := callbackJSON{Time: at, Protocol: l.proto.String(), Command: command, ID: id,
 			Status: rw.status, Answer: &answerJSON{Action: "allow", Rule: "probe of Dispatcher.Check"}}
 		c.App, _ = strconv.Atoi(app)
 		l.printf("%s", jsonLine(c))
 		return
 	}
-	id, _, _ := wire.WebhookHeaders(r.Header)
 	l.printf("%s  %s  app %s  id %s\n  probe of Dispatcher.Check (imcallback doctor): answered allow\n\n",
 		at.Format("15:04:05.000"), safe(command), safe(app), safe(id))
+}
+
+// address reads r's app, command and event ID as the protocol addresses
+// them, unverified: for printing a request the receiver answered by itself
+// or refused.
+func (l *listener) address(r *http.Request) (app, command, id string) {
+	rc, err := l.proto.Format().Receiver("", 0)
+	if err != nil {
+		return "", "", ""
+	}
+	c, _ := rc.Read(r, nil, time.Now())
+	switch { // the raw value, even one that is not a number
+	case l.proto == callback.AppCommand:
+		app = r.URL.Query().Get(wire.ParamAppID)
+	case l.proto == callback.Tencent:
+		app = r.URL.Query().Get(wire.ParamSdkAppID)
+	case c.AppID != 0:
+		app = strconv.Itoa(c.AppID)
+	}
+	return app, c.Command, c.EventID
 }
 
 // reject is the receiver's OnReject: it counts and prints a request the
@@ -279,9 +298,9 @@ func (l *listener) reject(r *http.Request, status int, reason error) {
 	if l.quiet {
 		return
 	}
-	app, command, _, _ := wire.Address(l.proto == callback.Tencent, r.URL.Query())
+	app, command, id := l.address(r)
 	if l.json {
-		c := callbackJSON{Time: at, Protocol: l.proto.String(), Command: command, ID: r.Header.Get(wire.HeaderID),
+		c := callbackJSON{Time: at, Protocol: l.proto.String(), Command: command, ID: id,
 			Status: status, Rejected: reason.Error()}
 		c.App, _ = strconv.Atoi(app)
 		if status == http.StatusUnauthorized {
@@ -291,7 +310,6 @@ func (l *listener) reject(r *http.Request, status int, reason error) {
 		return
 	}
 	var b strings.Builder
-	id, _, _ := wire.WebhookHeaders(r.Header)
 	fmt.Fprintf(&b, "%s  %s  app %s  id %s\n", at.Format("15:04:05.000"), safe(command), safe(app), safe(id))
 	what := "rejected"
 	if status == http.StatusUnauthorized {
@@ -388,8 +406,8 @@ func describeDecision(p callback.Protocol, dec receiver.Decision) string {
 	switch {
 	case dec.Action == callback.Deny:
 		return fmt.Sprintf("deny %d %q", dec.Code, dec.Msg)
-	case dec.Action == callback.Drop && p == callback.AppCommand:
-		return `drop (seed has none: answered as deny 403 "dropped")`
+	case dec.Action == callback.Drop && p != callback.Tencent:
+		return `drop (` + p.String() + ` has none: answered as deny 403 "dropped")`
 	case dec.Data != nil:
 		return "rewrite " + string(dec.Data)
 	}

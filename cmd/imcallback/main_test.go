@@ -44,6 +44,7 @@ var protocols = []struct {
 }{
 	{callback.AppCommand, callbacktest.NewSecret()},
 	{callback.Tencent, "tencent-token"},
+	{callback.OpenIM, callbacktest.NewSecret()},
 }
 
 func TestUsageErrorsAreOneLine(t *testing.T) {
@@ -152,7 +153,11 @@ func TestSendOutcomes(t *testing.T) {
 					}
 					c := srv.WaitFor(time.Second, callbacktest.Command(cmd))
 					assert.True(t, c.Verified, "send must sign with --secret")
-					assert.Equal(t, 77, c.AppID)
+					if p.proto == callback.OpenIM {
+						assert.Equal(t, 0, c.AppID, "OpenIM carries no app")
+					} else {
+						assert.Equal(t, 77, c.AppID)
+					}
 					assert.JSONEq(t, `{"text":"hello"}`, string(c.Body))
 				})
 			}
@@ -305,8 +310,8 @@ func TestListenAndSend(t *testing.T) {
 					"--command", "message.send.before", "--body", `{"text":"`+text+`"}`)
 			}
 			wantDrop := exitDrop
-			if p.proto == callback.AppCommand {
-				wantDrop = exitDeny
+			if p.proto != callback.Tencent {
+				wantDrop = exitDeny // no drop in AppCommand nor OpenIM
 			}
 			for _, tt := range []struct {
 				text   string
@@ -333,8 +338,12 @@ func TestListenAndSend(t *testing.T) {
 			assert.Contains(t, r.stderr, "401")
 
 			printed := out.String()
+			app := "app 10000"
+			if p.proto == callback.OpenIM {
+				app = "app 0" // OpenIM carries no app
+			}
 			for _, want := range []string{
-				"message.send.before  app 10000",
+				"message.send.before  " + app,
 				"signature: valid",
 				`answer:    deny 40001 "no spam"  (--deny-pattern "(?i)spam")`,
 				`answer:    rewrite`,
@@ -347,7 +356,7 @@ func TestListenAndSend(t *testing.T) {
 			}
 			// --verbose prints the query of accepted requests too.
 			for block := range strings.SplitSeq(printed, "\n\n") {
-				if strings.Contains(block, "signature: valid") {
+				if strings.Contains(block, "signature: valid") && p.proto != callback.OpenIM {
 					assert.Regexp(t, `\n  query: +\S*ommand=message.send.before`, block, "an accepted request's query")
 				}
 			}

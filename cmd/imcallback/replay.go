@@ -47,7 +47,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	)
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.StringVar(&url, "url", "http://127.0.0.1:8989/callback", "the App backend's callback `URL`")
-	fs.TextVar(&protocol, "protocol", callback.AppCommand, "the wire `protocol`: appcommand or tencent; by default the recorded one")
+	fs.TextVar(&protocol, "protocol", callback.AppCommand, "the wire `protocol`: appcommand, tencent or openim; by default the recorded one")
 	fs.StringVar(&secret, "secret", "", "sign with this `secret`; none: unsigned")
 	fs.StringVar(&secretEnv, "secret-from-env", "", "read the secret from the environment `variable` NAME")
 	fs.DurationVar(&timeout, "timeout", 2*time.Second, "bound of one request")
@@ -105,7 +105,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}
 		cctx := ctx
 		if c.ID != "" && !newIDs {
-			cctx = callback.WithEventID(cctx, c.ID)
+			cctx = answer.ExactID(callback.WithEventID(cctx, c.ID)) // replayed under its recorded ID
 		}
 		if c.ClientIP != "" || c.Platform != "" {
 			cctx = callback.WithClient(cctx, c.ClientIP, c.Platform)

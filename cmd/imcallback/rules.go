@@ -145,8 +145,8 @@ func (rs rules) decide(p callback.Protocol, command string, body []byte) (receiv
 	if len(used) == 0 {
 		return receiver.Allow(), ""
 	}
-	if _, ok := doc.(map[string]any); p == callback.Tencent && !ok {
-		return receiver.Allow(), "rewrite skipped: tencent needs a JSON object body"
+	if _, ok := doc.(map[string]any); p != callback.AppCommand && !ok {
+		return receiver.Allow(), "rewrite skipped: " + p.String() + " needs a JSON object body"
 	}
 	data, err := json.Marshal(doc)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/command"
 	"github.com/imcallback/callback/internal/answer"
+	"github.com/imcallback/callback/openim"
 	"github.com/imcallback/callback/tencent"
 )
 
@@ -88,11 +89,11 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	var f sendFlags
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
 	fs.StringVar(&f.url, "url", "http://127.0.0.1:8989/callback", "the App backend's callback `URL`")
-	fs.IntVar(&f.app, "app", 10000, "the app `ID` (seed: appId; tencent: SdkAppid)")
-	fs.StringVar(&f.command, "command", "", "the callback `command`; empty means message.send.before (seed) or C2C.CallbackBeforeSendMsg (tencent), or their after-commands with --after")
+	fs.IntVar(&f.app, "app", 10000, "the app `ID` (appcommand: appId; tencent: SdkAppid; openim sends none)")
+	fs.StringVar(&f.command, "command", "", "the callback `command`; empty means message.send.before (appcommand), C2C.CallbackBeforeSendMsg (tencent) or callbackBeforeSendSingleMsgCommand (openim), or their after-commands with --after")
 	fs.StringVar(&f.body, "body", "", "the event's JSON `body`")
 	fs.StringVar(&f.bodyFile, "body-file", "", "read the body from `file`; - is standard input")
-	fs.TextVar(&f.protocol, "protocol", callback.AppCommand, "the wire `protocol`: appcommand or tencent")
+	fs.TextVar(&f.protocol, "protocol", callback.AppCommand, "the wire `protocol`: appcommand, tencent or openim")
 	fs.StringVar(&f.secret, "secret", os.Getenv("CALLBACK_SECRET"), "sign with this `secret`: whsec_... Standard Webhooks secret(s) for seed, the token for tencent; default $CALLBACK_SECRET")
 	fs.DurationVar(&f.timeout, "timeout", 2*time.Second, "bound of one request")
 	fs.BoolVar(&f.after, "after", false, "send after-callbacks instead of before-callbacks")
@@ -212,6 +213,10 @@ func defaultCommand(p callback.Protocol, after bool) string {
 		return tencent.C2CAfterSendMsg
 	case p == callback.Tencent:
 		return tencent.C2CBeforeSendMsg
+	case p == callback.OpenIM && after:
+		return openim.AfterSendSingleMsg
+	case p == callback.OpenIM:
+		return openim.BeforeSendSingleMsg
 	case after:
 		return command.MessageSendAfter
 	}

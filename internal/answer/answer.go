@@ -1,6 +1,8 @@
-// Package answer lets a tool of this module (imcallback send and replay)
-// ask Dispatcher.Before for the App backend's raw answer, which the public
-// API does not expose: it is a debugging aid, not part of the contract.
+// Package answer lets a tool of this module (imcallback send, replay and
+// listen --forward-to) ask Dispatcher.Before for what the public API does
+// not expose: the App backend's raw answer, and a webhook-id sent exactly
+// as given. They are debugging and relaying aids, not part of the
+// contract.
 package answer
 
 import "context"
@@ -22,4 +24,21 @@ func Keep(ctx context.Context, answer []byte) {
 	if dst, ok := ctx.Value(key{}).(*[]byte); ok && dst != nil {
 		*dst = append((*dst)[:0], answer...)
 	}
+}
+
+// exactKey marks a context whose event ID Before sends as it is.
+type exactKey struct{}
+
+// ExactID returns a copy of ctx that makes Before send the ID given with
+// callback.WithEventID as its webhook-id as it is, without
+// callback.BeforeIDSuffix: for tools that relay a callback under the ID it
+// came with.
+func ExactID(ctx context.Context) context.Context {
+	return context.WithValue(ctx, exactKey{}, true)
+}
+
+// IsExactID reports whether ctx came from ExactID.
+func IsExactID(ctx context.Context) bool {
+	exact, _ := ctx.Value(exactKey{}).(bool)
+	return exact
 }

@@ -173,3 +173,89 @@ func skipValue(data []byte, i int) int {
 	}
 	return i
 }
+
+// Member is one top-level member of a JSON object: its key, unquoted, and
+// its value, raw (a slice of the object).
+type Member struct {
+	Key   string
+	Value []byte
+}
+
+// Members returns obj's top-level members in order. obj must be one JSON
+// object in UTF-8; otherwise the error is ErrNotObject.
+func Members(obj []byte) ([]Member, error) {
+	if !utf8.Valid(obj) || !json.Valid(obj) {
+		return nil, ErrNotObject
+	}
+	i := skipSpace(obj, 0)
+	if obj[i] != '{' {
+		return nil, ErrNotObject
+	}
+	var ms []Member
+	i = skipSpace(obj, i+1)
+	if obj[i] == '}' {
+		return ms, nil
+	}
+	for {
+		end := skipString(obj, i)
+		key, err := unquote(obj[i:end])
+		if err != nil {
+			return nil, ErrNotObject
+		}
+		i = skipSpace(obj, skipSpace(obj, end)+1)
+		vend := skipValue(obj, i)
+		ms = append(ms, Member{Key: string(key), Value: obj[i:vend]})
+		i = skipSpace(obj, vend)
+		if obj[i] == '}' {
+			return ms, nil
+		}
+		i = skipSpace(obj, i+1)
+	}
+}
+
+// Set returns a new JSON object: obj's members in order, byte for byte,
+// except that a member whose key is in set gets set's value (once: a
+// repeat of that key is dropped), and set's members that obj
+// lacks appended in set's order. obj must be one JSON object in UTF-8.
+func Set(obj []byte, set []Member) ([]byte, error) {
+	ms, err := Members(obj)
+	if err != nil {
+		return nil, err
+	}
+	used := make([]bool, len(set))
+	out := make([]byte, 0, len(obj)+64)
+	out = append(out, '{')
+	seen := make(map[string]bool, len(ms))
+	n := 0
+	put := func(key string, value []byte) {
+		if n > 0 {
+			out = append(out, ',')
+		}
+		n++
+		k, _ := json.Marshal(key)
+		out = append(out, k...)
+		out = append(out, ':')
+		out = append(out, value...)
+	}
+	for _, m := range ms {
+		v, replaced := m.Value, false
+		for j, s := range set {
+			if s.Key == m.Key {
+				v, used[j], replaced = s.Value, true, true
+				break
+			}
+		}
+		if replaced && seen[m.Key] {
+			continue // a repeat of a replaced key: the replacement stands alone
+		}
+		seen[m.Key] = true
+		put(m.Key, v)
+	}
+	for j, s := range set {
+		if !used[j] && !seen[s.Key] {
+			seen[s.Key] = true
+			put(s.Key, s.Value)
+		}
+	}
+	return append(out, '}'), nil
+}

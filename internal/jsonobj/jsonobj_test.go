@@ -97,3 +97,27 @@ func TestCollides(t *testing.T) {
 	assert.True(t, jsonobj.Collides("ErrorCode", "ErrorCode"))
 	assert.False(t, jsonobj.Collides("MsgBody", "ActionStatus", "ErrorCode"))
 }
+
+func TestSet(t *testing.T) {
+	for _, tt := range []struct {
+		obj  string
+		set  []jsonobj.Member
+		want string
+	}{
+		{`{"a":1, "b" : [1, 2],"c":"x"}`, []jsonobj.Member{{Key: "b", Value: []byte(`null`)}, {Key: "d", Value: []byte(`true`)}}, `{"a":1,"b":null,"c":"x","d":true}`},
+		{`{}`, []jsonobj.Member{{Key: "k", Value: []byte(`"v"`)}}, `{"k":"v"}`},
+		{`{"a":1,"a":2}`, []jsonobj.Member{{Key: "a", Value: []byte(`3`)}}, `{"a":3}`},
+		{`{"a":1,"a":2}`, nil, `{"a":1,"a":2}`},
+		{`{"x\u0041":{"n":[{}]}}`, []jsonobj.Member{{Key: "xA", Value: []byte(`0`)}}, `{"xA":0}`},
+	} {
+		got, err := jsonobj.Set([]byte(tt.obj), tt.set)
+		if err != nil || string(got) != tt.want {
+			t.Errorf("Set(%s): %s, %v; want %s", tt.obj, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{`[]`, `1`, `{`, "{\"a\":\"\xff\"}"} {
+		if _, err := jsonobj.Set([]byte(bad), nil); err == nil {
+			t.Errorf("Set(%q): no error", bad)
+		}
+	}
+}
