@@ -33,7 +33,7 @@ prog() { # name, import lines, body
 	mods=$(cd "$dir" && go list -m all | tail -n +2 | grep -vc '^github.com/imcallback/' || true)
 	pkgs=$(cd "$dir" && go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' . | grep -v '^github.com/imcallback/\|^example.com/' | grep -c . || true)
 	size=$(stat -c %s "$dir/$1.bin")
-	printf '%-10s %3d modules  %3d third-party packages  %5.1f MiB stripped\n' "$1" "$mods" "$pkgs" "$(echo "$size/1048576" | bc -l)"
+	printf '%-10s %3d modules  %3d third-party packages  %5.1f MiB stripped\n' "$1" "$mods" "$pkgs" "$(awk -v s="$size" 'BEGIN{print s/1048576}')"
 }
 
 prog root '	"context"
