@@ -76,7 +76,7 @@ func readmeReplayOne(ctx context.Context, q *natsqueue.Queue) error {
 		return err
 	}
 	for _, dl := range dls {
-		if err := q.ReplayOne(ctx, dl.ID); err != nil && !errors.Is(err, callback.ErrNotFound) {
+		if err := q.ReplayOne(ctx, dl.AppID, dl.ID); err != nil && !errors.Is(err, callback.ErrNotFound) {
 			return err
 		}
 	}
