@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/html"
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/inspector"
@@ -159,6 +160,18 @@ func TestScopedTenant(t *testing.T) {
 			// leave it out of the check.
 			body = strings.ReplaceAll(body, "only-2", "")
 			noneOf(t, "the page "+path, body)
+		}
+		_, body := as(t, "1", base+"?id=shared")
+		root, err := html.Parse(strings.NewReader(body))
+		require.NoError(t, err)
+		p := page{root}
+		assert.Equal(t, "1", text(p.byID("event-app")), "the story of app 1's event")
+		for _, li := range p.items(t, "dead-letters") {
+			for n := range li.Descendants() {
+				if n.Type == html.ElementNode && n.Data == "a" {
+					assert.Equal(t, "?id=shared&app=1", attr(n, "href"), "a link names the app")
+				}
+			}
 		}
 	})
 
