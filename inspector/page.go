@@ -3,6 +3,7 @@ package inspector
 import (
 	"html/template"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -17,6 +18,7 @@ type pageData struct {
 	Attempts  []callback.Attempt // newest first
 	CanReplay bool
 	HasStore  bool
+	Gauges    bool // the Dispatcher-wide gauges: only for a Scope that is All
 	Dead      []callback.DeadLetter
 	DeadAfter uint64 // the dead letters shown come after this Seq
 	DeadNext  uint64 // the Seq the next page starts after; 0: no more
@@ -74,29 +76,29 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f7f7;padding:6px;m
 </form>
 {{if .Err}}<p class="bad" id="error">{{.Err}}</p>{{end}}
 {{with .Story}}
-<h2>Event <code id="event-id">{{.ID}}</code></h2>
+<h2>Event <code id="event-id">{{.ID}}</code>{{with .AppID}} of app <span id="event-app">{{.}}</span>{{end}}</h2>
 <p class="summary" id="summary">{{.Summary}}</p>
 {{if .Error}}<p class="bad">{{.Error}}</p>{{end}}
 <ol class="list" id="story">
 {{range .Attempts}}<li data-outcome="{{.Outcome}}"><span>{{clock .Time}}</span><span>{{.Kind}}</span><span>#{{.Attempt}}</span><span class="{{class .Outcome}}">{{.Outcome}}</span><span>{{status .Status}}</span><span>{{ms .Latency}}</span><span class="wide">app {{.AppID}} · {{.Command}} · {{.Endpoint}}</span>{{if .Error}}<span class="wide bad">{{.Error}}</span>{{end}}{{if .Body}}<pre class="wide">{{printf "%s" .Body}}</pre>{{end}}</li>
 {{end}}</ol>
 {{with .DeadLetter}}<div id="dead-letter"><p class="bad">In the dead-letter store since {{date .Time}} after {{.Attempts}} attempts: {{.Error}}</p>
-{{if $.CanReplay}}<form method="post" action="api/replay"><input type="hidden" name="id" value="{{.ID}}"><input type="hidden" name="back" value="1"><button type="submit">Replay</button></form>{{else}}<p>Replay needs inspector.Options.Authorize.</p>{{end}}</div>{{end}}
+{{if $.CanReplay}}<form method="post" action="api/replay"><input type="hidden" name="app" value="{{.AppID}}"><input type="hidden" name="id" value="{{.ID}}"><input type="hidden" name="back" value="1"><button type="submit">Replay</button></form>{{else}}<p>Replay needs inspector.Options.Authorize or Scope.</p>{{end}}</div>{{end}}
 {{end}}
 <h2>Endpoints</h2>
-<p id="queue">Queue depth {{.Endpoints.QueueDepth}}{{with .Endpoints.OldestQueued}}, oldest waiting {{ms .}}{{end}} · in flight: {{.Endpoints.ActiveBefore}} before, {{.Endpoints.ActiveAfter}} after</p>
+{{if .Gauges}}<p id="queue">Queue depth {{.Endpoints.QueueDepth}}{{with .Endpoints.OldestQueued}}, oldest waiting {{ms .}}{{end}} · in flight: {{.Endpoints.ActiveBefore}} before, {{.Endpoints.ActiveAfter}} after</p>{{end}}
 <ul class="list" id="endpoints">
 {{range .Endpoints.Endpoints}}<li><code>{{.URL}}</code><span class="{{if eq .Breaker "closed"}}ok{{else}}bad{{end}}">breaker {{.Breaker}}</span></li>
 {{else}}<li>No endpoint called yet.</li>{{end}}</ul>
 {{if .HasStore}}<h2>Dead letters</h2>
 {{if .DeadErr}}<p class="bad">{{.DeadErr}}</p>{{end}}
 <ul class="list" id="dead-letters">
-{{range .Dead}}<li><a href="?id={{.ID}}"><code>{{.ID}}</code></a><span>app {{.AppID}}</span><span>{{.Command}}</span><span>{{.Attempts}} attempts</span><span class="wide bad">{{.Error}}</span></li>
+{{range .Dead}}<li><a href="?id={{.ID}}&amp;app={{.AppID}}"><code>{{.ID}}</code></a><span>app {{.AppID}}</span><span>{{.Command}}</span><span>{{.Attempts}} attempts</span><span class="wide bad">{{.Error}}</span></li>
 {{else}}<li>None{{if .DeadAfter}} after these{{end}}.</li>{{end}}</ul>
 {{if or .DeadAfter .DeadNext}}<p id="dead-pages">{{if .DeadAfter}}<a id="dead-first" href="?id={{.ID}}&amp;app={{.App}}">First dead letters</a> {{end}}{{if .DeadNext}}<a id="dead-next" href="?id={{.ID}}&amp;app={{.App}}&amp;dead_after={{.DeadNext}}">Next dead letters</a>{{end}}</p>{{end}}{{end}}
 <h2>Recent callbacks{{with .App}} of app {{.}}{{end}}</h2>
 <ul class="list" id="recent">
-{{range .Attempts}}<li data-outcome="{{.Outcome}}"><span>{{clock .Time}}</span><span>{{.Kind}}</span><span class="{{class .Outcome}}">{{.Outcome}}</span><span>{{status .Status}}</span><span>{{ms .Latency}}</span><span class="wide">app {{.AppID}} · {{.Command}} · <a href="?id={{.EventID}}"><code>{{.EventID}}</code></a></span>{{if .Error}}<span class="wide bad">{{.Error}}</span>{{end}}</li>
+{{range .Attempts}}<li data-outcome="{{.Outcome}}"><span>{{clock .Time}}</span><span>{{.Kind}}</span><span class="{{class .Outcome}}">{{.Outcome}}</span><span>{{status .Status}}</span><span>{{ms .Latency}}</span><span class="wide">app {{.AppID}} · {{.Command}} · <a href="?id={{.EventID}}&amp;app={{.AppID}}"><code>{{.EventID}}</code></a></span>{{if .Error}}<span class="wide bad">{{.Error}}</span>{{end}}</li>
 {{else}}<li>No callbacks recorded (or the attempt log is off: Config.AttemptLog).</li>{{end}}</ul>
 </body>
 </html>
@@ -104,7 +106,8 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f7f7;padding:6px;m
 
 func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
-	data := pageData{ID: v.Get("id"), App: v.Get("app"), CanReplay: h.o.Authorize != nil, HasStore: h.o.DeadLetters != nil}
+	scope := scopeOf(r)
+	data := pageData{ID: v.Get("id"), App: v.Get("app"), CanReplay: h.canReplay(), HasStore: h.o.DeadLetters != nil, Gauges: scope.All}
 	q := callback.AttemptQuery{Limit: pageAttempts}
 	if data.App != "" {
 		n, err := strconv.Atoi(data.App)
@@ -114,12 +117,17 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 			q.ByApp, q.AppID = true, n
 		}
 	}
-	if data.ID != "" {
-		s := h.story(r.Context(), data.ID)
-		data.Story = &s
+	if data.ID != "" && data.Err == "" {
+		app, known, err := h.eventOf(r.Context(), scope, url.Values{"app": {data.App}, "id": {data.ID}})
+		if err != nil {
+			data.Err = err.Error()
+		} else {
+			s := h.story(r.Context(), scope, app, known, data.ID)
+			data.Story = &s
+		}
 	}
-	data.Endpoints = endpointsOf(h.d)
-	data.Attempts = h.d.Attempts(q)
+	data.Endpoints = h.endpointsOf(r.Context(), scope)
+	data.Attempts = h.attemptsIn(scope, q)
 	for i, j := 0, len(data.Attempts)-1; i < j; i, j = i+1, j-1 {
 		data.Attempts[i], data.Attempts[j] = data.Attempts[j], data.Attempts[i]
 	}
@@ -134,7 +142,7 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 		}
 		ctx, cancel := contextWithTimeout(r, h.o.Timeout)
 		defer cancel()
-		dls, err := h.o.DeadLetters.ListDeadLetters(ctx, dq)
+		dls, err := h.deadLettersIn(ctx, scope, dq)
 		if err != nil {
 			data.DeadErr = "dead letters: " + err.Error()
 		}
