@@ -67,6 +67,11 @@ type Options struct {
 
 	// Timeout bounds each request to DeadLetters. 0 means 5 s.
 	Timeout time.Duration
+
+	// BackURL, if set, is a link at the top of the page back to the host's
+	// own page (the chat example's chat), with BackLabel as its text ("" means
+	// "Back"). "" means no link.
+	BackURL, BackLabel string
 }
 
 const (
