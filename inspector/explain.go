@@ -26,6 +26,11 @@ func Explain(a callback.Attempt) string {
 		return ""
 	}
 	has := func(err error) bool { return strings.Contains(e, err.Error()) }
+	if a.Status == 0 && has(callback.ErrStatus) { // a dead letter's error, without its record
+		if i := strings.LastIndex(e, ": "); i >= 0 {
+			a.Status, _ = strconv.Atoi(e[i+2:])
+		}
+	}
 	switch {
 	case has(callback.ErrBreakerOpen):
 		return "not sent: the endpoint's circuit breaker is open after repeated failures"
