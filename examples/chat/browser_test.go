@@ -151,6 +151,8 @@ func (b *tab) newestInFirstScreen(what string) {
 // messages, a fail-closed group, After events dead-lettered); back
 // healthy, one dead letter is replayed from the panel and one from the
 // inspector, and alice's panel shows both delivered, marked as replays.
+// The inspector's filter finds callbacks by command, and its event page
+// reads on the phone and links back to the chat.
 // Every badge shown is in the legend, with its colour; the phone's page
 // never scrolls sideways and shows the newest callbacks on its first
 // screen. It skips without /usr/bin/chromium, but fails under CI=true,
@@ -311,5 +313,37 @@ func TestChatBrowser(t *testing.T) {
 	alice.newestInFirstScreen("after the replays")
 	alice.noSidewaysScroll("phone-replayed")
 	assert.Len(t, e.waitAfters(t, 4), 4, "m1, m4, m5 and m6's After delivered")
+
+	// The inspector, on bob's desktop: its filter form finds the After
+	// callbacks by command, and only them.
+	bob.do(chromedp.Navigate(e.imURL+"/inspector/"), chromedp.Click(chromedp.CSS(`details.filters summary`)),
+		chromedp.SendKeys(chromedp.ID("f-command"), "C2C.CallbackAfterSendMsg"))
+	_, err = chromedp.RunResponse(bob.ctx, chromedp.Submit(chromedp.ID("f-command")))
+	require.NoError(t, err)
+	cmds := evalIn[[]string](bob, `[...document.querySelectorAll("#recent li")].map(li => li.dataset.command)`)
+	assert.NotEmpty(t, cmds)
+	for _, c := range cmds {
+		assert.Equal(t, "C2C.CallbackAfterSendMsg", c, "the search by command keeps only that command")
+	}
+	assert.Contains(t, evalIn[string](bob, `location.search`), "command=C2C.CallbackAfterSendMsg")
+
+	// The inspector on alice's phone: m6/after's page fits the width, is a
+	// few screens at most (5,100 px before), its rows labelled, its
+	// errors red, and it links back to the chat.
+	alice.do(chromedp.Navigate(e.imURL+"/inspector/?id=m6%2Fafter"), chromedp.WaitVisible(chromedp.ID("story")))
+	alice.noSidewaysScroll("phone-inspector-event")
+	height := evalIn[int](alice, `document.documentElement.scrollHeight`)
+	assert.Less(t, height, 3*phoneHeight, "the event page on a phone")
+	story := evalIn[string](alice, `document.querySelector("#story").innerText`)
+	assert.Contains(t, story, "after accepted")
+	assert.Contains(t, story, "after attempt 3")
+	assert.NotContains(t, story, "#0")
+	assert.Equal(t, "rgb(170, 0, 0)", evalIn[string](alice, `getComputedStyle(document.querySelector("#story details.err summary")).color`),
+		"the error text is red")
+	assert.Equal(t, "1", evalIn[string](alice, `[...document.querySelectorAll("#story li")].pop().dataset.replay`), "the replay's delivery is marked")
+	_, err = chromedp.RunResponse(alice.ctx, chromedp.Click(chromedp.ID("back")))
+	require.NoError(t, err)
+	alice.do(chromedp.WaitVisible(chromedp.ID("loginform")))
+	assert.Equal(t, e.imURL+"/", evalIn[string](alice, `location.href`), "back to the chat")
 
 }
