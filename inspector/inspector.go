@@ -45,7 +45,7 @@
 //
 // The JSON API, relative to where the handler is mounted:
 //
-//	GET  api/attempts      recent records: ?app=&id=&kind=&outcome=&after=&limit=
+//	GET  api/attempts      recent records: ?app=&id=&kind=&outcome=&command=&since=&until=&after=&limit=
 //	GET  api/event?id=     one event's story: ?app= and id= (its webhook-id)
 //	GET  api/endpoints     endpoints with breaker state, queue depth, calls in flight
 //	GET  api/deadletters   dead letters (with Options.DeadLetters): ?app=&id=&after=&limit=&bodies=1
@@ -56,8 +56,13 @@
 // one app in the request's scope with an event of that id, and answer 400
 // when there are several.
 //
-// The page (GET of the handler's root, ?id= and ?app= to look one up, and
-// ?dead_after= for the next page of dead letters) is
+// since and until are RFC 3339 times, or local ones as 2006-01-02T15:04;
+// a parameter that is not a filter, or an outcome that is none, is an
+// error 400, never ignored.
+//
+// The page (GET of the handler's root, ?id= and ?app= to look one up,
+// the same filters as api/attempts, and ?dead_after= for the next page
+// of dead letters) is
 // rendered on the server with html/template: no script, no build step,
 // nothing from a CDN, usable on a 390 px wide phone. Everything it shows
 // that came from a peer (commands, errors, bodies, IDs) is escaped.
@@ -133,6 +138,11 @@ type Options struct {
 
 	// Timeout bounds each request to DeadLetters. 0 means 5 s.
 	Timeout time.Duration
+
+	// BackURL, if set, is a link at the top of the page back to the host's
+	// own page (the chat example's chat), with BackLabel as its text ("" means
+	// "Back"). "" means no link.
+	BackURL, BackLabel string
 }
 
 const (
@@ -221,6 +231,10 @@ type EventResponse struct {
 	DeadLetter *callback.DeadLetter `json:"dead_letter"`
 	// Summary says in a sentence what became of the event.
 	Summary string `json:"summary"`
+	// Replays is how many times the event was replayed from the dead
+	// letters: the records after each dead letter are a replay's, which
+	// starts again at attempt 1.
+	Replays int `json:"replays"`
 	// Error is set when the dead-letter store could not be read.
 	Error string `json:"error,omitempty"`
 }
@@ -301,12 +315,12 @@ func attemptQuery(v url.Values) (callback.AttemptQuery, error) {
 }
 
 func (h *handler) attempts(w http.ResponseWriter, r *http.Request) {
-	q, err := attemptQuery(r.URL.Query())
+	s, err := parseSearch(r.URL.Query(), attemptFilters)
 	if err != nil {
 		badRequest(w, err.Error())
 		return
 	}
-	res := AttemptsResponse{Attempts: h.attemptsIn(scopeOf(r), q), LastSeq: q.AfterSeq}
+	res := AttemptsResponse{Attempts: s.run(h.attemptsWithin(scopeOf(r))), LastSeq: s.q.AfterSeq}
 	if n := len(res.Attempts); n > 0 {
 		res.LastSeq = res.Attempts[n-1].Seq
 	}
@@ -336,6 +350,11 @@ func (h *handler) attemptsIn(scope *Scope, q callback.AttemptQuery) []callback.A
 		out = out[len(out)-q.Limit:]
 	}
 	return out
+}
+
+// attemptsWithin returns attemptsIn for one scope, for a search to run.
+func (h *handler) attemptsWithin(scope *Scope) func(callback.AttemptQuery) []callback.Attempt {
+	return func(q callback.AttemptQuery) []callback.Attempt { return h.attemptsIn(scope, q) }
 }
 
 // deadLettersIn returns the dead letters q selects within scope, oldest
@@ -459,6 +478,9 @@ func (h *handler) story(ctx context.Context, scope *Scope, app int, known bool, 
 		}
 	}
 	res.Summary = summary(&res)
+	if res.Replays = replayCount(res.Attempts); res.Replays > 0 {
+		res.Summary += replayed(res.Replays)
+	}
 	if res.Attempts == nil {
 		res.Attempts = []callback.Attempt{}
 	}
