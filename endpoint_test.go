@@ -36,6 +36,11 @@ func (s *switchable) handler(w http.ResponseWriter, r *http.Request) {
 
 // runBefore calls Before n times from c goroutines and returns the responses.
 func runBefore(d *callback.Dispatcher, n, c int) []callback.Response {
+	return runBeforeCtx(context.Background(), d, n, c)
+}
+
+// runBeforeCtx is runBefore with each call's ctx.
+func runBeforeCtx(ctx context.Context, d *callback.Dispatcher, n, c int) []callback.Response {
 	out := make([]callback.Response, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -46,7 +51,7 @@ func runBefore(d *callback.Dispatcher, n, c int) []callback.Response {
 				if i >= n {
 					return
 				}
-				out[i] = d.Before(context.Background(), i, "message.send.before", []byte(`{"n":`+strconv.Itoa(i)+`}`))
+				out[i] = d.Before(ctx, i, "message.send.before", []byte(`{"n":`+strconv.Itoa(i)+`}`))
 			}
 		})
 	}
