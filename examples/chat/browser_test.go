@@ -40,6 +40,9 @@ const readPanel = `[...document.querySelectorAll("#callbacks .cb")].map(d => {
 // skips without /usr/bin/chromium, but fails under CI=true.
 // CHAT_SCREENSHOTS=dir saves what the page looked like.
 func TestChatBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a headless chromium session: not in -short")
+	}
 	if _, err := os.Stat(chromium); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("CI=true: the browser test needs Debian's chromium (apt-get install chromium): %v", err)
