@@ -115,11 +115,11 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(out, nil))
 	app, err := newAppBackend(o.protocol, o.secret, logger)
 	if err != nil {
-		return fmt.Errorf("App backend: %w", err)
+		return fmt.Errorf("app backend: %w", err)
 	}
 	appLn, err := net.Listen("tcp", o.appAddr)
 	if err != nil {
-		return fmt.Errorf("App backend: %w", err)
+		return fmt.Errorf("app backend: %w", err)
 	}
 	appSrv := &http.Server{Handler: app, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = appSrv.Serve(appLn) }()
