@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/binary"
+
+	"github.com/imcallback/callback/internal/answer"
 )
 
 // maxEventID bounds an ID given with WithEventID. It travels as a header
@@ -54,7 +56,8 @@ func eventIDFrom(ctx context.Context) (id string, ok bool, err error) {
 	if !ok {
 		return "", false, nil
 	}
-	if !validEventID(id) || isAutoID(id) {
+	// A relaying tool (answer.ExactID) resends another Dispatcher's ID.
+	if !validEventID(id) || isAutoID(id) && !answer.IsExactID(ctx) {
 		return "", true, ErrInvalidEventID
 	}
 	return id, true, nil

@@ -31,8 +31,9 @@ type exactKey struct{}
 
 // ExactID returns a copy of ctx that makes Before send the ID given with
 // callback.WithEventID as its webhook-id as it is, without
-// callback.BeforeIDSuffix: for tools that relay a callback under the ID it
-// came with.
+// callback.BeforeIDSuffix, and accept it even in the shape of the IDs a
+// Dispatcher makes itself: for tools that relay a callback under the ID it
+// came with (which another Dispatcher may have made).
 func ExactID(ctx context.Context) context.Context {
 	return context.WithValue(ctx, exactKey{}, true)
 }
