@@ -52,12 +52,18 @@ func TestAfterDeliversThroughTransient503s(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	})
 	var dead deadLetters
-	d, _ := newDispatcher(t, fastRetries(callback.Config{URL: b.URL, DeadLetter: dead.hook, QueueSize: events}))
+	// The 9,000 requests take seconds under -race on a loaded machine:
+	// neither an attempt's timeout nor the drain's may end them early (an
+	// attempt timed out after the backend counted it would be a fourth).
+	// Both are bounds against a real hang only.
+	d, _ := newDispatcher(t, fastRetries(callback.Config{URL: b.URL, DeadLetter: dead.hook, QueueSize: events, Timeout: time.Minute}))
 
 	for i := range events {
 		require.NoError(t, d.After(context.Background(), i, "message.send.after", []byte(`{"n":`+strconv.Itoa(i)+`}`)))
 	}
-	require.NoError(t, d.Close(context.Background()), "Close must drain every queued event")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	require.NoError(t, d.Close(ctx), "Close must drain every queued event")
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -168,7 +174,9 @@ func TestAfterHonoursRetryAfterWithCap(t *testing.T) {
 	require.Equal(t, int32(2), calls.Load())
 	wait := second.Sub(first)
 	assert.GreaterOrEqual(t, wait, 250*time.Millisecond, "Retry-After must be honoured up to the cap")
-	assert.Less(t, wait, 3*time.Second, "Retry-After must be capped at RetryWaitMax")
+	// An hour uncapped; 300 ms capped. The bound is far from both, so a
+	// loaded machine cannot reach it.
+	assert.Less(t, wait, 20*time.Second, "Retry-After must be capped at RetryWaitMax")
 }
 
 func TestAfterQueueFullNeverBlocks(t *testing.T) {
@@ -187,7 +195,8 @@ func TestAfterQueueFullNeverBlocks(t *testing.T) {
 			full++
 		}
 	}
-	assert.Less(t, time.Since(start), time.Second, "After must never wait for a hung backend")
+	// Blocked on the hung backend (Timeout: an hour), After would not return.
+	assert.Less(t, time.Since(start), 30*time.Second, "After must never wait for a hung backend")
 	assert.LessOrEqual(t, accepted, 12, "queue of 10 plus one event per worker")
 	assert.GreaterOrEqual(t, accepted, 10)
 	assert.Equal(t, 100, accepted+full)
@@ -198,7 +207,7 @@ func TestAfterQueueFullNeverBlocks(t *testing.T) {
 	start = time.Now()
 	err = d.Close(ctx)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Less(t, time.Since(start), 2*time.Second, "Close must return promptly at its deadline")
+	assert.Less(t, time.Since(start), 30*time.Second, "Close must return at its deadline, not wait for the hour-long attempts")
 	evs, errs := dead.snapshot()
 	assert.Len(t, evs, accepted, "every accepted event must be dead-lettered")
 	for _, e := range errs {
@@ -305,8 +314,12 @@ func TestConcurrentBeforeAndAfter(t *testing.T) {
 	require.NoError(t, d.Close(context.Background()))
 	assert.Equal(t, int64(0), failed.Load())
 	assert.Equal(t, int64(goroutines*each), afters.Load(), "every After must be delivered")
-	// At most 48 requests are in flight (32 callers, 16 workers); Go's
-	// transport may dial a few more while a finished connection is on its
-	// way back to the pool, but never one per call (6,400 calls).
-	assert.LessOrEqual(t, b.conns.Load(), int64(2*(goroutines+16)), "the pool must keep connections, not open one per call")
+	// At most 48 requests are in flight (32 callers, 16 workers), the
+	// most they hold at once by construction. The connections accepted
+	// depend on scheduling (Go's transport may dial while a finished
+	// connection is on its way back to the pool, and abandon that dial),
+	// so their bound is far from both a pool that keeps them (tens) and
+	// one per call (6,400).
+	assert.LessOrEqual(t, b.busy.peak.Load(), int64(goroutines+16), "requests in flight at once")
+	assert.LessOrEqual(t, b.conns.Load(), int64(2*goroutines*each/10), "the pool must keep connections, not open one per call")
 }

@@ -118,7 +118,11 @@ type AttemptQuery struct {
 	// other); false means every app.
 	ByApp bool
 	AppID int
-	// EventID keeps only the records of that webhook-id; "" means any.
+	// EventID keeps only the records of that webhook-id; "" means any. A
+	// webhook-id names an event within its app (two apps' message keys
+	// given with WithEventID may be the same): with ByApp it selects one
+	// event's records, without it that webhook-id's records in every app
+	// (each record says its AppID).
 	EventID string
 	// OrderKey keeps only the records of After events under that order
 	// key (of any app, unless ByApp); "" means any.

@@ -23,12 +23,9 @@ package callback
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,8 +51,8 @@ type Dispatcher struct {
 
 	beforeInFlight atomic.Int64 // Before requests in flight: see before's connection trace
 
-	idPrefix string        // random per Dispatcher, so IDs never repeat across processes
-	seq      atomic.Uint64 // numbers events for their IDs
+	idKey [32]byte      // random per Dispatcher: keys eventID
+	seq   atomic.Uint64 // numbers events; eventID makes their IDs from it
 
 	queue    Queue
 	mem      *memQueue       // the queue when it is the memory one; nil with Config.Queue
@@ -88,12 +85,12 @@ func New(cfg Config) (*Dispatcher, error) {
 		return nil, err
 	}
 	d := &Dispatcher{
-		s:        s,
-		log:      s.Logger,
-		now:      time.Now,
-		idPrefix: newIDPrefix(),
-		queue:    s.Queue,
-		drained:  make(chan struct{}),
+		s:       s,
+		log:     s.Logger,
+		now:     time.Now,
+		idKey:   newIDKey(),
+		queue:   s.Queue,
+		drained: make(chan struct{}),
 	}
 	if s.Resolver != nil {
 		d.routes = newRoutes(&d.s)
@@ -204,17 +201,4 @@ type Event struct {
 
 	seq   uint64 // numbers the event; the memory queue's ID is made from it
 	route *route // the app's endpoint as After resolved it; nil after a durable Queue
-}
-
-// newIDPrefix returns a random prefix for event IDs.
-func newIDPrefix() string {
-	var b [10]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return "msg_" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]) + "_"
-}
-
-// eventID returns the webhook-id of the event numbered seq: unique per
-// event, the same on each of its attempts.
-func (d *Dispatcher) eventID(seq uint64) string {
-	return d.idPrefix + strconv.FormatUint(seq, 36)
 }

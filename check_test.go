@@ -144,7 +144,7 @@ func TestCheckFindings(t *testing.T) {
 			start := time.Now()
 			err := d.Check(context.Background(), 1)
 			require.Error(t, err)
-			assert.Less(t, time.Since(start), 10*time.Second)
+			assert.Less(t, time.Since(start), 30*time.Second, "Check must end at its timeout, not hang")
 			var ce *callback.CheckError
 			require.ErrorAs(t, err, &ce)
 			for _, want := range tt.want {

@@ -5,9 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,12 +30,15 @@ type tlsBackend struct {
 	conns   atomic.Int64 // TCP connections accepted
 	resumed atomic.Int64 // requests on a resumed TLS session
 	proto   atomic.Int64 // ProtoMajor of the last request
+	busy    inFlight     // requests being answered
 }
 
 func newTLSBackend(t *testing.T, h2 bool, answer http.HandlerFunc) *tlsBackend {
 	t.Helper()
 	b := &tlsBackend{}
 	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.busy.enter()
+		defer b.busy.leave()
 		if r.TLS != nil && r.TLS.DidResume {
 			b.resumed.Add(1)
 		}
@@ -39,6 +46,10 @@ func newTLSBackend(t *testing.T, h2 bool, answer http.HandlerFunc) *tlsBackend {
 		answer(w, r)
 	}))
 	b.EnableHTTP2 = h2
+	// A burst makes Go's transport abandon some TLS handshakes it no
+	// longer needs, and the server prints a line for each (hundreds in a
+	// loaded run); the tests count what matters themselves.
+	b.Config.ErrorLog = log.New(io.Discard, "", 0)
 	b.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			b.conns.Add(1)
@@ -56,21 +67,85 @@ func (b *tlsBackend) roots() *tls.Config {
 	return &tls.Config{RootCAs: pool}
 }
 
-// A cold start at concurrency 1024 against a healthy TLS backend opens at
-// most MaxConnsPerHost connections (the other calls wait for one), and the
-// calls that wait too long for a connection, if any, do not open the
-// breaker: the wait is the Dispatcher's doing, not the App backend's.
+// firstWave holds a backend's first requests until every one of callers
+// concurrent Before calls is either being answered or waiting for a
+// connection of the Dispatcher's pool with no dial under way (told by the
+// httptrace of ctx), then lets every request through. With the connection
+// cap the first wave is about as many requests as the cap, the other
+// callers wait for a connection; without it, every caller dials and its
+// request is held with the others. Either way the peak of requests in
+// flight is then set by the pool, not by how a loaded machine happens to
+// schedule the burst.
+type firstWave struct {
+	callers int64
+	busy    *inFlight
+	waiting atomic.Int64 // callers between GetConn and GotConn
+	dialing atomic.Int64 // TCP connects and TLS handshakes under way
+	open    chan struct{}
+	once    sync.Once
+}
+
+func newFirstWave(callers int, busy *inFlight) *firstWave {
+	return &firstWave{callers: int64(callers), busy: busy, open: make(chan struct{})}
+}
+
+// ctx is the calls' ctx: it counts the callers waiting for a connection.
+func (w *firstWave) ctx() context.Context {
+	return httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GetConn:           func(string) { w.waiting.Add(1) },
+		GotConn:           func(httptrace.GotConnInfo) { w.waiting.Add(-1) },
+		ConnectStart:      func(string, string) { w.dialing.Add(1) },
+		ConnectDone:       func(string, string, error) { w.dialing.Add(-1) },
+		TLSHandshakeStart: func() { w.dialing.Add(1) },
+		TLSHandshakeDone:  func(tls.ConnectionState, error) { w.dialing.Add(-1) },
+	})
+}
+
+// hold is called by the backend's handler, inside busy. It gives up
+// holding when the request is abandoned or after a deadline only a hang
+// reaches: the test then measures a weaker peak, it does not hang.
+func (w *firstWave) hold(r *http.Request) {
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+	for {
+		if w.dialing.Load() == 0 && w.busy.now.Load()+w.waiting.Load() >= w.callers {
+			w.once.Do(func() { close(w.open) })
+		}
+		select {
+		case <-w.open:
+			return
+		case <-r.Context().Done():
+			return
+		case <-deadline.C:
+			return
+		case <-poll.C:
+		}
+	}
+}
+
+// A cold start at concurrency 1024 against a healthy TLS backend uses at
+// most MaxConnsPerHost connections at once (the other calls wait for one),
+// and the calls that wait too long for a connection, if any, do not open
+// the breaker: the wait is the Dispatcher's doing, not the App backend's.
 func TestColdStartTLSBurst(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
 		cap      int   // Config.MaxConnsPerHost
-		wantMost int64 // connections
+		wantMost int64 // requests in flight at once
 	}{
 		{"cap 64", 64, 64},
 		{"default cap", 0, 16 + 256}, // Workers + 256
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			b := newTLSBackend(t, false, answerJSON(200, `{"code":200,"msg":"ok"}`))
+			var wave *firstWave
+			b := newTLSBackend(t, false, func(w http.ResponseWriter, r *http.Request) {
+				wave.hold(r)
+				answerJSON(200, `{"code":200,"msg":"ok"}`)(w, r)
+			})
+			const callers = 1024
+			wave = newFirstWave(callers, &b.busy)
 			d, logs := newDispatcher(t, callback.Config{
 				URL:             b.URL + "/callback",
 				TLSConfig:       b.roots(),
@@ -83,7 +158,7 @@ func TestColdStartTLSBurst(t *testing.T) {
 				Timeout: 30 * time.Second,
 			})
 
-			got := runBefore(d, 2048, 1024)
+			got := runBeforeCtx(wave.ctx(), d, 2048, callers)
 
 			ok := 0
 			for i, r := range got {
@@ -93,18 +168,18 @@ func TestColdStartTLSBurst(t *testing.T) {
 				}
 			}
 			assert.Positive(t, ok, "a healthy backend answers")
-			// Every call answered on a loaded machine too, as a rule; one
-			// that timed out on its connection closed it, and a queued call
-			// dialled one more in its place, within the cap. Beside that,
-			// about one loaded run in ten sees one connection more with
-			// every call answered and none abandoned before its first
-			// request: Go's transport replaced one during the burst, still
-			// within the cap at any moment. The bound allows two of those;
-			// without the cap the burst opens 1,024.
+			// Over HTTP/1.1 a request in flight holds a connection the
+			// client has not given up; the client gives one up only when
+			// a call on it fails. So the requests answered at once stay
+			// within the cap plus the failed calls, however the burst is
+			// scheduled; the first wave reaches the cap. Without the cap
+			// it is all 1,024 callers. The connections accepted over the
+			// run are not bounded so: Go's transport abandons a dial whose
+			// caller got a pooled connection first (logged).
 			failed := int64(len(got) - ok)
-			const replaced = 2
-			assert.LessOrEqual(t, b.conns.Load(), tt.wantMost+failed+replaced,
-				"new connections must stay within MaxConnsPerHost (plus one per timed-out call: %d, and %d replaced)", failed, replaced)
+			assert.LessOrEqual(t, b.busy.peak.Load(), tt.wantMost+failed,
+				"requests in flight at once must stay within MaxConnsPerHost (plus one per failed call: %d)", failed)
+			t.Logf("%d connections accepted, %d requests in flight at most, %d calls failed", b.conns.Load(), b.busy.peak.Load(), failed)
 			for url, state := range d.Stats().Breakers {
 				assert.Equal(t, "closed", state, "breaker of %s", url)
 			}
@@ -138,8 +213,17 @@ func TestPoolWaitDoesNotOpenBreaker(t *testing.T) {
 	}
 	require.Greater(t, timedOut, 10, "most of the 100 calls must time out waiting for the one connection")
 	// A call that times out on the connection closes it, and a queued one
-	// dials anew: a few connections, one at a time.
-	assert.LessOrEqual(t, b.conns.Load(), int64(10), "one connection at a time, a few in all")
+	// dials anew: one connection at a time, and at most one more in all
+	// per failed call, however the calls are scheduled. Without the cap
+	// the 100 calls open 100 connections and none times out.
+	failed := int64(0)
+	for _, r := range got {
+		if r.Err != nil {
+			failed++
+		}
+	}
+	assert.LessOrEqual(t, b.busy.peak.Load(), 1+failed, "requests in flight at once, with a cap of one connection")
+	assert.LessOrEqual(t, b.conns.Load(), 1+failed, "connections: the first, and one per failed call at most")
 	assert.Equal(t, map[string]string{b.URL + "/callback": "closed"}, d.Stats().Breakers)
 	assert.NotContains(t, logs.String(), "circuit breaker open")
 }
@@ -197,12 +281,26 @@ func TestHTTP2Option(t *testing.T) {
 // Many concurrent calls share the capped pool and all succeed when the
 // backend is quick: the wait for a connection is short.
 func TestPoolCapAllSucceed(t *testing.T) {
-	b := newBackend(t, answerJSON(200, `{"code":200,"msg":"ok"}`))
-	d, _ := newDispatcher(t, callback.Config{URL: b.URL + "/callback", MaxConnsPerHost: 4, Timeout: 10 * time.Second})
-	for i, r := range runBefore(d, 400, 64) {
+	const callers = 64
+	var wave *firstWave
+	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		wave.hold(r)
+		answerJSON(200, `{"code":200,"msg":"ok"}`)(w, r)
+	})
+	wave = newFirstWave(callers, &b.busy)
+	// The timeout only ends a real hang: a loaded machine may take
+	// seconds to serve 400 calls through 4 connections.
+	d, _ := newDispatcher(t, callback.Config{URL: b.URL + "/callback", MaxConnsPerHost: 4, Timeout: time.Minute})
+	for i, r := range runBeforeCtx(wave.ctx(), d, 400, callers) {
 		require.NoError(t, r.Err, "call %d", i)
 	}
-	assert.LessOrEqual(t, b.conns.Load(), int64(4))
+	// Every call succeeded, so no connection was given up: the requests
+	// answered at once stay within the cap by construction, and the first
+	// wave reaches it (without the cap: all 64 callers). The connections
+	// accepted may exceed it: Go's transport abandons a dial whose caller
+	// got a pooled connection first.
+	assert.LessOrEqual(t, b.busy.peak.Load(), int64(4), "requests in flight at once")
+	t.Logf("%d connections accepted", b.conns.Load())
 }
 
 // Below the connection cap a Before call is not traced: the trace that

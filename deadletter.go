@@ -12,7 +12,8 @@ type DeadLetter struct {
 	// Seq is its position in the store; a listing continues with AfterSeq
 	// set to the last Seq it got.
 	Seq uint64 `json:"seq"`
-	// ID is the event's webhook-id: what ReplayOne takes.
+	// ID is the event's webhook-id: with AppID, what ReplayOne takes (two
+	// apps' events may have the same webhook-id).
 	ID       string    `json:"id"`
 	AppID    int       `json:"app_id"`
 	Command  string    `json:"command"`
@@ -32,7 +33,9 @@ type DeadLetterQuery struct {
 	// ByApp keeps only AppID's dead letters; false means every app.
 	ByApp bool
 	AppID int
-	// EventID keeps only the dead letter of that webhook-id; "" means any.
+	// EventID keeps only the dead letters of that webhook-id; "" means
+	// any. With ByApp it selects one event's, without it that webhook-id's
+	// in every app.
 	EventID string
 	// AfterSeq lists those after it, oldest first: 0 means from the first.
 	AfterSeq uint64

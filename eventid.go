@@ -2,6 +2,10 @@ package callback
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/binary"
 )
 
 // maxEventID bounds an ID given with WithEventID. It travels as a header
@@ -15,7 +19,11 @@ type eventIDKey struct{}
 // made with it use id as the event's ID: the webhook-id header of each
 // attempt (the App backend's idempotency key), Event.ID, and, with a
 // durable Queue such as natsqueue's, the message ID under which the event
-// is stored. Without it the Dispatcher numbers events itself.
+// is stored (together with its app: the same id under two apps is two
+// events). Without it the Dispatcher makes an ID itself: "msg_" and 26
+// characters of base32 (A-Z, 2-7) that carry 128 bits of a keyed hash of
+// the event's number, so that nobody who sees some IDs can predict the
+// next ones or count the events made in between.
 //
 // It makes After safe to retry: when After returns an error, the event may
 // still have been stored (a durable Queue's publish timed out after the
@@ -26,12 +34,15 @@ type eventIDKey struct{}
 // stores an event when After fails, so a retry there queues it once too.
 //
 // id must be 1 to 256 bytes of printable ASCII without spaces, unique per
-// event (for example the IM server's message key); After and Before return
-// or report ErrInvalidEventID otherwise. One id serves the Before and the
-// After of one message: the After sends it as given, the Before with
-// BeforeIDSuffix ("/before") appended, so that an App backend that
-// remembers IDs (package receiver with Dedup) sees two events, and matches
-// the Before with its After by trimming the suffix.
+// event of an app (for example the IM server's message key), and not of the
+// Dispatcher's own shape ("msg_" and 26 characters A-Z or 2-7, 30 bytes in
+// all), so that an id a tenant chose can never be one the Dispatcher makes
+// for another event; After and Before return or report ErrInvalidEventID
+// otherwise. One id serves the Before and the After of one message: the
+// After sends it as given, the Before with BeforeIDSuffix ("/before")
+// appended, so that an App backend that remembers IDs (package receiver
+// with Dedup) sees two events, and matches the Before with its After by
+// trimming the suffix.
 func WithEventID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, eventIDKey{}, id)
 }
@@ -43,7 +54,7 @@ func eventIDFrom(ctx context.Context) (id string, ok bool, err error) {
 	if !ok {
 		return "", false, nil
 	}
-	if !validEventID(id) {
+	if !validEventID(id) || isAutoID(id) {
 		return "", true, ErrInvalidEventID
 	}
 	return id, true, nil
@@ -57,6 +68,57 @@ func validEventID(id string) bool {
 	}
 	for i := 0; i < len(id); i++ {
 		if c := id[i]; c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// The IDs the Dispatcher makes itself: autoIDPrefix and the base32 of
+// autoIDBits bits.
+const (
+	autoIDPrefix = "msg_"
+	autoIDBits   = 128
+	autoIDLen    = len(autoIDPrefix) + (autoIDBits+4)/5
+)
+
+var autoIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// newIDKey returns a random key for eventID.
+func newIDKey() [32]byte {
+	var k [32]byte
+	_, _ = rand.Read(k[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return k
+}
+
+// eventID returns the webhook-id of the event numbered seq, the same on
+// each of its attempts: autoIDPrefix and 128 bits of SHA-256 over the
+// Dispatcher's random key and seq, a pseudo-random function of seq. The
+// IDs of one Dispatcher differ, and those of two differ, but by a chance
+// of 2^-128 a pair; without the key, one ID tells nothing of another, so
+// a tenant can neither predict the IDs of other tenants' events nor count
+// them. One allocation, the string, as with the counter it replaces.
+func (d *Dispatcher) eventID(seq uint64) string {
+	// One SHA-256 block: the key then seq, a message of fixed length, so
+	// that an ID cannot be extended into another (the length is in the
+	// padding).
+	var in [len(d.idKey) + 8]byte
+	copy(in[:], d.idKey[:])
+	binary.BigEndian.PutUint64(in[len(d.idKey):], seq)
+	sum := sha256.Sum256(in[:])
+	var id [autoIDLen]byte
+	copy(id[:], autoIDPrefix)
+	autoIDEncoding.Encode(id[len(autoIDPrefix):], sum[:autoIDBits/8])
+	return string(id[:])
+}
+
+// isAutoID reports whether id has the shape of the IDs eventID makes.
+func isAutoID(id string) bool {
+	if len(id) != autoIDLen || id[:len(autoIDPrefix)] != autoIDPrefix {
+		return false
+	}
+	for i := len(autoIDPrefix); i < len(id); i++ {
+		if c := id[i]; (c < 'A' || c > 'Z') && (c < '2' || c > '7') {
 			return false
 		}
 	}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,12 +36,44 @@ type backend struct {
 	mu    sync.Mutex
 	got   []received
 	conns atomic.Int64 // TCP connections accepted
+	busy  inFlight     // requests being answered
+}
+
+// inFlight counts the requests a backend is answering and keeps the most
+// it answered at once. Over HTTP/1.1 each of them holds a connection of
+// its own that the client has not given up, which makes the peak a count
+// that the client's connection cap bounds by construction, unlike the
+// connections accepted over a run (Go's transport may replace one).
+type inFlight struct {
+	now, peak atomic.Int64
+}
+
+func (f *inFlight) enter() {
+	n := f.now.Add(1)
+	for p := f.peak.Load(); n > p && !f.peak.CompareAndSwap(p, n); p = f.peak.Load() {
+	}
+}
+
+func (f *inFlight) leave() { f.now.Add(-1) }
+
+// testLog is a test server's ErrorLog: its lines go to the test's log,
+// shown when the test fails (or with -v), not in every run's output.
+func testLog(t testing.TB) *log.Logger { return log.New(tWriter{t}, "", 0) }
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
 
 func newBackend(t testing.TB, answer http.HandlerFunc) *backend {
 	t.Helper()
 	b := &backend{}
 	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.busy.enter()
+		defer b.busy.leave()
 		body, _ := io.ReadAll(r.Body)
 		b.mu.Lock()
 		b.got = append(b.got, received{r.Method, r.URL.Path, r.URL.Query(), r.Header.Clone(), body})
@@ -52,6 +86,7 @@ func newBackend(t testing.TB, answer http.HandlerFunc) *backend {
 			b.conns.Add(1)
 		}
 	}
+	b.Config.ErrorLog = testLog(t)
 	b.Start()
 	t.Cleanup(b.Close)
 	return b

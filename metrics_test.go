@@ -283,7 +283,7 @@ func TestMetricsQueueFullDepthAgeAndActive(t *testing.T) {
 	age := c["imcallback.queue.oldest_age"].Data.(metricdata.Gauge[float64]).DataPoints
 	require.Len(t, age, 1)
 	assert.GreaterOrEqual(t, age[0].Value, 0.020, "the oldest event has waited at least the 20 ms slept")
-	assert.Less(t, age[0].Value, 10.0, "and not absurdly long")
+	assert.Less(t, age[0].Value, 300.0, "and not absurdly long (the wait above lasts 10 s at most)")
 
 	s := d.Stats()
 	assert.Equal(t, 2, s.QueueDepth)
@@ -361,7 +361,7 @@ func TestMetricsDurationBucketsAndTimeout(t *testing.T) {
 		"buckets resolve 1 ms to 2 s")
 	assert.Equal(t, uint64(1), p.Count)
 	assert.GreaterOrEqual(t, p.Sum, 0.1, "a call that timed out at 100 ms took at least 0.1 s")
-	assert.Less(t, p.Sum, 1.1, "and returned within a generous bound")
+	assert.Less(t, p.Sum, 30.0, "and returned within a bound only a hang reaches")
 	outcome, _ := p.Attributes.Value("outcome")
 	assert.Equal(t, "failed_open", outcome.AsString())
 }

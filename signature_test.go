@@ -164,7 +164,7 @@ func TestNewRejectsBadSecret(t *testing.T) {
 		{"not base64", callback.AppCommand, "whsec_not*base64!", "not standard base64"},
 		{"key too short", callback.AppCommand, short, "23-byte key"},
 		{"key too long", callback.AppCommand, long, "65-byte key"},
-		{"second of two bad", callback.AppCommand, secretA + " whsec_%%%", "Secret 2"},
+		{"second of two bad", callback.AppCommand, secretA + " whsec_%%%", "secret 2"},
 		{"Tencent token with a space", callback.Tencent, "s3cr3t t0k3n", "one token"},
 		{"Tencent token with a newline", callback.Tencent, "s3cr3tT0k3n\n", "one token"},
 		{"OpenIM secret without prefix", callback.OpenIM, "s3cr3tT0k3n", "does not start with"},

@@ -76,11 +76,21 @@ func readmeReplayOne(ctx context.Context, q *natsqueue.Queue) error {
 		return err
 	}
 	for _, dl := range dls {
-		if err := q.ReplayOne(ctx, dl.ID); err != nil && !errors.Is(err, callback.ErrNotFound) {
+		if err := q.ReplayOne(ctx, dl.AppID, dl.ID); err != nil && !errors.Is(err, callback.ErrNotFound) {
 			return err
 		}
 	}
 	return nil
 }
 
-var _, _, _ = readmeInspector, readmeAttempts, readmeReplayOne
+// The README's per-tenant inspector (Security), quoted verbatim.
+func readmeScope(d *callback.Dispatcher, q *natsqueue.Queue, tenantApp func(*http.Request) (int, bool)) http.Handler {
+	tenants := inspector.New(d, inspector.Options{DeadLetters: q,
+		Scope: func(r *http.Request) (inspector.Scope, bool) {
+			app, ok := tenantApp(r) // your authentication: the tenant's app
+			return inspector.Scope{Apps: []int{app}}, ok
+		}})
+	return tenants
+}
+
+var _, _, _, _ = readmeInspector, readmeAttempts, readmeReplayOne, readmeScope

@@ -142,7 +142,7 @@ func TestStoryDeadLettered(t *testing.T) {
 	accept.set(true)
 	res := post(t, base+form.action, url.Values{"id": {"msg-44/after"}, "back": {"1"}}, auth)
 	require.Equal(t, http.StatusSeeOther, res.StatusCode)
-	assert.Equal(t, "../?id=msg-44%2Fafter", res.Header.Get("Location"))
+	assert.Equal(t, "../?app=1400&id=msg-44%2Fafter", res.Header.Get("Location"))
 	waitFor(t, "the replayed delivery", func() bool {
 		return strings.HasPrefix(event(t, base, "msg-44/after").Summary, "Delivered")
 	})

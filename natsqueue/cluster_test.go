@@ -202,9 +202,12 @@ type outage struct{ from, to time.Time }
 // streams, two nodes on connections to different servers, events sent all
 // along. In each one every event for which After returned nil is
 // delivered, a webhook-id is never sent with another event's body, both
-// nodes deliver again, and no event waits more than 10 s for delivery
+// nodes deliver again, and no event waits more than 30 s for delivery
 // outside the time the stream or the consumer had no leader.
 func TestFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("four three-server clusters failing over: not in -short")
+	}
 	tests := []struct {
 		name    string
 		disrupt func(t *testing.T, c *cluster, js jetstream.JetStream) []outage
@@ -347,7 +350,9 @@ func failover(t *testing.T, disrupt func(*testing.T, *cluster, jetstream.JetStre
 		wg.Wait()
 	}()
 
-	waitFor(t, "deliveries before the disruption", func() bool { return a.delivered() >= 200 })
+	// Four clusters of three servers run at once: on a loaded machine the
+	// first 200 deliveries may take a while; only a hang takes a minute.
+	waitWithin(t, "deliveries before the disruption", time.Minute, func() bool { return a.delivered() >= 200 })
 	outs := disrupt(t, c, js)
 	for _, o := range outs {
 		t.Logf("outage of %v", o.to.Sub(o.from).Round(time.Millisecond))
@@ -357,7 +362,7 @@ func failover(t *testing.T, disrupt func(*testing.T, *cluster, jetstream.JetStre
 	after := a.delivered()
 	// Each node must take part again, not one alone: each delivers events
 	// accepted after the outage, which it cannot have pulled before.
-	waitFor(t, "deliveries by both nodes after the disruption", func() bool {
+	waitWithin(t, "deliveries by both nodes after the disruption", time.Minute, func() bool {
 		byNode := map[string]int{}
 		hits := a.snapshot()
 		mu.Lock()
@@ -383,14 +388,14 @@ func failover(t *testing.T, disrupt func(*testing.T, *cluster, jetstream.JetStre
 			whys[e.err.Error()]++
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for _, i := range accepted {
 		for {
 			if _, ok := a.deliveredAt(string(body(i))); ok {
 				break
 			}
 			if time.Now().After(deadline) {
-				require.FailNowf(t, "lost", "event %d, accepted %v after the last outage ended, not delivered 30 s later",
+				require.FailNowf(t, "lost", "event %d, accepted %v after the last outage ended, not delivered a minute later",
 					i, events[i].at.Sub(last).Round(time.Millisecond))
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -439,5 +444,7 @@ func failover(t *testing.T, disrupt func(*testing.T, *cluster, jetstream.JetStre
 	t.Logf("events: %d accepted, %d After errors; %d requests repeated a webhook-id; longest wait for delivery: %v, %v of it outside the outages",
 		len(accepted), failed, dups, worstRaw.Round(time.Millisecond), worst.Round(time.Millisecond))
 	assert.Zero(t, failed, "After failed although PublishTimeout covers the fail-over: %v", whys)
-	assert.LessOrEqual(t, worst, 10*time.Second, "delivery did not resume within 10 s of the outage's end")
+	// Lost acks' events come back after AckWait (2 s); the bound is far
+	// above it, so only delivery that does not resume reaches it.
+	assert.LessOrEqual(t, worst, 30*time.Second, "delivery did not resume within 30 s of the outage's end")
 }

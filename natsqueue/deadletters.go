@@ -15,8 +15,8 @@ import (
 	"github.com/imcallback/callback"
 )
 
-// ErrNotFound is wrapped by ReplayOne's error for a webhook-id with no
-// dead letter stored: never dead-lettered, already replayed, dropped by
+// ErrNotFound is wrapped by ReplayOne's error for an event with no dead
+// letter stored: never dead-lettered, already replayed, dropped by
 // DeadLetterMaxAge, or dead-lettered by a version before ReplayOne (whose
 // dead letters Replay replays). It is callback.ErrNotFound.
 var ErrNotFound = callback.ErrNotFound
@@ -30,8 +30,17 @@ func idToken(id string) string {
 
 // deadSubject is the subject of ev's dead letter: DeadLetterSubject, the
 // app, and the token of its webhook-id, so ReplayOne finds it directly.
+// Version 0.1.0 stored dead letters on DeadLetterSubject.app alone.
 func (q *Queue) deadSubject(ev callback.Event) string {
 	return q.o.DeadLetterSubject + "." + strconv.Itoa(ev.AppID) + "." + idToken(ev.ID)
+}
+
+// msgID returns the Nats-Msg-Id of ev's message with suffix: its app and
+// its webhook-id, since a webhook-id names an event only within its app
+// (two apps' message keys may be the same). The app comes first and has
+// no ':', so two events' IDs differ.
+func msgID(ev callback.Event, suffix string) string {
+	return strconv.Itoa(ev.AppID) + ":" + ev.ID + suffix
 }
 
 // ListDeadLetters returns the dead letters that dq selects, oldest first,
@@ -39,13 +48,17 @@ func (q *Queue) deadSubject(ev callback.Event) string {
 // listing with dq.AfterSeq set to the last one's Seq. A page costs three
 // requests to the server whatever its size (an ordered consumer of the
 // dead-letter stream is made, fetched from and deleted); with dq.EventID
-// set, one lookup. A server that goes quiet for a second in the middle of a
-// page ends the page there; ctx ending first is an error.
+// and dq.ByApp set, one lookup, which finds the event's last dead letter.
+// dq.EventID alone lists that webhook-id's dead letters in every app. A
+// server that goes quiet for a second in the middle of a page ends the
+// page there; ctx ending first is an error.
+//
+// Dead letters stored by version 0.1.0 are listed, by app too, but not
+// found by dq.EventID.
 func (q *Queue) ListDeadLetters(ctx context.Context, dq callback.DeadLetterQuery) ([]callback.DeadLetter, error) {
-	limit := dq.Size()
-	if dq.EventID != "" {
-		raw, err := q.findDead(ctx, dq.EventID)
-		if errors.Is(err, ErrNotFound) || (err == nil && (raw.Sequence <= dq.AfterSeq || dq.ByApp && !sameApp(raw, dq.AppID))) {
+	if dq.EventID != "" && dq.ByApp {
+		raw, err := q.findDead(ctx, dq.AppID, dq.EventID)
+		if errors.Is(err, ErrNotFound) || (err == nil && raw.Sequence <= dq.AfterSeq) {
 			return nil, nil
 		}
 		if err != nil {
@@ -57,14 +70,27 @@ func (q *Queue) ListDeadLetters(ctx context.Context, dq callback.DeadLetterQuery
 		}
 		return []callback.DeadLetter{dl}, nil
 	}
-	filter := q.o.DeadLetterSubject + ".>"
-	if dq.ByApp {
-		filter = q.o.DeadLetterSubject + "." + strconv.Itoa(dq.AppID) + ".>"
+	filters := []string{q.o.DeadLetterSubject + ".>"}
+	var match func(*jetstream.RawStreamMsg) bool
+	switch {
+	case dq.EventID != "":
+		filters = []string{q.o.DeadLetterSubject + ".*." + idToken(dq.EventID)}
+		match = func(raw *jetstream.RawStreamMsg) bool { return raw.Header.Get(hdrID) == dq.EventID }
+	case dq.ByApp:
+		app := q.o.DeadLetterSubject + "." + strconv.Itoa(dq.AppID)
+		filters = []string{app + ".>", app} // app: 0.1.0's dead letters
 	}
+	return q.listDead(ctx, filters, match, dq)
+}
+
+// listDead returns a page of the dead letters on filters that match
+// selects (nil: all).
+func (q *Queue) listDead(ctx context.Context, filters []string, match func(*jetstream.RawStreamMsg) bool, dq callback.DeadLetterQuery) ([]callback.DeadLetter, error) {
+	limit := dq.Size()
 	// One ordered consumer reads the page in one fetch where GetMsg would
 	// make a request per dead letter.
 	c, err := q.dead.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{filter},
+		FilterSubjects:    filters,
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       dq.AfterSeq + 1,
 		InactiveThreshold: listerIdle,
@@ -88,6 +114,9 @@ func (q *Queue) ListDeadLetters(ctx context.Context, dq callback.DeadLetterQuery
 			}
 			raw := &jetstream.RawStreamMsg{Subject: m.Subject(), Sequence: meta.Sequence.Stream,
 				Header: m.Headers(), Data: m.Data(), Time: meta.Timestamp}
+			if match != nil && !match(raw) {
+				continue // another webhook-id of the same hash
+			}
 			dl, err := deadLetterOf(raw, dq.Bodies)
 			if err != nil {
 				continue // not an event: Replay reports it
@@ -128,10 +157,6 @@ func (q *Queue) dropLister(ctx context.Context, c jetstream.Consumer) {
 // listerDropWait bounds deleting a listing's consumer.
 const listerDropWait = 5 * time.Second
 
-func sameApp(raw *jetstream.RawStreamMsg, app int) bool {
-	return raw.Header.Get(hdrAppID) == strconv.Itoa(app)
-}
-
 // deadLetterOf reads a dead-letter message.
 func deadLetterOf(raw *jetstream.RawStreamMsg, body bool) (callback.DeadLetter, error) {
 	ev, err := decodeEvent(raw.Header, raw.Data)
@@ -149,12 +174,13 @@ func deadLetterOf(raw *jetstream.RawStreamMsg, body bool) (callback.DeadLetter, 
 	return dl, nil
 }
 
-// findDead returns the dead letter of the webhook-id id, or an error
+// findDead returns the last dead letter of app's event id, or an error
 // wrapping ErrNotFound.
-func (q *Queue) findDead(ctx context.Context, id string) (*jetstream.RawStreamMsg, error) {
-	raw, err := q.dead.GetLastMsgForSubject(ctx, q.o.DeadLetterSubject+".*."+idToken(id))
-	if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && raw.Header.Get(hdrID) != id) {
-		return nil, fmt.Errorf("%w: no dead letter of that webhook-id", ErrNotFound)
+func (q *Queue) findDead(ctx context.Context, app int, id string) (*jetstream.RawStreamMsg, error) {
+	a := strconv.Itoa(app)
+	raw, err := q.dead.GetLastMsgForSubject(ctx, q.o.DeadLetterSubject+"."+a+"."+idToken(id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && (raw.Header.Get(hdrID) != id || raw.Header.Get(hdrAppID) != a)) {
+		return nil, fmt.Errorf("%w: no dead letter of that event", ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("natsqueue: dead letter: %w", err)
@@ -162,16 +188,18 @@ func (q *Queue) findDead(ctx context.Context, id string) (*jetstream.RawStreamMs
 	return raw, nil
 }
 
-// ReplayOne moves the dead letter of the webhook-id id back into the work
-// stream, with its webhook-id and a fresh schedule of attempts, as Replay
-// does for all of them. It returns an error wrapping ErrNotFound when no
-// dead letter of id is stored: replaying it a second time finds none, so
-// an event is replayed once per time it was dead-lettered. Two calls at
-// once for the same dead letter store it in the work stream once (same
-// Nats-Msg-Id within the stream's duplicate window), and one of them may
-// then report ErrNotFound or an error deleting the dead letter.
-func (q *Queue) ReplayOne(ctx context.Context, id string) error {
-	raw, err := q.findDead(ctx, id)
+// ReplayOne moves the dead letter of app appID's event id (its webhook-id)
+// back into the work stream, with its webhook-id and a fresh schedule of
+// attempts, as Replay does for all of them. It returns an error wrapping
+// ErrNotFound when no dead letter of that event is stored (another app's
+// event of the same webhook-id is another event): replaying it a second
+// time finds none, so an event is replayed once per time it was
+// dead-lettered. Two calls at once for the same dead letter store it in
+// the work stream once (same Nats-Msg-Id within the stream's duplicate
+// window), and one of them may then report ErrNotFound or an error
+// deleting the dead letter.
+func (q *Queue) ReplayOne(ctx context.Context, appID int, id string) error {
+	raw, err := q.findDead(ctx, appID, id)
 	if err != nil {
 		return err
 	}
@@ -188,8 +216,8 @@ func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) error {
 	// A new message ID (the webhook-id is in the header and stays): the
 	// original's may still be in the duplicate window, and replaying this
 	// dead letter twice stores it once.
-	msgID := ev.ID + ".replay." + strconv.FormatUint(raw.Sequence, 10)
-	if _, err := q.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(q.o.Stream)); err != nil {
+	id := msgID(ev, ".replay."+strconv.FormatUint(raw.Sequence, 10))
+	if _, err := q.js.PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(q.o.Stream)); err != nil {
 		return fmt.Errorf("%w: replay: %w", ErrPublish, err)
 	}
 	if err := q.dead.DeleteMsg(ctx, raw.Sequence); err != nil {

@@ -113,13 +113,13 @@ func TestListAndReplayOne(t *testing.T) {
 
 	// Replay one: delivered once; a second replay finds nothing.
 	accept("c>3")
-	require.NoError(t, n.q.ReplayOne(ctx, "c>3"))
+	require.NoError(t, n.q.ReplayOne(ctx, 7, "c>3"))
 	a.waitDelivered(t, 1, longWait)
-	require.ErrorIs(t, n.q.ReplayOne(ctx, "c>3"), natsqueue.ErrNotFound)
-	require.ErrorIs(t, n.q.ReplayOne(ctx, "never-stored"), callback.ErrNotFound)
+	require.ErrorIs(t, n.q.ReplayOne(ctx, 7, "c>3"), natsqueue.ErrNotFound)
+	require.ErrorIs(t, n.q.ReplayOne(ctx, 7, "never-stored"), callback.ErrNotFound)
 	// Another replay, and once it is delivered the first has not come again.
 	accept("a.1")
-	require.NoError(t, n.q.ReplayOne(ctx, "a.1"))
+	require.NoError(t, n.q.ReplayOne(ctx, 7, "a.1"))
 	a.waitDelivered(t, 2, longWait)
 	count := map[string]int{}
 	for _, h := range a.snapshot() {

@@ -102,7 +102,7 @@ func (d *delivery) DeadLetter(ctx context.Context, reason error) error {
 	// twice is stored once, and an event replayed and dead-lettered again
 	// has a new sequence.
 	_, err := d.q.js.PublishMsg(ctx, m,
-		jetstream.WithMsgID(d.ev.ID+".dead."+seq),
+		jetstream.WithMsgID(msgID(d.ev, ".dead."+seq)),
 		jetstream.WithExpectStream(d.q.o.DeadLetterStream))
 	if err != nil {
 		return fmt.Errorf("%w: dead letter: %w", ErrPublish, err)

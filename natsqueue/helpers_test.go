@@ -171,8 +171,8 @@ func (a *app) missing(want int) string {
 	}
 	var b strings.Builder
 	for n := range want {
-		if k := string(body(n)); !a.ok[k] {
-			fmt.Fprintf(&b, " %d(%d)", n, seen[k])
+		if k := body(n); !a.ok[string(k)] {
+			fmt.Fprintf(&b, " %d(%d)", n, seen[string(k)])
 		}
 	}
 	return b.String()

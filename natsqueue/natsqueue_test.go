@@ -24,6 +24,9 @@ var short = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 *
 // everything A did not, and an event delivered twice carries the same
 // webhook-id both times.
 func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 events through a crashed node: not in -short")
+	}
 	const events, beforeCrash = 10000, 1000
 	srv := startServer(t, t.TempDir())
 	// Node A's requests after its first beforeCrash are held until A has
@@ -189,8 +192,10 @@ func TestBackendDownBreaker(t *testing.T) {
 	assert.Less(t, failedWhileDown, events, "the open breaker must hold events back, not send each one")
 
 	start := time.Now()
-	n.close(t, 10*time.Second)
-	assert.Less(t, time.Since(start), 5*time.Second, "Close must not wait for the breaker")
+	n.close(t, time.Minute)
+	// Waiting for the breaker, Close would wait out its minute: the
+	// backend stays down until after it.
+	assert.Less(t, time.Since(start), 30*time.Second, "Close must not wait for the breaker")
 	assert.Zero(t, dead.Load(), "got dead letters, want none")
 
 	down.Store(false)
@@ -283,6 +288,9 @@ func TestPoison(t *testing.T) {
 // TestRestart: with the embedded server, events accepted before a restart
 // are delivered after it.
 func TestRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a server restart under load: not in -short")
+	}
 	const events = 500
 	dir := t.TempDir()
 	var up atomic.Bool
@@ -397,7 +405,7 @@ func TestClose(t *testing.T) {
 // waitFor polls cond for up to 10 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	waitWithin(t, what, 10*time.Second, cond)
+	waitWithin(t, what, 30*time.Second, cond) // ends a hang; a loaded machine is slow, not stuck
 }
 
 // waitWithin polls cond for up to within.

@@ -393,9 +393,10 @@ func (q *Queue) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
 
 // put publishes ev and returns nil once JetStream has stored it. A
 // publish that JetStream does not acknowledge is sent again until one is,
-// within Options.PublishTimeout and ctx. The webhook-id is the message's
-// Nats-Msg-Id, so an event published twice within the stream's duplicate
-// window (2 min by default) is stored once.
+// within Options.PublishTimeout and ctx. The app and the webhook-id make
+// the message's Nats-Msg-Id (see msgID), so an event published twice
+// within the stream's duplicate window (2 min by default) is stored once,
+// and two apps' events of the same webhook-id are two events.
 //
 // An error wraps ErrPublish: JetStream did not acknowledge the event in
 // time. It may still be stored (its last publish reached a leader whose
@@ -409,12 +410,13 @@ func (q *Queue) put(ctx context.Context, ev callback.Event) error {
 		return callback.ErrClosed
 	}
 	m := eventMsg(q.o.Subject, ev)
+	id := msgID(ev, "")
 	ctx, cancel := context.WithTimeout(ctx, q.o.PublishTimeout)
 	defer cancel()
 	pause := publishPauseMin
 	for {
 		one, cancelOne := context.WithTimeout(ctx, publishAttempt)
-		_, err := q.js.PublishMsg(one, m, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(q.o.Stream))
+		_, err := q.js.PublishMsg(one, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(q.o.Stream))
 		cancelOne()
 		if err == nil {
 			return nil

@@ -160,7 +160,7 @@ func parseHeader(block string) http.Header {
 		if !ok || name == "" || strings.ContainsAny(name, " \t\r") {
 			continue
 		}
-		h.Add(http.CanonicalHeaderKey(name), strings.TrimSpace(value))
+		h.Add(name, strings.TrimSpace(value)) // Add canonicalises the name
 	}
 	return h
 }

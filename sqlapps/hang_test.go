@@ -20,10 +20,12 @@ import (
 )
 
 // hangTimeout is the Stores' QueryTimeout in these tests; bound is the
-// generous limit every call must return within.
+// limit every call must return within once the database hangs: without
+// the QueryTimeout a call waits for ever, so the bound is far above it, as
+// a loaded machine needs.
 const (
 	hangTimeout = 300 * time.Millisecond
-	bound       = 2 * time.Second
+	bound       = 20 * time.Second
 )
 
 // hangingProxy is a TCP proxy to a database server that can freeze: from
@@ -258,7 +260,13 @@ func TestDatabaseHangsAfterReads(t *testing.T) {
 			require.NoError(t, s.Set(ctx, sqlapps.App{ID: 1, Endpoint: callback.Endpoint{URL: backend.URL}}))
 			d, err := callback.New(callback.Config{Resolver: s, Logger: slog.New(slog.DiscardHandler)})
 			require.NoError(t, err)
-			require.NoError(t, d.Before(ctx, 1, "cmd", []byte(`{}`)).Err, "before the hang")
+			// Before the hang the app is read through two proxies within
+			// the 300 ms QueryTimeout, which a loaded machine may miss:
+			// it is tried until read (the Dispatcher keeps no failed
+			// resolution).
+			require.Eventually(t, func() bool {
+				return d.Before(ctx, 1, "cmd", []byte(`{}`)).Err == nil
+			}, 60*time.Second, 50*time.Millisecond, "before the hang: app 1 never read")
 
 			p.Freeze()
 			within(t, "Before of a cached app", func() {

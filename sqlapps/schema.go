@@ -159,12 +159,18 @@ func statements(script string) []string {
 // SQLite, a write lock refused at once while another process switches the
 // file to WAL) is run again from the start on a new connection.
 func (s *Store) Migrate(ctx context.Context) error {
-	err := retryConflicts(ctx, func() error {
+	err := retryConflicts(ctx, func() (err error) {
 		conn, err := s.db.Conn(ctx)
 		if err != nil {
 			return fmt.Errorf("migrating: %w", err)
 		}
-		defer conn.Close()
+		defer func() {
+			// database/sql reports only a second Close today; any error
+			// it may report is returned, not dropped.
+			if cerr := conn.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("migrating: closing the connection: %w", cerr)
+			}
+		}()
 		switch s.dialect {
 		case Postgres:
 			return s.migratePostgres(ctx, conn)

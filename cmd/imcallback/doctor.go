@@ -70,7 +70,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return fail(stderr, exitUsage, "imcallback doctor: %v", err)
 	}
-	defer d.Close(context.Background())
+	defer closeDispatcher(stderr, "imcallback doctor", d)
 	ep, _ := d.Endpoint(ctx, app)
 	p := newPainter(stdout)
 	signed := "unsigned"

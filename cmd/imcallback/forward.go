@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -134,7 +135,10 @@ func decisionOf(p callback.Protocol, r callback.Response) receiver.Decision {
 	return dec
 }
 
-func (f *forwarder) close() { _ = f.d.Close(context.Background()) }
+// close closes the forwarder's Dispatcher and reports a failure on stderr.
+func (f *forwarder) close(stderr io.Writer) {
+	closeDispatcher(stderr, "imcallback listen: --forward-to", f.d)
+}
 
 // recorder appends callbacks to a file, one JSON object a line.
 type recorder struct {

@@ -141,7 +141,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if err != nil {
 			return fail(stderr, exitUsage, "imcallback listen: %v", err)
 		}
-		defer fwd.close()
+		defer fwd.close(stderr)
 		l.fwd = fwd
 	}
 	if f.record != "" {

@@ -139,7 +139,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	closeErr := d.Close(ctx) // with --after: waits for the deliveries
 	if after {
-		first, n, _ := dead.get()
+		n, _, first := dead.get()
 		failures += n
 		fmt.Fprintf(stdout, "replayed %d after-callbacks: delivered %d, failed %d\n", len(calls), len(calls)-failures, failures)
 		if first != nil {

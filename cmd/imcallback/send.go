@@ -170,12 +170,12 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	switch {
 	case load:
 		code := sendLoad(ctx, d, &f, body, dead, stdout, stderr)
-		_ = d.Close(context.Background())
+		closeDispatcher(stderr, "imcallback send", d)
 		return code
 	case f.after:
 		return sendAfter(ctx, d, &f, body, dead, stdout, stderr)
 	}
-	defer d.Close(context.Background())
+	defer closeDispatcher(stderr, "imcallback send", d)
 	start := time.Now()
 	var raw, refusal []byte
 	r := d.Before(callback.WithStatusBody(answer.With(ctx, &raw), &refusal), f.app, f.command, body)
@@ -322,10 +322,20 @@ func (d *deadLetters) record(_ callback.Event, err error) {
 	d.causes[cause(err)]++
 }
 
-func (d *deadLetters) get() (first error, n int, causes map[string]int) {
+func (d *deadLetters) get() (n int, causes map[string]int, first error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.first, d.n, maps.Clone(d.causes)
+	return d.n, maps.Clone(d.causes), d.first
+}
+
+// closeDispatcher closes d, bounded by its Config.DrainTimeout, and prints
+// a failure on stderr after the command's name: a drain cut short loses
+// events, and even a Dispatcher that sent only Before calls should close
+// cleanly, so a failure is worth seeing.
+func closeDispatcher(stderr io.Writer, name string, d *callback.Dispatcher) {
+	if err := d.Close(context.Background()); err != nil {
+		fmt.Fprintf(stderr, "%s: closing: %v\n", name, err)
+	}
 }
 
 // sendAfter queues one after-callback and waits for its delivery.
@@ -336,11 +346,11 @@ func sendAfter(ctx context.Context, d *callback.Dispatcher, f *sendFlags, body [
 		// Close waits for the delivery; ctx (Ctrl-C) cuts it short.
 		err = d.Close(ctx)
 	} else {
-		_ = d.Close(context.Background())
+		closeDispatcher(stderr, "imcallback send", d)
 	}
 	elapsed := time.Since(start)
 	if err == nil {
-		err, _, _ = dead.get()
+		_, _, err = dead.get()
 	}
 	if f.json {
 		delivered := err == nil
@@ -577,7 +587,7 @@ func afterLoadDone(ctx context.Context, d *callback.Dispatcher, f *sendFlags, t 
 	queued := time.Since(start)
 	closeErr := d.Close(ctx) // delivers every queued event; Ctrl-C cuts it short
 	elapsed := time.Since(start)
-	first, n, causes := dead.get()
+	n, causes, first := dead.get()
 	accepted := t.outcomes[0].Load()
 	for c, k := range t.causes { // refused by After itself (queue full)
 		causes[c] += k

@@ -64,12 +64,13 @@ func TestSendLoadDurationRate(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &j), r.stdout)
 	assert.Equal(t, "before", j.Mode)
 	assert.Nil(t, j.Requested, "no --count: no limit")
-	// 50/s for 0.6 s with a burst of 1 is about 31 calls; a loaded machine sends fewer, never more.
-	assert.Greater(t, j.Sent, int64(3))
+	// 50/s for 0.6 s with a burst of 1 is about 31 calls; a loaded machine
+	// sends fewer (the first at least), never more.
+	assert.Positive(t, j.Sent)
 	assert.LessOrEqual(t, j.Sent, int64(2*32))
 	assert.Equal(t, j.Sent, j.Outcomes["allow"])
 	assert.Len(t, srv.Calls(), int(j.Sent))
-	assert.Less(t, elapsed, 10*time.Second)
+	assert.Less(t, elapsed, 30*time.Second, "--duration 600ms must end the run; only a hang takes 30 s")
 	require.NotNil(t, j.Latency)
 }
 

@@ -54,7 +54,7 @@ func decideMembers(w dialect, body []byte) receiver.Decision {
 	if !ok {
 		return receiver.Allow()
 	}
-	var kept, refused []string
+	kept, refused := []string{}, []string(nil) // kept is [] when all are refused, never null
 	for _, m := range asked {
 		if strings.HasPrefix(m, botPrefix) {
 			refused = append(refused, m)

@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket/wsjson"
 
 	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/inspector"
 )
 
 // frame is one websocket message, in either direction.
@@ -46,6 +47,7 @@ type server struct {
 	d     *callback.Dispatcher
 	appID int
 	log   *slog.Logger
+	dead  deadLetterStore // the durable queue's dead letters; nil with the memory queue
 
 	ids   atomic.Uint64 // numbers messages and group operations
 	panel *panel        // the callbacks panel's feed
@@ -54,15 +56,27 @@ type server struct {
 
 	mu       sync.Mutex
 	users    map[string]*websocket.Conn // online users by name
+	known    map[string]bool            // every name that has logged in: the chat's users
 	watchers map[string]bool            // the users who asked for the panel (?panel=1)
 	groups   map[string][]string        // group members by group name
 }
 
+// deadLetterStore is the durable queue as the chat server uses it: the
+// inspector's store of dead letters, and the counts the panel shows.
+// *natsqueue.Queue is one.
+type deadLetterStore interface {
+	inspector.DeadLetterStore
+	Pending(ctx context.Context) (uint64, error)     // events waiting, for an attempt or a retry
+	DeadLetters(ctx context.Context) (uint64, error) // dead letters kept
+}
+
 // newServer returns the chat server on d for appID, and starts the panel's
 // feed, which closeAll ends. appMode tells the panel the demo App
-// backend's mode.
-func newServer(d *callback.Dispatcher, appID int, log *slog.Logger, appMode func() string) *server {
-	s := &server{d: d, appID: appID, log: log, users: map[string]*websocket.Conn{}, watchers: map[string]bool{}, groups: map[string][]string{}}
+// backend's mode; dead is the durable queue's dead letters, nil for the
+// memory queue.
+func newServer(d *callback.Dispatcher, appID int, log *slog.Logger, appMode func() string, dead deadLetterStore) *server {
+	s := &server{d: d, appID: appID, log: log, dead: dead, users: map[string]*websocket.Conn{}, known: map[string]bool{},
+		watchers: map[string]bool{}, groups: map[string][]string{}}
 	s.panel = startPanel(s, appMode)
 	return s
 }
@@ -130,6 +144,7 @@ func (s *server) login(name string, c *websocket.Conn) bool {
 		return false
 	}
 	s.users[name] = c
+	s.known[name] = true
 	return true
 }
 
@@ -173,6 +188,10 @@ func (s *server) sendMessage(ctx context.Context, from string, f frame) {
 	}
 	if m.Group != "" && !s.isMember(m.Group, from) {
 		s.send(ctx, from, frame{Type: "error", Code: 403, Msg: "not a member of " + m.Group})
+		return
+	}
+	if m.To != "" && !s.isUser(m.To) {
+		s.send(ctx, from, frame{Type: "error", Code: 404, Msg: "no user " + m.To + ": nobody of that name has logged in"})
 		return
 	}
 	w := s.dialect(ctx)
@@ -250,7 +269,11 @@ func (s *server) addMembers(ctx context.Context, from string, f frame) {
 	r := s.d.Before(callback.WithEventID(ctx, id+"/before"), s.appID, w.command(before, true), w.membersBody(before, members{Group: f.Group, Operator: from, Members: asked}))
 	if !r.OK() {
 		s.note(id, r, "refused", "the group is unchanged")
-		s.send(ctx, from, frame{Type: "error", ID: id, Code: r.Code, Msg: r.Msg})
+		msg := r.Msg
+		if r.Err != nil {
+			msg = "the App backend could not be asked, and group creation fails closed: try again when it is back"
+		}
+		s.send(ctx, from, frame{Type: "error", ID: id, Code: r.Code, Msg: msg})
 		return
 	}
 	accepted := w.accepted(asked, r.Data) // the App may only remove members
@@ -292,6 +315,13 @@ func (s *server) after(ctx context.Context, id, command string, body []byte) {
 	if err := s.d.After(callback.WithEventID(ctx, id+"/after"), s.appID, command, body); err != nil {
 		s.log.Warn("after-callback not queued", "command", command, "id", id, "error", err)
 	}
+}
+
+// isUser reports whether name has ever logged in.
+func (s *server) isUser(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.known[name]
 }
 
 func (s *server) isMember(group, name string) bool {

@@ -278,7 +278,9 @@ func (w dialect) rewrittenText(data json.RawMessage) (string, bool) {
 // accepted returns the members of asked the App accepted, given its
 // Response.Data: asked without RefusedMembers_Account on Tencent; on AppCommand
 // the body's member list, or a bare list as the seed design's App answers
-// for member add, intersected with asked (the App may only remove).
+// for member add, intersected with asked (the App may only remove). On
+// AppCommand a "members" that is null or empty accepts nobody: only data
+// without a "members" field leaves the list unchanged.
 func (w dialect) accepted(asked []string, data json.RawMessage) []string {
 	if data == nil {
 		return asked
@@ -296,13 +298,19 @@ func (w dialect) accepted(asked []string, data json.RawMessage) []string {
 	if err := json.Unmarshal(data, &list); err == nil {
 		return intersect(asked, list)
 	}
-	var g struct {
-		Members *[]string `json:"members"`
+	var g map[string]json.RawMessage
+	if err := json.Unmarshal(data, &g); err != nil {
+		return asked
 	}
-	if err := json.Unmarshal(data, &g); err == nil && g.Members != nil {
-		return intersect(asked, *g.Members)
+	raw, ok := g["members"]
+	if !ok {
+		return asked // the App did not touch the member list
 	}
-	return asked
+	list = nil // null: the App left every member out
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return []string{} // not a list: accept nobody rather than everybody
+	}
+	return intersect(asked, list)
 }
 
 // intersect returns the members of asked that are in allowed, in asked's order.

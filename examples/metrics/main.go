@@ -183,7 +183,7 @@ func traffic(ctx context.Context, d *callback.Dispatcher) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return errors.New("After events still in flight after 10 s")
+			return errors.New("after events still in flight after 10 s")
 		}
 		select {
 		case <-ctx.Done():

@@ -78,7 +78,7 @@ func (b Backend) ServerDSN(t testing.TB) string {
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s is not set: CI must test sqlapps on %s (.ci/run starts it with scripts/databases.sh)", b.Env, b.Name)
 	}
-	t.Skipf("SKIPPED: %s is not set, so nothing is tested on %s. Start MariaDB and PostgreSQL with: eval \"$(scripts/databases.sh start)\"", b.Env, b.Name)
+	t.Skipf("SKIPPED: %s is not set, so nothing is tested on %s. Start MariaDB and PostgreSQL with: eval \"$(scripts/databases.sh start)\", or run .ci/run", b.Env, b.Name)
 	return ""
 }
 

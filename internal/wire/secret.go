@@ -24,14 +24,14 @@ func ParseSecrets(secret string) ([][]byte, error) {
 	for i, s := range strings.Fields(secret) {
 		enc, ok := strings.CutPrefix(s, SecretPrefix)
 		if !ok {
-			return nil, fmt.Errorf("Secret %d does not start with %q", i+1, SecretPrefix)
+			return nil, fmt.Errorf("secret %d does not start with %q", i+1, SecretPrefix)
 		}
 		key, err := base64.StdEncoding.DecodeString(enc)
 		if err != nil {
-			return nil, fmt.Errorf("Secret %d is not standard base64 after %q", i+1, SecretPrefix)
+			return nil, fmt.Errorf("secret %d is not standard base64 after %q", i+1, SecretPrefix)
 		}
 		if len(key) < MinKeyBytes || len(key) > MaxKeyBytes {
-			return nil, fmt.Errorf("Secret %d has a %d-byte key, want %d to %d bytes", i+1, len(key), MinKeyBytes, MaxKeyBytes)
+			return nil, fmt.Errorf("secret %d has a %d-byte key, want %d to %d bytes", i+1, len(key), MinKeyBytes, MaxKeyBytes)
 		}
 		keys = append(keys, key)
 	}

@@ -24,8 +24,8 @@ func TestParseSecrets(t *testing.T) {
 	assert.Empty(t, keys)
 
 	for secret, want := range map[string]string{
-		"sk_" + enc(key24)[6:]:       "Secret 1 does not start",
-		enc(key24) + " whsec_***":    "Secret 2 is not standard base64",
+		"sk_" + enc(key24)[6:]:       "secret 1 does not start",
+		enc(key24) + " whsec_***":    "secret 2 is not standard base64",
 		enc("short"):                 "5-byte key, want 24 to 64",
 		enc(strings.Repeat("y", 65)): "65-byte key",
 	} {
