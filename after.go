@@ -18,7 +18,8 @@ import (
 //
 // It returns ErrQueueFull when the queue is full, ErrClosed after Close,
 // ErrInvalidBody for a body that is not valid JSON, ErrInvalidCommand for an
-// empty or unprintable command name, ErrInvalidEventID for a bad WithEventID, an error wrapping
+// empty or unprintable command name, ErrInvalidEventID for a bad WithEventID,
+// ErrInvalidOrderKey for a bad WithOrderKey, an error wrapping
 // ErrResolve when Config.Resolver cannot resolve the app's endpoint, and
 // ctx's error if ctx has already ended; nothing is queued then. With a
 // Config.Queue it also returns the Queue's error (natsqueue: one wrapping
@@ -38,6 +39,9 @@ import (
 // returns the Queue's error otherwise; the event is then retried on
 // Config.RetrySchedule (see Queue).
 //
+// Under an order key (WithOrderKey), one app's events of one key are
+// delivered one at a time, in the order After accepted them.
+//
 // After copies body, so the caller may reuse it. Delivery does not use ctx:
 // the event outlives the call.
 func (d *Dispatcher) After(ctx context.Context, appID int, command string, body []byte) error {
@@ -48,6 +52,10 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 		return d.refused(ctx, appID, command, body, nil, err)
 	}
 	id, givenID, err := eventIDFrom(ctx)
+	if err != nil {
+		return d.refused(ctx, appID, command, body, nil, err)
+	}
+	key, err := orderKeyFrom(ctx)
 	if err != nil {
 		return d.refused(ctx, appID, command, body, nil, err)
 	}
@@ -62,7 +70,7 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 		return d.refused(ctx, appID, command, body, r, ErrClosed) // the queue says so too; this spares the copy
 	}
 	stats := d.obs.command(command)
-	ev := Event{AppID: appID, Command: command, Body: append([]byte(nil), body...), Queued: time.Now(), seq: d.seq.Add(1), route: r}
+	ev := Event{AppID: appID, Command: command, Body: append([]byte(nil), body...), Queued: time.Now(), seq: d.seq.Add(1), route: r, OrderKey: key}
 	switch {
 	case givenID:
 		ev.ID = id
@@ -75,8 +83,13 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	if c := deviceFrom(ctx); c != (device{}) { // ctx ends with the call; the event lives on
 		ev.ClientIP, ev.Platform = c.ip, c.platform
 	}
-	err = d.queue.Put(ctx, ev)
-	d.attempts.queued(&ev, err)
+	var ahead eventRef // the event ev waits for under its order key
+	if d.mem != nil {
+		ahead, err = d.mem.put(&ev)
+	} else {
+		err = d.queue.Put(ctx, ev)
+	}
+	d.attempts.queued(&ev, ahead, err)
 	switch {
 	case err == nil:
 		if d.mem == nil {
@@ -134,7 +147,8 @@ func (d *Dispatcher) work() {
 func (d *Dispatcher) refused(ctx context.Context, appID int, command string, body []byte, r *route, err error) error {
 	if d.attempts != nil {
 		id, _, _ := eventIDFrom(ctx)
-		d.attempts.queued(&Event{ID: id, AppID: appID, Command: command, Body: body, route: r}, err)
+		key, _ := orderKeyFrom(ctx) // "" when not valid: the log keeps no such key
+		d.attempts.queued(&Event{ID: id, AppID: appID, Command: command, Body: body, route: r, OrderKey: key}, eventRef{}, err)
 	}
 	return err
 }

@@ -46,6 +46,8 @@ type record struct {
 	err      error
 	endpoint string
 	body     []byte
+	key      string   // the event's order key
+	ahead    eventRef // the event it waits for under its key, when queued behind one
 }
 
 // newAttemptLog returns the log Config.AttemptLog asks for, or nil.
@@ -111,8 +113,9 @@ var beforeOutcomes = [...]Outcome{
 	outFailedOpen: OutcomeFailedOpen, outFailedClosed: OutcomeFailedClosed,
 }
 
-// queued records After's acceptance (err nil) or refusal of ev.
-func (l *attemptLog) queued(ev *Event, err error) {
+// queued records After's acceptance (err nil) or refusal of ev; ahead
+// names the event it waits for under its order key, if any.
+func (l *attemptLog) queued(ev *Event, ahead eventRef, err error) {
 	if l == nil {
 		return
 	}
@@ -131,7 +134,7 @@ func (l *attemptLog) queued(ev *Event, err error) {
 	s.rec = record{
 		seq: seq, at: at, kind: 1, outcome: out,
 		appID: ev.AppID, command: ev.Command, id: ev.ID, idSeq: ev.seq,
-		err: err, endpoint: endpoint, body: b,
+		err: err, endpoint: endpoint, body: b, key: ev.OrderKey, ahead: ahead,
 	}
 	s.mu.Unlock()
 }
@@ -199,6 +202,7 @@ func (l *attemptLog) after(ev *Event, r *route, out Outcome, at time.Time, laten
 		seq: seq, at: at, latency: latency, kind: 1, outcome: out,
 		appID: ev.AppID, command: ev.Command, id: ev.ID, idSeq: ev.seq,
 		attempt: n, status: status, err: err, endpoint: endpoint, body: b,
+		key: ev.OrderKey,
 	}
 	s.mu.Unlock()
 }

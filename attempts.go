@@ -94,6 +94,17 @@ type Attempt struct {
 	// user information; a query is shown as a short hash); empty when the
 	// app's endpoint could not be resolved.
 	Endpoint string `json:"endpoint,omitempty"`
+	// OrderKey is the After event's order key (WithOrderKey); empty for
+	// none.
+	OrderKey string `json:"order_key,omitempty"`
+	// WaitsFor is, on the OutcomeQueued record of an event that After
+	// queued behind an earlier event of its order key, that event's ID:
+	// the event is sent only once that one is delivered or dead-lettered
+	// (and so, in turn, every event before it under the key). Empty when
+	// the event went to its endpoint's queue at once, and on every other
+	// record. With a Config.Queue it is empty: the Queue orders the events
+	// (natsqueue reports those waiting with its WaitingForKey).
+	WaitsFor string `json:"waits_for,omitempty"`
 	// Body is the event's JSON body, only with Config.AttemptBodies; nil
 	// otherwise. It comes from the IM server's users: escape it before
 	// showing it.
@@ -113,6 +124,9 @@ type AttemptQuery struct {
 	// event's records, without it that webhook-id's records in every app
 	// (each record says its AppID).
 	EventID string
+	// OrderKey keeps only the records of After events under that order
+	// key (of any app, unless ByApp); "" means any.
+	OrderKey string
 	// Kind keeps only KindBefore or KindAfter records; "" means both.
 	Kind string
 	// Outcome keeps only records of that outcome; "" means any.
@@ -183,6 +197,8 @@ func (q *AttemptQuery) matches(d *Dispatcher, rec *record) bool {
 		return false
 	case q.EventID != "" && q.EventID != rec.eventID(d):
 		return false
+	case q.OrderKey != "" && q.OrderKey != rec.key:
+		return false
 	}
 	return true
 }
@@ -196,10 +212,15 @@ func kindName(k uint8) string {
 
 // eventID returns the webhook-id of rec.
 func (rec *record) eventID(d *Dispatcher) string {
-	if rec.id != "" || rec.idSeq == 0 {
-		return rec.id
+	return eventRef{rec.id, rec.idSeq}.name(d)
+}
+
+// name returns the webhook-id of the event r names; "" for none.
+func (r eventRef) name(d *Dispatcher) string {
+	if r.id != "" || r.seq == 0 {
+		return r.id
 	}
-	return d.eventID(rec.idSeq)
+	return d.eventID(r.seq)
 }
 
 // export returns rec as an Attempt.
@@ -209,6 +230,7 @@ func (rec *record) export(d *Dispatcher) Attempt {
 		AppID: rec.appID, Command: rec.command, EventID: rec.eventID(d),
 		Attempt: rec.attempt, Outcome: rec.outcome, Status: rec.status,
 		Latency: rec.latency, Endpoint: rec.endpoint,
+		OrderKey: rec.key, WaitsFor: rec.ahead.name(d),
 	}
 	if rec.err != nil {
 		a.Error = rec.err.Error()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -149,6 +150,22 @@ func BenchmarkBeforeDisabled(b *testing.B) {
 // Every batch of afterBatch events gets a fresh Dispatcher, built and closed
 // with the timer stopped.
 func BenchmarkAfter(b *testing.B) {
+	benchAfter(b, func(int) context.Context { return context.Background() })
+}
+
+// BenchmarkAfterOrderKey is BenchmarkAfter with each event under one of
+// 64 order keys (WithOrderKey, its context made once per key): the cost
+// of queueing an event behind its key's pending one.
+func BenchmarkAfterOrderKey(b *testing.B) {
+	var ctxs [64]context.Context
+	for i := range ctxs {
+		ctxs[i] = callback.WithOrderKey(context.Background(), "conversation-"+strconv.Itoa(i))
+	}
+	benchAfter(b, func(i int) context.Context { return ctxs[i%len(ctxs)] })
+}
+
+// benchAfter measures After with the context ctxOf gives the i-th call.
+func benchAfter(b *testing.B, ctxOf func(i int) context.Context) {
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body) // so the server notices a client giving up
@@ -168,7 +185,6 @@ func BenchmarkAfter(b *testing.B) {
 		cancel()
 		_ = d.Close(ctx)
 	}
-	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -184,7 +200,7 @@ func BenchmarkAfter(b *testing.B) {
 			b.StartTimer()
 		}
 		i++
-		if err := d.After(ctx, 10000, "message.send.after", benchBody); err != nil {
+		if err := d.After(ctxOf(i), 10000, "message.send.after", benchBody); err != nil {
 			b.Fatal(err)
 		}
 	}

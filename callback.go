@@ -193,6 +193,11 @@ type Event struct {
 	// Queued is when After accepted the event. A Queue should store it;
 	// the zero time is allowed.
 	Queued time.Time
+	// OrderKey is the key WithOrderKey gave After; "" for none. A Queue
+	// must store it and hand out the events of one app under one key one
+	// at a time, in the order it stored them: the next only once the one
+	// before is acked or dead-lettered (natsqueue does; see WithOrderKey).
+	OrderKey string
 
 	seq   uint64 // numbers the event; the memory queue's ID is made from it
 	route *route // the app's endpoint as After resolved it; nil after a durable Queue

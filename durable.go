@@ -116,9 +116,11 @@ func (d *Dispatcher) memoryFailed(dl Delivery, ev Event, sent, retry bool, res *
 	if !sent {
 		ev.Attempts-- // this hand-out made no request
 	}
-	_ = dl.DeadLetter(d.life, err) // the memory queue's never fails
+	// The hook first: settling lets the next event of ev's order key go,
+	// whose dead letter, at Close's deadline, must come after this one.
 	d.deliveryDone(stats, err)
 	d.deadLetter(ev, err)
+	_ = dl.DeadLetter(d.life, err) // the memory queue's never fails
 }
 
 // postpone hands back an event whose endpoint cannot take it now, to be

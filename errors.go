@@ -43,6 +43,11 @@ var (
 	// than 256 bytes, or has a byte outside printable ASCII (space and control
 	// characters included); nothing was sent or queued.
 	ErrInvalidEventID = errors.New("callback: invalid event ID")
+	// ErrInvalidOrderKey means the key given with WithOrderKey is empty,
+	// longer than 256 bytes, not UTF-8, or holds a control or bidi
+	// character (the characters ErrInvalidCommand refuses); nothing was
+	// queued.
+	ErrInvalidOrderKey = errors.New("callback: invalid order key")
 
 	// ErrStatus means the App backend answered with a status other than 2xx.
 	ErrStatus = errors.New("callback: App backend answered a non-2xx status")

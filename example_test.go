@@ -227,3 +227,34 @@ func ExampleWithClient() {
 	// 203.0.113.9 Android
 	// allow
 }
+
+// WithOrderKey delivers a conversation's After events one at a time, in
+// order: the recall goes only once the message was answered.
+func ExampleWithOrderKey() {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println(r.URL.Query().Get("command"))
+		fmt.Fprint(w, `{"code":200}`)
+	}))
+	defer app.Close()
+	d, err := callback.New(callback.Config{URL: app.URL})
+	if err != nil {
+		panic(err)
+	}
+	ctx, appID, groupID := context.Background(), 1, "42"
+	body := []byte(`{"groupId":"42"}`)
+	send := func(parent context.Context) error {
+		ctx := callback.WithOrderKey(parent, "group:"+groupID)
+		err := d.After(ctx, appID, "group.message.after", body)
+		if err != nil {
+			return err
+		}
+		return d.After(ctx, appID, "group.recall.after", body)
+	}
+	if err := send(ctx); err != nil {
+		panic(err)
+	}
+	_ = d.Close(context.Background()) // delivers both
+	// Output:
+	// group.message.after
+	// group.recall.after
+}

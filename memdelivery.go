@@ -19,12 +19,12 @@ type memDelivery struct {
 func (m *memDelivery) Event() Event { return m.ev }
 
 func (m *memDelivery) Ack(context.Context) error {
-	m.q.settled(m.l, nil, time.Time{})
+	m.q.settled(m.l, &m.ev, false, time.Time{})
 	return nil
 }
 
 func (m *memDelivery) DeadLetter(context.Context, error) error {
-	m.q.settled(m.l, nil, time.Time{})
+	m.q.settled(m.l, &m.ev, false, time.Time{})
 	return nil
 }
 
@@ -34,23 +34,32 @@ func (m *memDelivery) DeadLetter(context.Context, error) error {
 func (m *memDelivery) Retry(_ context.Context, delay time.Duration) error {
 	ev := m.ev
 	ev.Attempts++
-	m.q.settled(m.l, &ev, time.Now().Add(delay))
+	m.q.settled(m.l, &ev, true, time.Now().Add(delay))
 	return nil
 }
 
 // permit returns the permit of the attempt, taken when it was handed out.
 func (m *memDelivery) permit() permit { return m.p }
 
-// settled ends one hand-out of l; with retry, its event waits until at.
-func (q *memQueue) settled(l *lane, retry *Event, at time.Time) {
+// settled ends one hand-out of ev from l; with retry, ev waits until at,
+// and otherwise the next event of its order key, if any, goes to its lane.
+func (q *memQueue) settled(l *lane, ev *Event, retry bool, at time.Time) {
 	q.mu.Lock()
 	l.out--
 	q.out--
-	if retry != nil {
+	var next inbound
+	var more bool
+	if !retry && ev.OrderKey != "" {
+		next, more = q.nextOfKey(ev)
+	}
+	if retry {
 		q.add(l)
-		heap.Push(&q.waits, wait{at: at, lane: l, ev: retry})
-	} else if l.held == 0 && l.out == 0 && !l.parked {
+		heap.Push(&q.waits, wait{at: at, lane: l, ev: ev})
+	} else if l.held == 0 && l.out == 0 && !l.parked && (!more || next.e != l.e) {
 		delete(q.lanes, l.e)
+	}
+	if more {
+		q.toLane(next)
 	}
 	if q.closed && q.n.Load() == 0 && q.out == 0 {
 		q.finish()

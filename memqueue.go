@@ -44,6 +44,12 @@ type memQueue struct {
 	inMu     sync.Mutex
 	in       fifo[inbound] // Put's events, not yet in their lanes
 	inClosed bool          // Stop was called; Put refuses
+	// keys holds a line per order key with an event pending (memorder.go),
+	// under inMu: Put queues a keyed event behind its key's pending one.
+	keys     map[orderKey]*keyLine
+	keysPeak int          // the most keys held since keys was made
+	spare    []*keyLine   // emptied lines, for reuse
+	keyWait  atomic.Int64 // events in the lines: waiting for their key
 
 	mu     sync.Mutex
 	lanes  map[*urlState]*lane
@@ -84,6 +90,7 @@ func newMemQueue(size, share, workers int, urls *urlStates) *memQueue {
 	return &memQueue{
 		size: size, share: share, urls: urls,
 		lanes: make(map[*urlState]*lane),
+		keys:  make(map[orderKey]*keyLine),
 		done:  make(chan struct{}),
 		kick:  make(chan struct{}, workers),
 	}
@@ -91,23 +98,38 @@ func newMemQueue(size, share, workers int, urls *urlStates) *memQueue {
 
 // Put queues ev for its endpoint's lane. ev.route is set: After resolved it.
 func (q *memQueue) Put(_ context.Context, ev Event) error {
+	_, err := q.put(&ev)
+	return err
+}
+
+// put queues ev for its endpoint's lane or, when an earlier event of its
+// order key is pending, behind that one, which it returns.
+func (q *memQueue) put(ev *Event) (ahead eventRef, err error) {
 	e := q.urls.forRoute(ev.route)
 	q.inMu.Lock()
 	if q.inClosed {
 		q.inMu.Unlock()
-		return ErrClosed
+		return ahead, ErrClosed
 	}
 	if q.n.Load() >= int64(q.size) || e.held.Load() >= int32(q.share) {
 		q.inMu.Unlock()
-		return ErrQueueFull
+		return ahead, ErrQueueFull
 	}
 	q.n.Add(1)
 	e.held.Add(1)
-	q.in.push(inbound{e: e, ev: ev})
+	now := true
+	if ev.OrderKey != "" {
+		now, ahead = q.queueKeyed(inbound{e: e, ev: *ev})
+	}
+	if now {
+		q.in.push(inbound{e: e, ev: *ev})
+	}
 	q.inMu.Unlock()
 	e.wanted(ev.Queued)
-	q.wake()
-	return nil
+	if now {
+		q.wake()
+	}
+	return ahead, nil
 }
 
 // intake moves the inbound events into their lanes, in the order Put
@@ -122,23 +144,16 @@ func (q *memQueue) intake() {
 	q.in, q.taking = q.taking, q.in
 	q.inMu.Unlock()
 	for q.taking.n > 0 {
-		in := q.taking.pop()
-		l := q.lanes[in.e]
-		if l == nil {
-			l = &lane{e: in.e}
-			q.lanes[in.e] = l
-		}
-		l.push(in.ev)
-		l.held++
-		q.enqueue(l)
+		q.toLane(q.taking.pop())
 	}
 }
 
 // oldest returns when the oldest event held was queued (After's time):
-// inbound, in a lane or waiting for a retry; zero when none is held. A
-// lane is in queue order, so only its first event is looked at, and each
-// retry is: it takes both locks for O(endpoints + retries), which suits
-// Stats and a metrics scrape, not the hot path.
+// inbound, in a lane, waiting for a retry or for its order key; zero when
+// none is held. A lane and a key's line are in queue order, so only their
+// first events are looked at, and each retry is: it takes both locks for
+// O(endpoints + retries + keys), which suits Stats and a metrics scrape,
+// not the hot path.
 func (q *memQueue) oldest() time.Time {
 	var t time.Time
 	older := func(at time.Time) {
@@ -161,6 +176,11 @@ func (q *memQueue) oldest() time.Time {
 	q.inMu.Lock() // after mu, as intake takes them
 	if q.in.n > 0 {
 		older(q.in.peek().ev.Queued)
+	}
+	for _, l := range q.keys {
+		if l.len() > 0 {
+			older(l.evs.peek().ev.Queued)
+		}
 	}
 	q.inMu.Unlock()
 	return t

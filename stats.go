@@ -70,8 +70,13 @@ type Stats struct {
 	// queued it, whichever endpoint it is for and whether it waits for a
 	// worker, a retry or an open breaker; 0 when none.
 	OldestQueued time.Duration
-	ActiveBefore int // Before calls in flight
-	ActiveAfter  int // After attempts in flight
+	// WaitingForKey is how many of them wait behind an earlier event of
+	// their order key (WithOrderKey), not yet in their endpoint's queue.
+	// With a Config.Queue it is 0: natsqueue's WaitingForKey reports its
+	// node's.
+	WaitingForKey int
+	ActiveBefore  int // Before calls in flight
+	ActiveAfter   int // After attempts in flight
 
 	// Breakers holds the circuit breaker state of each endpoint called so
 	// far, by URL (without query or credentials): "closed", "half-open" or
@@ -95,6 +100,9 @@ func (d *Dispatcher) Stats() Stats {
 		}
 	})
 	s.QueueDepth, s.OldestQueued = o.queue()
+	if d.mem != nil {
+		s.WaitingForKey = d.mem.waitingForKey()
+	}
 	s.ActiveBefore = int(o.active[0].Load())
 	s.ActiveAfter = int(o.active[1].Load())
 	s.Breakers = make(map[string]string)

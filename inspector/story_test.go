@@ -240,3 +240,25 @@ func TestPageDeadLettersPaged(t *testing.T) {
 	assert.Len(t, seen, letters, "every dead letter once over the two pages")
 	assert.Equal(t, "dead_after is not a sequence number", text(getPage(t, base+"?dead_after=x").byID("error")))
 }
+
+// An event queued behind another of its order key: its story shows the
+// key and links the event it waits for.
+func TestStoryOrderKey(t *testing.T) {
+	a := newApp(t, always(http.StatusServiceUnavailable))
+	d := newDispatcher(t, callback.Config{URL: a.URL + "/cb", RetryWaitMin: time.Hour, RetryWaitMax: time.Hour})
+	base := serve(t, d, inspector.Options{})
+	ctx := callback.WithOrderKey(context.Background(), "group-7")
+	require.NoError(t, d.After(callback.WithEventID(ctx, "m-1"), 3, "group.message.after", []byte(`{}`)))
+	require.NoError(t, d.After(callback.WithEventID(ctx, "m-2"), 3, "group.message.after", []byte(`{}`)))
+
+	ev := event(t, base, "m-2")
+	require.NotEmpty(t, ev.Attempts)
+	assert.Equal(t, "group-7", ev.Attempts[0].OrderKey)
+	assert.Equal(t, "m-1", ev.Attempts[0].WaitsFor)
+
+	p := getPage(t, base+"?id=m-2")
+	items := p.items(t, "story")
+	require.NotEmpty(t, items)
+	assert.Contains(t, text(items[0]), "order key group-7")
+	assert.Contains(t, text(items[0]), "waits for m-1")
+}

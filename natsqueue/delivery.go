@@ -20,7 +20,8 @@ type delivery struct {
 	q   *Queue
 	msg jetstream.Msg
 	ev  callback.Event
-	seq uint64 // in the work stream
+	seq uint64   // in the work stream
+	key *keyHold // the event's order key; nil for none
 
 	mu      sync.Mutex // guards settled and keepalive's Reset
 	settled bool
@@ -62,16 +63,28 @@ func (d *delivery) Event() callback.Event { return d.ev }
 // Ack removes the event from the stream. It does not wait for the server:
 // an ack lost in a crash means one more delivery, which the App backend
 // deduplicates by webhook-id.
-func (d *delivery) Ack(context.Context) error {
+//
+// An event with an order key is acked with the server's confirmation
+// (bounded by ctx), so that the key's next event, which may go only once
+// this one is removed from the stream, finds it removed.
+func (d *delivery) Ack(ctx context.Context) error {
 	d.settle()
 	postponed.forget(d.q, d.seq)
-	return d.msg.Ack()
+	if d.key == nil {
+		return d.msg.Ack()
+	}
+	err := d.msg.DoubleAck(ctx)
+	d.q.settledKey(d.key, true, 0)
+	return err
 }
 
 // Retry hands the event back to the server, which hands it out again
 // after delay (NakWithDelay).
 func (d *delivery) Retry(_ context.Context, delay time.Duration) error {
 	d.settle()
+	if d.key != nil {
+		defer d.q.settledKey(d.key, false, delay) // the key's next events wait for it still
+	}
 	if delay <= 0 {
 		return d.q.handBack(d.msg) // stored, unlike a plain Nak (see handBackDelay), and confirmed before Close ends
 	}
@@ -108,7 +121,11 @@ func (d *delivery) DeadLetter(ctx context.Context, reason error) error {
 		return fmt.Errorf("%w: dead letter: %w", ErrPublish, err)
 	}
 	postponed.forget(d.q, d.seq)
-	return d.msg.TermWithReason("dead letter")
+	err = d.msg.TermWithReason("dead letter")
+	if d.key != nil {
+		d.q.settledKey(d.key, true, 0) // the rest of its key go on
+	}
+	return err
 }
 
 // Replay moves every dead letter back into the work stream, with its

@@ -153,6 +153,12 @@ type Options struct {
 	// Prefetch is how many events a node pulls ahead of its workers.
 	// 0 means 64.
 	Prefetch int
+	// MaxWaiting is how many events a node holds, beyond Prefetch, behind
+	// an earlier event of their order key (callback.WithOrderKey) that is
+	// not settled yet; they count against MaxAckPending. Beyond it the
+	// node hands such events back to the server, to come again after a
+	// growing delay. 0 means 4096.
+	MaxWaiting int
 
 	// Heartbeat is how often the server signals a node's waiting pull
 	// request. A node that misses two heartbeats, as after a leader change
@@ -187,7 +193,7 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("%w: %s is negative", ErrInvalidOptions, name)
 		}
 	}
-	for name, n := range map[string]int{"Replicas": o.Replicas, "MaxAckPending": o.MaxAckPending, "Prefetch": o.Prefetch} {
+	for name, n := range map[string]int{"Replicas": o.Replicas, "MaxAckPending": o.MaxAckPending, "Prefetch": o.Prefetch, "MaxWaiting": o.MaxWaiting} {
 		if n < 0 {
 			return o, fmt.Errorf("%w: %s is negative", ErrInvalidOptions, name)
 		}
@@ -200,6 +206,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.Replicas = or(o.Replicas, defaultReplicas)
 	o.AckWait = or(o.AckWait, defaultAckWait)
 	o.Prefetch = or(o.Prefetch, defaultPrefetch)
+	o.MaxWaiting = or(o.MaxWaiting, defaultWaiting)
 	o.PublishTimeout = or(o.PublishTimeout, defaultPublishTimeout)
 	o.Heartbeat = or(o.Heartbeat, defaultHeartbeat)
 	if o.Heartbeat < minHeartbeat || o.Heartbeat > maxHeartbeat {
@@ -261,6 +268,8 @@ type Queue struct {
 	lost   time.Time
 
 	backs handBacks // the hand-backs sent since stop and those confirmed
+
+	keyed keyed // the order keys of the events held or out here (order.go)
 
 	release   func() // Embedded: closes the connection and the server
 	closeOnce sync.Once
@@ -326,8 +335,13 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 	if err := q.backs.start(nc); err != nil {
 		return nil, err
 	}
+	if err := q.startKeyed(); err != nil {
+		_ = q.backs.sub.Unsubscribe()
+		return nil, fmt.Errorf("natsqueue: wake subject: %w", err)
+	}
 	if q.cc, err = q.consume(ctx); err != nil {
 		_ = q.backs.sub.Unsubscribe()
+		q.stopKeyed()
 		return nil, err
 	}
 	// The watcher's life is the Queue's, not New's ctx: ctx bounds the
@@ -455,10 +469,11 @@ func publishAgain(err error) bool {
 	return errors.As(err, &api) && (api.Code >= 500 || api.ErrorCode == errCodeInProcess)
 }
 
-// eventMsg returns the message of ev on subject prefix.appID.
+// eventMsg returns the message of ev on its subject under prefix (see
+// eventSubject).
 func eventMsg(prefix string, ev callback.Event) *nats.Msg {
 	app := strconv.Itoa(ev.AppID)
-	m := nats.NewMsg(prefix + "." + app)
+	m := nats.NewMsg(eventSubject(prefix, ev))
 	m.Header[hdrID] = []string{ev.ID}
 	m.Header[hdrAppID] = []string{app}
 	m.Header[hdrCommand] = []string{ev.Command}
@@ -471,6 +486,9 @@ func eventMsg(prefix string, ev callback.Event) *nats.Msg {
 	if !ev.Queued.IsZero() {
 		m.Header[hdrQueued] = []string{ev.Queued.UTC().Format(time.RFC3339Nano)}
 	}
+	if ev.OrderKey != "" {
+		m.Header[hdrOrderKey] = []string{ev.OrderKey}
+	}
 	m.Data = ev.Body
 	return m
 }
@@ -478,7 +496,7 @@ func eventMsg(prefix string, ev callback.Event) *nats.Msg {
 // decodeEvent reads an event message written by eventMsg.
 func decodeEvent(h nats.Header, data []byte) (callback.Event, error) {
 	ev := callback.Event{ID: h.Get(hdrID), Command: h.Get(hdrCommand), Body: data,
-		ClientIP: h.Get(hdrClientIP), Platform: h.Get(hdrPlatform)}
+		ClientIP: h.Get(hdrClientIP), Platform: h.Get(hdrPlatform), OrderKey: h.Get(hdrOrderKey)}
 	app, err := strconv.Atoi(h.Get(hdrAppID))
 	if err != nil || ev.ID == "" || ev.Command == "" {
 		return ev, ErrMalformed
@@ -598,9 +616,17 @@ func (q *Queue) restart() jetstream.ConsumeContext {
 // the server, so that other nodes get them at once.
 func (q *Queue) get(ctx context.Context) (callback.Delivery, error) {
 	for {
+		if kh := q.keyed.nextDue(); kh != nil && !q.stopped.Load() {
+			if d := q.checkKey(ctx, kh); d != nil {
+				return d, nil
+			}
+			continue
+		}
 		var msg jetstream.Msg
 		select {
 		case msg = <-q.msgs:
+		case <-q.keyed.kick:
+			continue
 		case <-q.stopping:
 			return nil, callback.ErrClosed
 		case <-q.readEnd:
@@ -623,6 +649,12 @@ func (q *Queue) get(ctx context.Context) (callback.Delivery, error) {
 			continue
 		}
 		ev.Attempts = int(meta.NumDelivered) - 1
+		if ev.OrderKey != "" {
+			if d := q.takeKeyed(ctx, msg, ev, meta.Sequence.Stream, meta.NumDelivered); d != nil {
+				return d, nil
+			}
+			continue
+		}
 		return q.deliver(msg, ev, meta.Sequence.Stream), nil
 	}
 }
@@ -641,6 +673,7 @@ func (q *Queue) stop() {
 	if q.stopped.CompareAndSwap(false, true) {
 		close(q.stopping)
 		q.cc.Drain()
+		q.stopKeyed()
 	}
 }
 

@@ -1,0 +1,246 @@
+package natsqueue_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/imcallback/callback"
+	"github.com/imcallback/callback/natsqueue"
+)
+
+// keyed is the body of an ordered test event: its app, key and number
+// under the key, from 0.
+type keyed struct {
+	A int    `json:"a"`
+	K string `json:"k"`
+	N int    `json:"n"`
+}
+
+// orderApp is an App backend that checks the order of keyed events: an
+// attempt at event n of a key must come after event n-1 of that key was
+// answered 2xx, and never while another attempt of the key is in flight.
+// It answers 503 to a first attempt when fail says so, after a random
+// latency up to maxLatency, 2xx otherwise, and as answer says for the
+// keys it names.
+type orderApp struct {
+	*httptest.Server
+	fail       func(keyed) bool
+	maxLatency time.Duration
+	answer     map[string]http.HandlerFunc // by key, unchecked
+
+	mu         sync.Mutex
+	next       map[string]int // app/key -> number of the next event due
+	busy       map[string]bool
+	tried      map[keyed]bool
+	delivered  int
+	nodes      map[string]int // 2xx answers by the node query parameter
+	violations []string
+	seen       chan string // keys of the events answered by answer
+}
+
+func newOrderApp(t testing.TB, fail func(keyed) bool, maxLatency time.Duration, answer map[string]http.HandlerFunc) *orderApp {
+	a := &orderApp{fail: fail, maxLatency: maxLatency, answer: answer,
+		next: map[string]int{}, busy: map[string]bool{}, tried: map[keyed]bool{}, nodes: map[string]int{},
+		seen: make(chan string, 1024)}
+	a.Server = httptest.NewServer(http.HandlerFunc(a.serve))
+	t.Cleanup(a.Close)
+	return a
+}
+
+func (a *orderApp) serve(w http.ResponseWriter, r *http.Request) {
+	var ev keyed
+	if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	if h, ok := a.answer[ev.K]; ok {
+		select {
+		case a.seen <- ev.K:
+		default:
+		}
+		h(w, r)
+		return
+	}
+	ak := fmt.Sprintf("%d/%s", ev.A, ev.K)
+	a.mu.Lock()
+	if a.busy[ak] {
+		a.violations = append(a.violations, fmt.Sprintf("%s: event %d sent while another of its key was in flight", ak, ev.N))
+	}
+	if ev.N != a.next[ak] {
+		a.violations = append(a.violations, fmt.Sprintf("%s: event %d sent when %d was due", ak, ev.N, a.next[ak]))
+	}
+	a.busy[ak] = true
+	status := http.StatusOK
+	if !a.tried[ev] && a.fail != nil && a.fail(ev) {
+		status = http.StatusServiceUnavailable
+	}
+	a.tried[ev] = true
+	a.mu.Unlock()
+	if a.maxLatency > 0 {
+		time.Sleep(rand.N(a.maxLatency))
+	}
+	a.mu.Lock()
+	a.busy[ak] = false
+	if status == http.StatusOK && ev.N == a.next[ak] {
+		a.next[ak] = ev.N + 1
+		a.delivered++
+		a.nodes[r.URL.Query().Get("node")]++
+	}
+	a.mu.Unlock()
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(`{"code":0}`))
+}
+
+func (a *orderApp) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.delivered
+}
+
+func (a *orderApp) problems() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.violations...)
+}
+
+func (a *orderApp) byNode() map[string]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range a.nodes {
+		out[k] = v
+	}
+	return out
+}
+
+// afterKeyed queues events 0 to n-1 of each key of app, each key's in
+// order, spreading the keys over the Dispatchers given.
+func afterKeyed(t testing.TB, ds []*callback.Dispatcher, app int, keys []string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for j, k := range keys {
+		d := ds[j%len(ds)]
+		wg.Go(func() {
+			ctx := callback.WithOrderKey(context.Background(), k)
+			for i := range n {
+				b, _ := json.Marshal(keyed{app, k, i})
+				if err := d.After(ctx, app, "group.message.after", b); err != nil {
+					t.Errorf("After %s/%d: %v", k, i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func keyNames(prefix string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return keys
+}
+
+// retryFast retries a failed event after 20 ms, up to 20 times.
+var retryFast = func() []time.Duration {
+	s := make([]time.Duration, 20)
+	for i := range s {
+		s[i] = 20 * time.Millisecond
+	}
+	return s
+}()
+
+// Two nodes on two connections to one stream: 100 keys of 40 events
+// each, a quarter of first attempts answered 503, every answer after a
+// random latency. Each key's events reach the App backend one at a time,
+// in the order the stream stored them (the order After was called in for
+// each key, as one goroutine calls it), and all of them do.
+func TestOrderKeyTwoNodes(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	a := newOrderApp(t, func(keyed) bool { return rand.N(4) == 0 }, 3*time.Millisecond, nil)
+	cfg := func(name string) callback.Config {
+		return callback.Config{URL: a.URL + "?node=" + name, RetrySchedule: retryFast, Breaker: callback.Breaker{Disabled: true}, AfterLimit: callback.AfterLimit{Rate: -1}}
+	}
+	nodeA := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg("a"))
+	nodeB := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg("b"))
+	const keys, events = 100, 40
+	afterKeyed(t, []*callback.Dispatcher{nodeA.d, nodeB.d}, 7, keyNames("conv-", keys), events)
+	waitWithin(t, "every keyed event delivered", 120*time.Second, func() bool { return a.count() == keys*events })
+	assert.Empty(t, a.problems())
+	nodes := a.byNode()
+	assert.Positive(t, nodes["a"], "node a delivered nothing")
+	assert.Positive(t, nodes["b"], "node b delivered nothing")
+	t.Logf("delivered by node: %v", nodes)
+	require.Eventually(t, func() bool { return nodeA.q.WaitingForKey()+nodeB.q.WaitingForKey() == 0 }, 30*time.Second, 10*time.Millisecond)
+}
+
+// On an Embedded queue, a key whose App backend answers 503 forever and
+// one whose attempts hang past the timeout hold only their own events:
+// 50 healthy keys beside them, among them another app's key of the same
+// string as the 503 one, finish within twice their time alone (measured
+// here) and a second.
+func TestOrderKeyStuckEmbedded(t *testing.T) {
+	healthy := append(keyNames("ok-", 49), "stuck-503")
+	const events, stuckEvents = 10, 5
+	run := func(withStuck bool) time.Duration {
+		stuck := map[string]http.HandlerFunc{
+			"stuck-503":  func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) },
+			"stuck-hang": func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
+		}
+		a := newOrderApp(t, nil, 2*time.Millisecond, nil)
+		stuckApp := newOrderApp(t, nil, 0, stuck)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		q, err := natsqueue.Embedded(ctx, t.TempDir(), natsqueue.Options{})
+		require.NoError(t, err)
+		// App 1 is stuck; app 2 is healthy, at another URL.
+		d, err := callback.New(callback.Config{
+			Resolver: callback.ResolverFunc(func(_ context.Context, app int) (callback.Endpoint, error) {
+				if app == 1 {
+					return callback.Endpoint{URL: stuckApp.URL}, nil
+				}
+				return callback.Endpoint{URL: a.URL}, nil
+			}),
+			Queue: q.ForDispatcher(), Logger: quiet, Timeout: time.Second,
+			RetrySchedule: retryFast, Breaker: callback.Breaker{Disabled: true}, AfterLimit: callback.AfterLimit{Rate: -1},
+		})
+		require.NoError(t, err)
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = d.Close(ctx)
+		}()
+		ds := []*callback.Dispatcher{d}
+		if withStuck {
+			afterKeyed(t, ds, 1, []string{"stuck-503", "stuck-hang"}, stuckEvents)
+			seen := map[string]bool{}
+			for len(seen) < 2 {
+				seen[<-stuckApp.seen] = true
+			}
+		}
+		start := time.Now()
+		afterKeyed(t, ds, 2, healthy, events)
+		waitWithin(t, "the healthy keys delivered", 60*time.Second, func() bool { return a.count() == len(healthy)*events })
+		took := time.Since(start)
+		assert.Empty(t, a.problems())
+		if withStuck {
+			waitWithin(t, "the stuck keys' later events held", 30*time.Second, func() bool { return q.WaitingForKey() == 2*(stuckEvents-1) })
+		}
+		return took
+	}
+	alone := run(false)
+	beside := run(true)
+	t.Logf("50 keys alone: %v; beside two stuck keys: %v", alone, beside)
+	assert.LessOrEqual(t, beside, 2*alone+time.Second)
+}

@@ -1,0 +1,54 @@
+package callback
+
+import "context"
+
+// maxOrderKey bounds an order key given with WithOrderKey. It travels in
+// every record of the attempt log and, with natsqueue, in a header.
+const maxOrderKey = 256
+
+// orderKeyKey marks a context that carries an order key.
+type orderKeyKey struct{}
+
+// WithOrderKey returns a copy of ctx that makes the After call made with
+// it queue its event under the order key key, typically a conversation:
+// a group's ID, or a pair of users'. After events of one app with the same
+// order key are delivered one at a time, in the order After accepted
+// them: the next is sent only once the App backend has answered the one
+// before it with a 2xx or that one was dead-lettered. A retry keeps the
+// order: a failing event holds the events behind it under its key, and
+// only those. Events without a key, and events under any other key, are
+// delivered in parallel as before; the keys of two apps never share an
+// order, even when the strings are equal.
+//
+// A key's events do not hold a worker while they wait: an event waiting
+// behind its key is not handed out, and the one ahead holds a worker only
+// for its attempt, as any event does (the endpoint's fair share and
+// AfterLimit apply as without keys). When an event is dead-lettered, the
+// rest of its key go on, in order. At Close, a key's remaining events are
+// delivered in order within the drain time; past it the memory queue
+// dead-letters them in order, and a durable Queue keeps them, in order,
+// for another node or the next start.
+//
+// With natsqueue the order holds across nodes: the key's events are
+// delivered in the order the stream stored them, wherever they are
+// consumed.
+//
+// key must be 1 to 256 bytes of UTF-8 that print as themselves (no C0 or
+// C1 control character, DEL or bidi control); After returns
+// ErrInvalidOrderKey otherwise and queues nothing. Before ignores it.
+func WithOrderKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, orderKeyKey{}, key)
+}
+
+// orderKeyFrom returns the key WithOrderKey put in ctx, "" if none, and
+// ErrInvalidOrderKey when it is not a valid one.
+func orderKeyFrom(ctx context.Context) (string, error) {
+	key, ok := ctx.Value(orderKeyKey{}).(string)
+	if !ok {
+		return "", nil
+	}
+	if key == "" || len(key) > maxOrderKey || checkCommand(key) != nil {
+		return "", ErrInvalidOrderKey
+	}
+	return key, nil
+}
