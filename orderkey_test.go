@@ -213,8 +213,10 @@ func stuckKeys(next http.HandlerFunc, attempts map[string]chan struct{}) http.Ha
 
 // A key whose App backend answers 503 forever and one whose attempts hang
 // past the timeout hold their own events only: 50 healthy keys of the
-// same app and endpoint beside them finish within twice their time alone
-// (measured here, on the same machine) and a second.
+// same app and endpoint beside them are all delivered while the stuck
+// keys still hold theirs. The time beside them against the time alone is
+// logged, not asserted (a loaded machine breaks any such bound); the
+// bench's ordered row measures it.
 func TestOrderKeyStuckHoldsOnlyItsKey(t *testing.T) {
 	healthy := keyNames("ok-", 50)
 	const events, stuckEvents = 20, 10
@@ -232,7 +234,7 @@ func TestOrderKeyStuckHoldsOnlyItsKey(t *testing.T) {
 		}
 		start := time.Now()
 		afterKeyed(t, d, 1, healthy, events)
-		require.Eventually(t, func() bool { return c.count() == len(healthy)*events }, 20*time.Second, time.Millisecond, "%d %+v", c.count(), d.Stats())
+		require.Eventually(t, func() bool { return c.count() == len(healthy)*events }, 60*time.Second, time.Millisecond, "%d %+v", c.count(), d.Stats())
 		took := time.Since(start)
 		assert.Empty(t, c.problems())
 		if withStuck {
@@ -242,8 +244,7 @@ func TestOrderKeyStuckHoldsOnlyItsKey(t *testing.T) {
 	}
 	alone := run(false)
 	beside := run(true)
-	t.Logf("50 keys alone: %v; beside two stuck keys: %v", alone, beside)
-	assert.LessOrEqual(t, beside, 2*alone+time.Second)
+	t.Logf("50 keys alone: %v; beside two stuck keys: %v (%.2fx)", alone, beside, float64(beside)/float64(alone))
 }
 
 // Another app's events under the same key string are not held by a stuck
