@@ -145,18 +145,7 @@ func (d *Dispatcher) afterAttempt(ev *Event, r *route, began time.Time, took tim
 	if l == nil {
 		return
 	}
-	out := OutcomeDelivered
-	if err != nil {
-		closed := d.life.Err() != nil
-		switch {
-		case d.mem != nil && !closed && retry && ev.Attempts <= d.s.Retries,
-			d.mem == nil && closed, // handed back to the Queue
-			d.mem == nil && retry && ev.Attempts <= len(d.s.RetrySchedule):
-			out = OutcomeRetrying
-		default:
-			out = OutcomeDeadLettered
-		}
-	}
+	out := d.attemptOutcome(ev, retry, err)
 	status := 0
 	if res != nil {
 		status = res.StatusCode
@@ -165,6 +154,22 @@ func (d *Dispatcher) afterAttempt(ev *Event, r *route, began time.Time, took tim
 		began, took = l.now(), 0
 	}
 	l.after(ev, r, out, began.Add(took), took, ev.Attempts, status, err)
+}
+
+// attemptOutcome is the outcome of an attempt at ev that ended with err:
+// delivered, retried or dead-lettered, by deliverOnce's rules.
+func (d *Dispatcher) attemptOutcome(ev *Event, retry bool, err error) Outcome {
+	if err == nil {
+		return OutcomeDelivered
+	}
+	closed := d.life.Err() != nil
+	switch {
+	case d.mem != nil && !closed && retry && ev.Attempts <= d.s.Retries,
+		d.mem == nil && closed, // handed back to the Queue
+		d.mem == nil && retry && ev.Attempts <= len(d.s.RetrySchedule):
+		return OutcomeRetrying
+	}
+	return OutcomeDeadLettered
 }
 
 // postponed records a durable Queue's event handed back unsent: Attempt

@@ -113,6 +113,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 		return allowed(d.protocolOf(r), nil) // nothing would be sent, resolved or not
 	}
 	stats := d.obs.beginBefore(command)
+	ctx, span := d.trace.startBefore(ctx, r, appID, command)
 	id, givenID, idErr := eventIDFrom(ctx)
 	if !givenID || idErr != nil {
 		id = d.eventID(d.seq.Add(1))
@@ -133,6 +134,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 	}
 	took := d.beforeDone(ctx, stats, start, resp)
 	d.attempts.before(r, appID, command, id, start, took, resp, body)
+	endBefore(span, resp)
 	return resp
 }
 
@@ -170,12 +172,14 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 		return Response{}, err
 	}
 	d.setHeaders(req.Header, id)
+	d.trace.inject(ctx, req.Header)
 	r.sender.Sign(req, c, body, d.now())
 	res, err := d.client.Do(req)
 	done(wait.outcome(caller, res, err))
 	if err != nil {
 		return Response{}, r.redact(err)
 	}
+	traceResponse(ctx, res)
 	defer res.Body.Close()
 	if err := checkStatus(res); err != nil {
 		keepStatusBody(ctx, res.Body)

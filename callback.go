@@ -74,6 +74,8 @@ type Dispatcher struct {
 	afterLog  *floodLog // dead letters, flood-controlled
 
 	attempts *attemptLog // recent calls and attempts; nil when Config.AttemptLog is negative
+
+	trace tracing // spans and trace context: trace.go
 }
 
 // New validates cfg, applies its defaults and starts the After workers.
@@ -112,6 +114,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	d.stopping, d.stop = context.WithCancel(d.life)
 
 	d.observe()
+	d.trace = newTracing(&d.s)
 	d.attempts = newAttemptLog(&d.s)
 
 	d.live.Store(int32(s.Workers))
@@ -193,6 +196,14 @@ type Event struct {
 	// Queued is when After accepted the event. A Queue should store it;
 	// the zero time is allowed.
 	Queued time.Time
+
+	// Trace is the trace context of After's caller, as Config.Propagator
+	// wrote it (with propagation.TraceContext: traceparent and
+	// tracestate); nil when After's ctx held no span. Each delivery
+	// attempt is a span in that trace. A Queue should store it with the
+	// event (natsqueue keeps it in the message's headers), so that the
+	// node that delivers the event continues the trace.
+	Trace map[string]string
 
 	seq   uint64 // numbers the event; the memory queue's ID is made from it
 	route *route // the app's endpoint as After resolved it; nil after a durable Queue
