@@ -223,3 +223,22 @@ func (t *tracing) deadLettered(ev *Event, err error) {
 func traceIDOf(ctx context.Context) trace.TraceID {
 	return trace.SpanContextFromContext(ctx).TraceID()
 }
+
+// TraceExtractor reads a trace context from a request's headers with an
+// OpenTelemetry propagator: it is the receiver package's Propagator
+// (receiver.Config.Propagator), which cannot name OpenTelemetry's types
+// itself, so that an App backend's handlers continue the IM server's
+// trace. The zero value uses otel.GetTextMapPropagator() at each call.
+type TraceExtractor struct {
+	// Propagator reads the headers; nil means otel.GetTextMapPropagator().
+	Propagator propagation.TextMapPropagator
+}
+
+// Extract returns ctx with the trace context of header.
+func (e TraceExtractor) Extract(ctx context.Context, header http.Header) context.Context {
+	p := e.Propagator
+	if p == nil {
+		p = otel.GetTextMapPropagator()
+	}
+	return p.Extract(ctx, propagation.HeaderCarrier(header))
+}
