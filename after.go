@@ -72,7 +72,7 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 		// the event is delivered, sparing After an allocation.
 		ev.ID = d.eventID(ev.seq)
 	}
-	ev.Trace = d.trace.carry(ctx)
+	ev.Trace, ev.traceID = d.trace.carry(ctx), traceIDOf(ctx)
 	if c := deviceFrom(ctx); c != (device{}) { // ctx ends with the call; the event lives on
 		ev.ClientIP, ev.Platform = c.ip, c.platform
 	}

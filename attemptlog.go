@@ -1,12 +1,15 @@
 package callback
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // attemptLog is a ring of the last records: each writer takes a sequence
@@ -46,6 +49,7 @@ type record struct {
 	err      error
 	endpoint string
 	body     []byte
+	trace    trace.TraceID // zero: none
 }
 
 // newAttemptLog returns the log Config.AttemptLog asks for, or nil.
@@ -81,7 +85,7 @@ func (l *attemptLog) body(body []byte) []byte {
 // before records a Before call that began at start, took latency (as the
 // metrics measured it: the log reads no clock) and returned resp; r is
 // the app's route (nil: not resolved).
-func (l *attemptLog) before(r *route, appID int, command, id string, start time.Time, latency time.Duration, resp Response, body []byte) {
+func (l *attemptLog) before(ctx context.Context, r *route, appID int, command, id string, start time.Time, latency time.Duration, resp Response, body []byte) {
 	if l == nil {
 		return
 	}
@@ -101,7 +105,7 @@ func (l *attemptLog) before(r *route, appID int, command, id string, start time.
 		seq: seq, at: start.Add(latency), latency: latency, kind: 0,
 		outcome: beforeOutcomes[beforeOutcome(resp)],
 		appID:   appID, command: command, id: id, attempt: 1, status: status,
-		err: resp.Err, endpoint: endpoint, body: b,
+		err: resp.Err, endpoint: endpoint, body: b, trace: traceIDOf(ctx),
 	}
 	s.mu.Unlock()
 }
@@ -131,7 +135,7 @@ func (l *attemptLog) queued(ev *Event, err error) {
 	s.rec = record{
 		seq: seq, at: at, kind: 1, outcome: out,
 		appID: ev.AppID, command: ev.Command, id: ev.ID, idSeq: ev.seq,
-		err: err, endpoint: endpoint, body: b,
+		err: err, endpoint: endpoint, body: b, trace: ev.traceID,
 	}
 	s.mu.Unlock()
 }
@@ -203,7 +207,7 @@ func (l *attemptLog) after(ev *Event, r *route, out Outcome, at time.Time, laten
 	s.rec = record{
 		seq: seq, at: at, latency: latency, kind: 1, outcome: out,
 		appID: ev.AppID, command: ev.Command, id: ev.ID, idSeq: ev.seq,
-		attempt: n, status: status, err: err, endpoint: endpoint, body: b,
+		attempt: n, status: status, err: err, endpoint: endpoint, body: b, trace: ev.traceID,
 	}
 	s.mu.Unlock()
 }

@@ -133,7 +133,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 		resp = d.failed(ctx, r, rule, appID, command, id, start, err)
 	}
 	took := d.beforeDone(ctx, stats, start, resp)
-	d.attempts.before(r, appID, command, id, start, took, resp, body)
+	d.attempts.before(ctx, r, appID, command, id, start, took, resp, body)
 	endBefore(span, resp)
 	return resp
 }

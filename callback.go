@@ -29,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // userAgent names the library on every request.
@@ -207,4 +209,6 @@ type Event struct {
 
 	seq   uint64 // numbers the event; the memory queue's ID is made from it
 	route *route // the app's endpoint as After resolved it; nil after a durable Queue
+
+	traceID trace.TraceID // of Trace, for the attempt log: set by After and by each attempt
 }

@@ -142,6 +142,7 @@ func (d *Dispatcher) attempt(wctx context.Context, ev *Event, r *route, stats *c
 	var start time.Time    // when the request went out, and how long
 	var took time.Duration // until the answer's headers: for the attempt log
 	wctx, span := d.trace.startAttempt(wctx, ev, r)
+	ev.traceID = traceIDOf(wctx)
 	defer func() {
 		if p.valid() {
 			p.abandon() // no request was made
