@@ -113,6 +113,8 @@ func (l *attemptLog) before(ctx context.Context, r *route, appID int, command, i
 var beforeOutcomes = [...]Outcome{
 	outAllowed: OutcomeAllowed, outDenied: OutcomeDenied, outDropped: OutcomeDropped,
 	outFailedOpen: OutcomeFailedOpen, outFailedClosed: OutcomeFailedClosed,
+	outShadowAllowed: OutcomeShadowAllowed, outShadowDenied: OutcomeShadowDenied,
+	outShadowDropped: OutcomeShadowDropped,
 }
 
 // queued records After's acceptance (err nil) or refusal of ev.

@@ -32,6 +32,13 @@ const (
 	// OutcomeFailedClosed: the callback failed and the event was denied
 	// (Rule.FailClosed).
 	OutcomeFailedClosed Outcome = "failed-closed"
+	// OutcomeShadowAllowed, OutcomeShadowDenied and OutcomeShadowDropped:
+	// under a shadow rule (Rule.Shadow), the App backend's answer, which
+	// Before did not enforce: the event was allowed. A failure under a
+	// shadow rule is OutcomeFailedOpen.
+	OutcomeShadowAllowed Outcome = "shadow-allowed"
+	OutcomeShadowDenied  Outcome = "shadow-denied"
+	OutcomeShadowDropped Outcome = "shadow-dropped"
 )
 
 // Outcomes of After events.
