@@ -164,3 +164,22 @@ func TestAfterDeadLetterInTrace(t *testing.T) {
 	require.Equal(t, parent.SpanContext().TraceID(), s.SpanContext().TraceID())
 	require.Equal(t, codes.Error, s.Status().Code)
 }
+
+// BenchmarkBeforeTraced is BenchmarkBefore with the OpenTelemetry SDK
+// sampling every span (a batch-less processor that drops them) and
+// propagation.TraceContext, inside a parent span: the cost of tracing a
+// Before call.
+func BenchmarkBeforeTraced(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	d := newBenchDispatcher(b, callback.Config{URL: newBenchBackend(b).URL + "/callback",
+		TracerProvider: tp, Propagator: propagation.TraceContext{}})
+	ctx, parent := tp.Tracer("im").Start(context.Background(), "message.send")
+	defer parent.End()
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := d.Before(ctx, 10000, "message.send.before", benchBody); r.Err != nil {
+			b.Fatal(r.Err)
+		}
+	}
+}
