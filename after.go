@@ -80,6 +80,7 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 		// the event is delivered, sparing After an allocation.
 		ev.ID = d.eventID(ev.seq)
 	}
+	ev.Trace, ev.traceID = d.trace.carry(ctx), traceIDOf(ctx)
 	if c := deviceFrom(ctx); c != (device{}) { // ctx ends with the call; the event lives on
 		ev.ClientIP, ev.Platform = c.ip, c.platform
 	}
@@ -171,6 +172,7 @@ func eventCall(ev *Event) format.Call {
 // deadLetter logs an undelivered event (flood-controlled) and hands it to
 // Config.DeadLetter.
 func (d *Dispatcher) deadLetter(ev Event, err error) {
+	d.trace.deadLettered(&ev, err)
 	d.afterLog.fail(d.life, failure{appID: ev.AppID, command: ev.Command, webhookID: ev.ID, attempts: ev.Attempts, bodyBytes: len(ev.Body), err: err})
 	if d.s.DeadLetter == nil {
 		return

@@ -1,12 +1,15 @@
 package callback
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // attemptLog is a ring of the last records: each writer takes a sequence
@@ -46,8 +49,9 @@ type record struct {
 	err      error
 	endpoint string
 	body     []byte
-	key      string   // the event's order key
-	ahead    eventRef // the event it waits for under its key, when queued behind one
+	key      string        // the event's order key
+	ahead    eventRef      // the event it waits for under its key, when queued behind one
+	trace    trace.TraceID // zero: none
 }
 
 // newAttemptLog returns the log Config.AttemptLog asks for, or nil.
@@ -83,7 +87,7 @@ func (l *attemptLog) body(body []byte) []byte {
 // before records a Before call that began at start, took latency (as the
 // metrics measured it: the log reads no clock) and returned resp; r is
 // the app's route (nil: not resolved).
-func (l *attemptLog) before(r *route, appID int, command, id string, start time.Time, latency time.Duration, resp Response, body []byte) {
+func (l *attemptLog) before(ctx context.Context, r *route, appID int, command, id string, start time.Time, latency time.Duration, resp Response, body []byte) {
 	if l == nil {
 		return
 	}
@@ -103,7 +107,7 @@ func (l *attemptLog) before(r *route, appID int, command, id string, start time.
 		seq: seq, at: start.Add(latency), latency: latency, kind: 0,
 		outcome: beforeOutcomes[beforeOutcome(resp)],
 		appID:   appID, command: command, id: id, attempt: 1, status: status,
-		err: resp.Err, endpoint: endpoint, body: b,
+		err: resp.Err, endpoint: endpoint, body: b, trace: traceIDOf(ctx),
 	}
 	s.mu.Unlock()
 }
@@ -111,6 +115,8 @@ func (l *attemptLog) before(r *route, appID int, command, id string, start time.
 var beforeOutcomes = [...]Outcome{
 	outAllowed: OutcomeAllowed, outDenied: OutcomeDenied, outDropped: OutcomeDropped,
 	outFailedOpen: OutcomeFailedOpen, outFailedClosed: OutcomeFailedClosed,
+	outShadowAllowed: OutcomeShadowAllowed, outShadowDenied: OutcomeShadowDenied,
+	outShadowDropped: OutcomeShadowDropped,
 }
 
 // queued records After's acceptance (err nil) or refusal of ev; ahead
@@ -134,7 +140,7 @@ func (l *attemptLog) queued(ev *Event, ahead eventRef, err error) {
 	s.rec = record{
 		seq: seq, at: at, kind: 1, outcome: out,
 		appID: ev.AppID, command: ev.Command, id: ev.ID, idSeq: ev.seq,
-		err: err, endpoint: endpoint, body: b, key: ev.OrderKey, ahead: ahead,
+		err: err, endpoint: endpoint, body: b, key: ev.OrderKey, ahead: ahead, trace: ev.traceID,
 	}
 	s.mu.Unlock()
 }
@@ -148,18 +154,7 @@ func (d *Dispatcher) afterAttempt(ev *Event, r *route, began time.Time, took tim
 	if l == nil {
 		return
 	}
-	out := OutcomeDelivered
-	if err != nil {
-		closed := d.life.Err() != nil
-		switch {
-		case d.mem != nil && !closed && retry && ev.Attempts <= d.s.Retries,
-			d.mem == nil && closed, // handed back to the Queue
-			d.mem == nil && retry && ev.Attempts <= len(d.s.RetrySchedule):
-			out = OutcomeRetrying
-		default:
-			out = OutcomeDeadLettered
-		}
-	}
+	out := d.attemptOutcome(ev, retry, err)
 	status := 0
 	if res != nil {
 		status = res.StatusCode
@@ -168,6 +163,22 @@ func (d *Dispatcher) afterAttempt(ev *Event, r *route, began time.Time, took tim
 		began, took = l.now(), 0
 	}
 	l.after(ev, r, out, began.Add(took), took, ev.Attempts, status, err)
+}
+
+// attemptOutcome is the outcome of an attempt at ev that ended with err:
+// delivered, retried or dead-lettered, by deliverOnce's rules.
+func (d *Dispatcher) attemptOutcome(ev *Event, retry bool, err error) Outcome {
+	if err == nil {
+		return OutcomeDelivered
+	}
+	closed := d.life.Err() != nil
+	switch {
+	case d.mem != nil && !closed && retry && ev.Attempts <= d.s.Retries,
+		d.mem == nil && closed, // handed back to the Queue
+		d.mem == nil && retry && ev.Attempts <= len(d.s.RetrySchedule):
+		return OutcomeRetrying
+	}
+	return OutcomeDeadLettered
 }
 
 // postponed records a durable Queue's event handed back unsent: Attempt
@@ -201,7 +212,7 @@ func (l *attemptLog) after(ev *Event, r *route, out Outcome, at time.Time, laten
 	s.rec = record{
 		seq: seq, at: at, latency: latency, kind: 1, outcome: out,
 		appID: ev.AppID, command: ev.Command, id: ev.ID, idSeq: ev.seq,
-		attempt: n, status: status, err: err, endpoint: endpoint, body: b,
+		attempt: n, status: status, err: err, endpoint: endpoint, body: b, trace: ev.traceID,
 		key: ev.OrderKey,
 	}
 	s.mu.Unlock()

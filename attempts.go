@@ -32,6 +32,13 @@ const (
 	// OutcomeFailedClosed: the callback failed and the event was denied
 	// (Rule.FailClosed).
 	OutcomeFailedClosed Outcome = "failed-closed"
+	// OutcomeShadowAllowed, OutcomeShadowDenied and OutcomeShadowDropped:
+	// under a shadow rule (Rule.Shadow), the App backend's answer, which
+	// Before did not enforce: the event was allowed. A failure under a
+	// shadow rule is OutcomeFailedOpen.
+	OutcomeShadowAllowed Outcome = "shadow-allowed"
+	OutcomeShadowDenied  Outcome = "shadow-denied"
+	OutcomeShadowDropped Outcome = "shadow-dropped"
 )
 
 // Outcomes of After events.
@@ -109,6 +116,10 @@ type Attempt struct {
 	// otherwise. It comes from the IM server's users: escape it before
 	// showing it.
 	Body json.RawMessage `json:"body,omitempty"`
+	// TraceID is the trace the call or attempt was part of (its span's,
+	// or the caller's trace context: see Config.TracerProvider), 32 hex
+	// digits; empty when there was none.
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // AttemptQuery selects records of the attempt log. The zero value selects
@@ -234,6 +245,9 @@ func (rec *record) export(d *Dispatcher) Attempt {
 	}
 	if rec.err != nil {
 		a.Error = rec.err.Error()
+	}
+	if rec.trace.IsValid() {
+		a.TraceID = rec.trace.String()
 	}
 	if rec.body != nil {
 		a.Body = json.RawMessage(append([]byte(nil), rec.body...))

@@ -34,14 +34,14 @@ func BenchmarkAttemptRecord(b *testing.B) {
 			b.ReportAllocs()
 			resp := Response{Code: 200, Msg: "success"}
 			for b.Loop() {
-				d.attempts.before(r, 7, "message.send.before", "msg_x_1", start, took, resp, nil)
+				d.attempts.before(context.Background(), r, 7, "message.send.before", "msg_x_1", start, took, resp, nil)
 			}
 		})
 		b.Run("before-failed/"+name, func(b *testing.B) {
 			b.ReportAllocs()
 			resp := Response{Code: 200, Msg: "success", Err: fail}
 			for b.Loop() {
-				d.attempts.before(r, 7, "message.send.before", "msg_x_1", start, took, resp, nil)
+				d.attempts.before(context.Background(), r, 7, "message.send.before", "msg_x_1", start, took, resp, nil)
 			}
 		})
 		b.Run("after/"+name, func(b *testing.B) {
@@ -61,7 +61,7 @@ func BenchmarkAttemptRecord(b *testing.B) {
 			resp := Response{Code: 200, Msg: "success"}
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					d.attempts.before(r, 7, "message.send.before", "msg_x_1", start, took, resp, nil)
+					d.attempts.before(context.Background(), r, 7, "message.send.before", "msg_x_1", start, took, resp, nil)
 				}
 			})
 		})

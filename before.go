@@ -39,6 +39,12 @@ type Response struct {
 	Action Action
 	// Err is why the callback failed; nil when the App backend answered.
 	Err error
+	// Shadow is, under a shadow rule (Rule.Shadow), the Response the App
+	// backend's answer would have made without it (Action, Code, Msg,
+	// Data, Err), which Before did not enforce; nil otherwise. The
+	// Response itself then allows, with the protocol's allow code and
+	// message, no Data, and Err set when the callback failed.
+	Shadow *Response
 	// Protocol is the protocol of the app's endpoint, which Code, Msg and
 	// Data are in (Config.Protocol when the app could not be resolved):
 	// an IM server whose apps speak different protocols reads it here
@@ -112,7 +118,11 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 	if rule.Disabled {
 		return allowed(d.protocolOf(r), nil) // nothing would be sent, resolved or not
 	}
+	if rule.Shadow {
+		rule.FailClosed = false // a shadow rule never fails closed
+	}
 	stats := d.obs.beginBefore(command)
+	ctx, span := d.trace.startBefore(ctx, r, appID, command)
 	id, givenID, idErr := eventIDFrom(ctx)
 	if !givenID || idErr != nil {
 		id = d.eventID(d.seq.Add(1))
@@ -131,8 +141,12 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 	if err != nil {
 		resp = d.failed(ctx, r, rule, appID, command, id, start, err)
 	}
+	if rule.Shadow {
+		resp = shadowed(resp, d.protocolOf(r))
+	}
 	took := d.beforeDone(ctx, stats, start, resp)
-	d.attempts.before(r, appID, command, id, start, took, resp, body)
+	d.attempts.before(ctx, r, appID, command, id, start, took, resp, body)
+	endBefore(span, resp)
 	return resp
 }
 
@@ -170,12 +184,14 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 		return Response{}, err
 	}
 	d.setHeaders(req.Header, id)
+	d.trace.inject(ctx, req.Header)
 	r.sender.Sign(req, c, body, d.now())
 	res, err := d.client.Do(req)
 	done(wait.outcome(caller, res, err))
 	if err != nil {
 		return Response{}, r.redact(err)
 	}
+	traceResponse(ctx, res)
 	defer res.Body.Close()
 	if err := checkStatus(res); err != nil {
 		keepStatusBody(ctx, res.Body)
@@ -189,6 +205,14 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	}
 	answer.Keep(ctx, buf.Bytes())
 	return r.answers.decode(r.sender, r.protocol, buf.Bytes())
+}
+
+// shadowed returns the allowing Response of a shadow rule, with resp,
+// the App backend's answer, in its Shadow.
+func shadowed(resp Response, p Protocol) Response {
+	out := allowed(p, resp.Err)
+	out.Shadow = &resp
+	return out
 }
 
 // failed logs a failed Before callback (flood-controlled) and returns the

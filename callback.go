@@ -29,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // userAgent names the library on every request.
@@ -74,6 +76,8 @@ type Dispatcher struct {
 	afterLog  *floodLog // dead letters, flood-controlled
 
 	attempts *attemptLog // recent calls and attempts; nil when Config.AttemptLog is negative
+
+	trace tracing // spans and trace context: trace.go
 }
 
 // New validates cfg, applies its defaults and starts the After workers.
@@ -112,6 +116,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	d.stopping, d.stop = context.WithCancel(d.life)
 
 	d.observe()
+	d.trace = newTracing(&d.s)
 	d.attempts = newAttemptLog(&d.s)
 
 	d.live.Store(int32(s.Workers))
@@ -199,6 +204,16 @@ type Event struct {
 	// before is acked or dead-lettered (natsqueue does; see WithOrderKey).
 	OrderKey string
 
+	// Trace is the trace context of After's caller, as Config.Propagator
+	// wrote it (with propagation.TraceContext: traceparent and
+	// tracestate); nil when After's ctx held no span. Each delivery
+	// attempt is a span in that trace. A Queue should store it with the
+	// event (natsqueue keeps it in the message's headers), so that the
+	// node that delivers the event continues the trace.
+	Trace map[string]string
+
 	seq   uint64 // numbers the event; the memory queue's ID is made from it
 	route *route // the app's endpoint as After resolved it; nil after a durable Queue
+
+	traceID trace.TraceID // of Trace, for the attempt log: set by After and by each attempt
 }

@@ -10,6 +10,8 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults applied by Config.validate to the zero values of Config and of
@@ -209,6 +211,20 @@ type Config struct {
 	// until the host application installs an OpenTelemetry SDK.
 	MeterProvider metric.MeterProvider
 
+	// TracerProvider makes the Dispatcher's spans: one client span per
+	// Before call, a child of the span in its ctx, and one per After
+	// delivery attempt, in the trace of After's caller (see the README's
+	// Observability section). nil means otel.GetTracerProvider(): a no-op
+	// until the host application installs an OpenTelemetry SDK.
+	TracerProvider trace.TracerProvider
+
+	// Propagator writes the trace context onto every request (W3C
+	// traceparent and tracestate with propagation.TraceContext) and
+	// carries After's caller's context with the event. nil means
+	// otel.GetTextMapPropagator(), which sends nothing until the host
+	// application sets one.
+	Propagator propagation.TextMapPropagator
+
 	// LogInterval is how often an endpoint that keeps failing logs a
 	// summary line (the number of failures and the last cause) instead of
 	// one line per failure. The first failure is logged at once and the
@@ -320,6 +336,8 @@ func (c Config) validate() (settings, error) {
 	s.Logger = cmp.Or(c.Logger, slog.Default())
 	// The one place the MeterProvider is chosen: the observer uses s's.
 	s.MeterProvider = cmp.Or(c.MeterProvider, otel.GetMeterProvider())
+	s.TracerProvider = cmp.Or(c.TracerProvider, otel.GetTracerProvider())
+	s.Propagator = cmp.Or(c.Propagator, otel.GetTextMapPropagator())
 	// Not cmp.Or: a negative Retries means none, which the retry loop
 	// needs as 0.
 	switch {

@@ -143,11 +143,14 @@ func (d *Dispatcher) postpone(dl Delivery, ev Event, delay time.Duration) {
 func (d *Dispatcher) attempt(wctx context.Context, ev *Event, r *route, stats *commandStats, p permit) (retry, sent bool, res *http.Response, err error) {
 	var start time.Time    // when the request went out, and how long
 	var took time.Duration // until the answer's headers: for the attempt log
+	wctx, span := d.trace.startAttempt(wctx, ev, r)
+	ev.traceID = traceIDOf(wctx)
 	defer func() {
 		if p.valid() {
 			p.abandon() // no request was made
 		}
 		d.afterAttempt(ev, r, start, took, res, retry, err)
+		endAttempt(span, d.attemptOutcome(ev, retry, err), err)
 	}()
 	if err := d.life.Err(); err != nil {
 		return false, false, nil, err
@@ -162,6 +165,7 @@ func (d *Dispatcher) attempt(wctx context.Context, ev *Event, r *route, stats *c
 		return false, false, nil, err
 	}
 	d.setHeaders(req.Header, ev.ID)
+	d.trace.inject(ctx, req.Header)
 	// Signed afresh per attempt: a Standard Webhooks timestamp or a
 	// Tencent RequestTime must be new.
 	r.sender.Sign(req, c, ev.Body, d.now())
@@ -177,6 +181,7 @@ func (d *Dispatcher) attempt(wctx context.Context, ev *Event, r *route, stats *c
 		retry, _ = retryPolicy(d.life, nil, err)
 		return retry, sent, nil, r.redact(err)
 	}
+	traceResponse(ctx, res)
 	defer res.Body.Close()
 	defer drain(res.Body)
 	if err := checkStatus(res); err != nil {

@@ -49,6 +49,10 @@ const (
 	outDropped
 	outFailedOpen
 	outFailedClosed
+	// Before under a shadow rule: the App backend's answer, not enforced.
+	outShadowAllowed
+	outShadowDenied
+	outShadowDropped
 	// After outcomes: queued or rejected per After call, delivered or
 	// dead-lettered per event, retried per retry attempt.
 	outQueued
@@ -65,6 +69,7 @@ const (
 
 var outcomeNames = [numDurationOutcomes]string{
 	"allowed", "denied", "dropped", "failed_open", "failed_closed",
+	"shadow_allowed", "shadow_denied", "shadow_dropped",
 	"queued", "rejected_full", "delivered", "retried", "dead_lettered",
 	"failed",
 }

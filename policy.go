@@ -20,6 +20,16 @@ type Rule struct {
 	// FailClosed makes Before deny (503 "callback failed") instead of allow
 	// when the callback fails.
 	FailClosed bool
+	// Shadow sends Before callbacks as usual but never enforces the App
+	// backend's answer: Before returns Allow, with the protocol's allow
+	// code and message and no changes to apply, and the App's own answer
+	// in Response.Shadow, counted in the metrics (outcomes
+	// shadow_allowed, shadow_denied, shadow_dropped), the attempt log and
+	// the span. A failure is logged and counted as failed open, never
+	// closed: Shadow overrides FailClosed. It lets an App try a new rule
+	// on live traffic: shadow it, watch the denied share, then enforce.
+	// After events are delivered as usual.
+	Shadow bool
 }
 
 // Breaker configures the circuit breaker that each endpoint (callback URL)

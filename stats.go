@@ -15,6 +15,10 @@ type Counts struct {
 	Allowed, Denied, Dropped uint64 // the App backend answered
 	FailedOpen               uint64 // the callback failed and the event was allowed
 	FailedClosed             uint64 // the callback failed and the event was denied (Rule.FailClosed)
+	// Before calls under a shadow rule (Rule.Shadow) that the App backend
+	// answered, by its answer; each was allowed. Their failures count as
+	// FailedOpen.
+	ShadowAllowed, ShadowDenied, ShadowDropped uint64
 
 	// After events.
 	Queued       uint64 // accepted by After
@@ -27,32 +31,38 @@ type Counts struct {
 // snapshot reads c's counters.
 func (c *commandStats) snapshot() Counts {
 	return Counts{
-		Allowed:      c.counts[outAllowed].Load(),
-		Denied:       c.counts[outDenied].Load(),
-		Dropped:      c.counts[outDropped].Load(),
-		FailedOpen:   c.counts[outFailedOpen].Load(),
-		FailedClosed: c.counts[outFailedClosed].Load(),
-		Queued:       c.counts[outQueued].Load(),
-		RejectedFull: c.counts[outRejectedFull].Load(),
-		Delivered:    c.counts[outDelivered].Load(),
-		Retried:      c.counts[outRetried].Load(),
-		DeadLettered: c.counts[outDeadLettered].Load(),
+		Allowed:       c.counts[outAllowed].Load(),
+		Denied:        c.counts[outDenied].Load(),
+		Dropped:       c.counts[outDropped].Load(),
+		FailedOpen:    c.counts[outFailedOpen].Load(),
+		FailedClosed:  c.counts[outFailedClosed].Load(),
+		ShadowAllowed: c.counts[outShadowAllowed].Load(),
+		ShadowDenied:  c.counts[outShadowDenied].Load(),
+		ShadowDropped: c.counts[outShadowDropped].Load(),
+		Queued:        c.counts[outQueued].Load(),
+		RejectedFull:  c.counts[outRejectedFull].Load(),
+		Delivered:     c.counts[outDelivered].Load(),
+		Retried:       c.counts[outRetried].Load(),
+		DeadLettered:  c.counts[outDeadLettered].Load(),
 	}
 }
 
 // plus returns the sum of c and n.
 func (c Counts) plus(n Counts) Counts {
 	return Counts{
-		Allowed:      c.Allowed + n.Allowed,
-		Denied:       c.Denied + n.Denied,
-		Dropped:      c.Dropped + n.Dropped,
-		FailedOpen:   c.FailedOpen + n.FailedOpen,
-		FailedClosed: c.FailedClosed + n.FailedClosed,
-		Queued:       c.Queued + n.Queued,
-		RejectedFull: c.RejectedFull + n.RejectedFull,
-		Delivered:    c.Delivered + n.Delivered,
-		Retried:      c.Retried + n.Retried,
-		DeadLettered: c.DeadLettered + n.DeadLettered,
+		Allowed:       c.Allowed + n.Allowed,
+		Denied:        c.Denied + n.Denied,
+		Dropped:       c.Dropped + n.Dropped,
+		FailedOpen:    c.FailedOpen + n.FailedOpen,
+		FailedClosed:  c.FailedClosed + n.FailedClosed,
+		ShadowAllowed: c.ShadowAllowed + n.ShadowAllowed,
+		ShadowDenied:  c.ShadowDenied + n.ShadowDenied,
+		ShadowDropped: c.ShadowDropped + n.ShadowDropped,
+		Queued:        c.Queued + n.Queued,
+		RejectedFull:  c.RejectedFull + n.RejectedFull,
+		Delivered:     c.Delivered + n.Delivered,
+		Retried:       c.Retried + n.Retried,
+		DeadLettered:  c.DeadLettered + n.DeadLettered,
 	}
 }
 
@@ -143,6 +153,15 @@ func (c *commandStats) endBefore(ctx context.Context, start time.Time, r Respons
 }
 
 func beforeOutcome(r Response) outcome {
+	if s := r.Shadow; s != nil && s.Err == nil {
+		switch s.Action {
+		case Deny:
+			return outShadowDenied
+		case Drop:
+			return outShadowDropped
+		}
+		return outShadowAllowed
+	}
 	switch {
 	case r.Err != nil && r.Action == Deny:
 		return outFailedClosed

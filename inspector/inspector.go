@@ -143,6 +143,14 @@ type Options struct {
 	// own page (the chat example's chat), with BackLabel as its text ("" means
 	// "Back"). "" means no link.
 	BackURL, BackLabel string
+
+	// TraceURL, if set, links each record's trace id (callback.Attempt's
+	// TraceID, recorded when the Dispatcher traces: see
+	// callback.Config.TracerProvider) to the trace's page in the
+	// tracing UI: "{trace_id}" in it is replaced by the id, for example
+	// "http://jaeger:16686/trace/{trace_id}" for Jaeger, or Grafana's
+	// trace view of a Tempo data source. "" shows the id without a link.
+	TraceURL string
 }
 
 const (

@@ -109,7 +109,7 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f7f7;padding:6px;m
 <p class="summary" id="summary">{{.Summary}}</p>
 {{if .Error}}<p class="bad">{{.Error}}</p>{{end}}
 <ol class="list" id="story">
-{{range $.StoryRows}}<li data-outcome="{{.Outcome}}"{{if .Replay}} data-replay="{{.Replay}}"{{end}}><span>{{when .Time}}</span><span>{{.Kind}} {{.Label}}</span><span class="badge c-{{colour .Outcome}}">{{.Outcome}}</span>{{if .Replay}}<span class="badge c-replay">replay{{if gt .Replay 1}} {{.Replay}}{{end}}</span>{{end}}{{with .Status}}<span>HTTP {{.}}</span>{{end}}{{with .Latency}}<span>took {{ms .}}</span>{{end}}<span class="wide">app {{.AppID}} · {{.Command}} · {{.Endpoint}}{{if .OrderKey}} · order key <code>{{.OrderKey}}</code>{{end}}{{if .WaitsFor}} · waits for <a href="?id={{.WaitsFor}}&amp;app={{.AppID}}"><code>{{.WaitsFor}}</code></a>{{end}}</span>{{if .Error}}<details class="wide err"><summary>{{.Plain}}</summary><code>{{.Error}}</code></details>{{end}}{{if .Body}}<pre class="wide">{{printf "%s" .Body}}</pre>{{end}}</li>
+{{range $.StoryRows}}<li data-outcome="{{.Outcome}}"{{if .Replay}} data-replay="{{.Replay}}"{{end}}><span>{{when .Time}}</span><span>{{.Kind}} {{.Label}}</span><span class="badge c-{{colour .Outcome}}">{{.Outcome}}</span>{{if .Replay}}<span class="badge c-replay">replay{{if gt .Replay 1}} {{.Replay}}{{end}}</span>{{end}}{{with .Status}}<span>HTTP {{.}}</span>{{end}}{{with .Latency}}<span>took {{ms .}}</span>{{end}}<span class="wide">app {{.AppID}} · {{.Command}} · {{.Endpoint}}{{if .OrderKey}} · order key <code>{{.OrderKey}}</code>{{end}}{{if .WaitsFor}} · waits for <a href="?id={{.WaitsFor}}&amp;app={{.AppID}}"><code>{{.WaitsFor}}</code></a>{{end}}{{template "trace" .}}</span>{{if .Error}}<details class="wide err"><summary>{{.Plain}}</summary><code>{{.Error}}</code></details>{{end}}{{if .Body}}<pre class="wide">{{printf "%s" .Body}}</pre>{{end}}</li>
 {{end}}</ol>
 {{with .DeadLetter}}<div id="dead-letter"><p class="bad">In the dead-letter store since {{when .Time}} after {{.Attempts}} attempts: {{explain .}}</p>
 {{if $.CanReplay}}<form method="post" action="api/replay"><input type="hidden" name="app" value="{{.AppID}}"><input type="hidden" name="id" value="{{.ID}}"><input type="hidden" name="back" value="1"><button type="submit">Replay</button></form>{{else}}<p>Replay needs inspector.Options.Authorize or Scope.</p>{{end}}</div>{{end}}
@@ -133,12 +133,12 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f7f7;padding:6px;m
 {{if or .DeadAfter .DeadNext}}<p id="dead-pages">{{if .DeadAfter}}<a id="dead-first" href="?id={{.ID}}&amp;app={{.App}}">First dead letters</a> {{end}}{{if .DeadNext}}<a id="dead-next" href="?id={{.ID}}&amp;app={{.App}}&amp;dead_after={{.DeadNext}}">Next dead letters</a>{{end}}</p>{{end}}{{end}}
 <h2>Recent callbacks{{with .App}} of app {{.}}{{end}}{{if .Search.Any}} that match{{end}}</h2>
 <ul class="list" id="recent">
-{{range .Recent}}<li data-outcome="{{.Outcome}}" data-command="{{.Command}}"><span>{{when .Time}}</span><span>{{.Kind}} {{.Label}}</span><span class="badge c-{{colour .Outcome}}">{{.Outcome}}</span>{{if .Replay}}<span class="badge c-replay">replay</span>{{end}}{{with .Status}}<span>HTTP {{.}}</span>{{end}}{{with .Latency}}<span>took {{ms .}}</span>{{end}}<span class="wide">app {{.AppID}} · {{.Command}} · <a href="?id={{.EventID}}&amp;app={{.AppID}}"><code>{{.EventID}}</code></a>{{if .OrderKey}} · order key <code>{{.OrderKey}}</code>{{end}}{{if .WaitsFor}} · waits for <a href="?id={{.WaitsFor}}&amp;app={{.AppID}}"><code>{{.WaitsFor}}</code></a>{{end}}</span>{{if .Error}}<details class="wide err"><summary>{{.Plain}}</summary><code>{{.Error}}</code></details>{{end}}</li>
+{{range .Recent}}<li data-outcome="{{.Outcome}}" data-command="{{.Command}}"><span>{{when .Time}}</span><span>{{.Kind}} {{.Label}}</span><span class="badge c-{{colour .Outcome}}">{{.Outcome}}</span>{{if .Replay}}<span class="badge c-replay">replay</span>{{end}}{{with .Status}}<span>HTTP {{.}}</span>{{end}}{{with .Latency}}<span>took {{ms .}}</span>{{end}}<span class="wide">app {{.AppID}} · {{.Command}} · <a href="?id={{.EventID}}&amp;app={{.AppID}}"><code>{{.EventID}}</code></a>{{if .OrderKey}} · order key <code>{{.OrderKey}}</code>{{end}}{{if .WaitsFor}} · waits for <a href="?id={{.WaitsFor}}&amp;app={{.AppID}}"><code>{{.WaitsFor}}</code></a>{{end}}{{template "trace" .}}</span>{{if .Error}}<details class="wide err"><summary>{{.Plain}}</summary><code>{{.Error}}</code></details>{{end}}</li>
 {{else}}<li>No callbacks recorded{{if .Search.Any}} that match{{end}} (or the attempt log is off: Config.AttemptLog).</li>{{end}}</ul>
 {{if .Story}}</details>{{end}}
 </body>
 </html>
-`))
+{{define "trace"}}{{with .TraceID}} · trace {{if $.TraceLink}}<a href="{{$.TraceLink}}"><code>{{.}}</code></a>{{else}}<code>{{.}}</code>{{end}}{{end}}{{end}}`))
 
 func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
@@ -164,11 +164,11 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 		} else {
 			st := h.story(r.Context(), scope, app, known, data.ID)
 			data.Story = &st
-			data.StoryRows = rowsOf(st.Attempts)
+			data.StoryRows = rowsOf(st.Attempts, h.o.TraceURL)
 		}
 	}
 	data.Endpoints = h.endpointsOf(r.Context(), scope)
-	data.Recent = rowsOf(s.run(h.attemptsWithin(scope)))
+	data.Recent = rowsOf(s.run(h.attemptsWithin(scope)), h.o.TraceURL)
 	slices.Reverse(data.Recent)
 	if h.o.DeadLetters != nil {
 		dq := callback.DeadLetterQuery{ByApp: q.ByApp, AppID: q.AppID, Limit: pageDeadLetters}

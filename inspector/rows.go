@@ -2,6 +2,7 @@ package inspector
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/imcallback/callback"
 )
@@ -14,14 +15,21 @@ type row struct {
 	Replay int
 	Label  string // what the record is: "attempt 2", "accepted", ...
 	Plain  string // Explain's words for its error
+	// TraceLink is the trace's page (Options.TraceURL with the
+	// record's TraceID); "" without a TraceURL or a trace id.
+	TraceLink string
 }
 
 // rowsOf returns the page's rows of recs, which are in time order.
-func rowsOf(recs []callback.Attempt) []row {
+func rowsOf(recs []callback.Attempt, traceURL string) []row {
 	marks := replays(recs)
 	out := make([]row, len(recs))
 	for i, a := range recs {
 		out[i] = row{Attempt: a, Replay: marks[i], Label: label(a), Plain: Explain(a)}
+		if traceURL != "" && a.TraceID != "" {
+			// The id is 32 hex digits: nothing in it needs escaping.
+			out[i].TraceLink = strings.ReplaceAll(traceURL, "{trace_id}", a.TraceID)
+		}
 	}
 	return out
 }

@@ -220,6 +220,7 @@ func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) error {
 	if _, err := q.js.PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(q.o.Stream)); err != nil {
 		return fmt.Errorf("%w: replay: %w", ErrPublish, err)
 	}
+	traceReplay(ctx, &ev, raw.Sequence)
 	if err := q.dead.DeleteMsg(ctx, raw.Sequence); err != nil {
 		return fmt.Errorf("natsqueue: replay: deleting dead letter %d: %w", raw.Sequence, err)
 	}

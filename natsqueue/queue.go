@@ -28,7 +28,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/textproto"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,6 +111,10 @@ const (
 	hdrAttempts = "Callback-Attempts"  // dead letters: hand-outs made
 	hdrError    = "Callback-Error"     // dead letters: why
 	hdrSeq      = "Callback-Seq"       // dead letters: sequence in the work stream
+	// hdrTrace prefixes each entry of the event's trace context
+	// (Event.Trace: "Callback-Trace-Traceparent", ...), so that the node
+	// that delivers the event continues the trace of After's caller.
+	hdrTrace = "Callback-Trace-"
 )
 
 // Options configures a Queue. The zero value of every field means the
@@ -489,6 +495,9 @@ func eventMsg(prefix string, ev callback.Event) *nats.Msg {
 	if ev.OrderKey != "" {
 		m.Header[hdrOrderKey] = []string{ev.OrderKey}
 	}
+	for k, v := range ev.Trace {
+		m.Header[textproto.CanonicalMIMEHeaderKey(hdrTrace+k)] = []string{v}
+	}
 	m.Data = ev.Body
 	return m
 }
@@ -502,6 +511,16 @@ func decodeEvent(h nats.Header, data []byte) (callback.Event, error) {
 		return ev, ErrMalformed
 	}
 	ev.AppID = app
+	for k, v := range h {
+		// Header names arrive canonical; the trace context's keys
+		// (traceparent, tracestate, baggage) are lower case.
+		if name, ok := strings.CutPrefix(textproto.CanonicalMIMEHeaderKey(k), hdrTrace); ok && len(v) > 0 && name != "" {
+			if ev.Trace == nil {
+				ev.Trace = make(map[string]string, 2)
+			}
+			ev.Trace[strings.ToLower(name)] = v[0]
+		}
+	}
 	if q := h.Get(hdrQueued); q != "" {
 		if ev.Queued, err = time.Parse(time.RFC3339Nano, q); err != nil {
 			return ev, ErrMalformed

@@ -179,6 +179,35 @@ type Config struct {
 	// which the Handler may have read. nil means none: rejections are
 	// only logged.
 	OnReject func(r *http.Request, status int, reason error)
+
+	// Propagator, if set, reads the sender's trace context (the W3C
+	// traceparent and tracestate headers the Dispatcher sends with a
+	// Propagator) into the request's context before anything else runs,
+	// so that a handler's ctx holds the sender's span context and its own
+	// spans continue the IM server's trace. nil means none: the receiver
+	// links no OpenTelemetry package, so it cannot reach
+	// otel.GetTextMapPropagator() by itself. With OpenTelemetry, pass
+	// callback.TraceExtractor{} (the global propagator) or, without
+	// importing the callback package,
+	//
+	//	receiver.PropagatorFunc(func(ctx context.Context, h http.Header) context.Context {
+	//		return otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(h))
+	//	})
+	Propagator Propagator
+}
+
+// A Propagator reads a trace context from a request's headers into ctx
+// (see Config.Propagator).
+type Propagator interface {
+	Extract(ctx context.Context, header http.Header) context.Context
+}
+
+// PropagatorFunc is a function that is a Propagator.
+type PropagatorFunc func(ctx context.Context, header http.Header) context.Context
+
+// Extract calls f.
+func (f PropagatorFunc) Extract(ctx context.Context, header http.Header) context.Context {
+	return f(ctx, header)
 }
 
 // Request is one verified callback.
@@ -230,6 +259,7 @@ type Handler struct {
 	readFor  time.Duration    // Config.ReadTimeout; <= 0: no bound of our own
 	now      func() time.Time // a test seam
 	seen     *dedup           // nil: Dedup off
+	prop     Propagator       // Config.Propagator; nil: none
 
 	mu     sync.RWMutex // guards routes
 	routes map[string]HandlerFunc
@@ -253,6 +283,7 @@ func New(cfg Config) (*Handler, error) {
 		readFor:  cmp.Or(cfg.ReadTimeout, defaultReadTimeout),
 		fallback: cfg.Default,
 		onReject: cfg.OnReject,
+		prop:     cfg.Propagator,
 		log:      cfg.Logger,
 		now:      time.Now,
 		routes:   map[string]HandlerFunc{},
@@ -302,6 +333,9 @@ func reject(status int, format string, args ...any) *rejection {
 // ServeHTTP receives one callback: it verifies it, calls the command's
 // handler and writes the protocol's answer.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := h.prop; p != nil {
+		r = r.WithContext(p.Extract(r.Context(), r.Header))
+	}
 	req, rej := h.parse(w, r)
 	if rej != nil {
 		h.refuse(w, r, rej)

@@ -101,7 +101,7 @@ func (s *Store) Set(ctx context.Context, a App) error {
 			return err
 		}
 		for cmd, r := range ep.Commands {
-			if _, err := tx.ExecContext(ctx, s.insertCommand, a.ID, cmd, r.Disabled, r.FailClosed, r.Timeout.Milliseconds()); err != nil {
+			if _, err := tx.ExecContext(ctx, s.insertCommand, a.ID, cmd, r.Disabled, r.FailClosed, r.Timeout.Milliseconds(), r.Shadow); err != nil {
 				return err
 			}
 		}
@@ -213,9 +213,10 @@ func (s *Store) read(ctx context.Context, db queryer, query string, args ...any)
 			timeoutMS            int64
 			command              sql.NullString
 			disabled, failClosed sql.NullBool
+			shadow               sql.NullBool
 			ruleMS               sql.NullInt64
 		)
-		if err := rows.Scan(&id, &url, &protocol, &secret, &timeoutMS, &command, &disabled, &failClosed, &ruleMS); err != nil {
+		if err := rows.Scan(&id, &url, &protocol, &secret, &timeoutMS, &command, &disabled, &failClosed, &ruleMS, &shadow); err != nil {
 			return nil, err
 		}
 		if len(apps) == 0 || apps[len(apps)-1].ID != id {
@@ -234,6 +235,7 @@ func (s *Store) read(ctx context.Context, db queryer, query string, args ...any)
 				Disabled:   disabled.Bool,
 				FailClosed: failClosed.Bool,
 				Timeout:    time.Duration(ruleMS.Int64) * time.Millisecond,
+				Shadow:     shadow.Bool,
 			}
 		}
 	}

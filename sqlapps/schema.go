@@ -44,7 +44,8 @@ func (d Dialect) String() string {
 	return "Dialect(" + strconv.Itoa(int(d)) + ")"
 }
 
-// Schema is the schema that Migrate creates, as SQL that runs unchanged on
+// Schema is the schema that Migrate creates first (version 1; versions 2
+// and 3 are MySQLText and ShadowRules), as SQL that runs unchanged on
 // SQLite, PostgreSQL and MySQL (on MySQL, Migrate then runs MySQLText). One
 // row of imcallback_apps per app; one row of imcallback_app_commands per
 // command whose rule an app overrides (callback.Config.Commands' rule
@@ -81,6 +82,10 @@ CREATE TABLE IF NOT EXISTS imcallback_app_commands (
 const MySQLText = `ALTER TABLE imcallback_apps CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 ALTER TABLE imcallback_app_commands CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 ALTER TABLE imcallback_app_commands MODIFY command VARBINARY(764) NOT NULL`
+
+// ShadowRules is schema version 3: a command's rule may be a shadow rule
+// (callback.Rule.Shadow), false for the rows made before it.
+const ShadowRules = `ALTER TABLE imcallback_app_commands ADD COLUMN shadow BOOLEAN NOT NULL DEFAULT FALSE`
 
 // upsertApp returns the statement that inserts an app's row or, if it
 // exists, replaces its columns: ON CONFLICT on SQLite (3.24 and later) and
@@ -133,6 +138,7 @@ func migrations(d Dialect) [][]string {
 	return [][]string{
 		statements(Schema),
 		v2,
+		statements(ShadowRules),
 	}
 }
 

@@ -166,8 +166,8 @@ func TestMigrate(t *testing.T) {
 
 		var versions, latest int
 		require.NoError(t, db.QueryRow(`SELECT COUNT(*), MAX(version) FROM imcallback_schema`).Scan(&versions, &latest))
-		assert.Equal(t, 2, versions, "version rows")
-		assert.Equal(t, 2, latest, "schema version")
+		assert.Equal(t, 3, versions, "version rows")
+		assert.Equal(t, 3, latest, "schema version")
 		for _, table := range []string{"imcallback_apps", "imcallback_app_commands"} {
 			assert.True(t, tableExists(t, b, db, table), "table %s", table)
 		}
@@ -207,7 +207,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 		require.NoError(t, s.Migrate(ctx))
 		var latest int
 		require.NoError(t, db.QueryRow(`SELECT MAX(version) FROM imcallback_schema`).Scan(&latest))
-		assert.Equal(t, 2, latest, "schema version")
+		assert.Equal(t, 3, latest, "schema version")
 		want := sqlapps.App{ID: 7, Endpoint: callback.Endpoint{URL: "http://a.example/cb", Protocol: callback.Tencent,
 			Secret: "tok", Timeout: 1500 * time.Millisecond, Commands: map[string]callback.Rule{"msg.send": {Disabled: true}}}}
 		got, err := s.Get(ctx, 7)
@@ -251,8 +251,8 @@ func TestMigrateConcurrent(t *testing.T) {
 		}
 		var versions, latest int
 		require.NoError(t, dbs[0].QueryRow(`SELECT COUNT(*), MAX(version) FROM imcallback_schema`).Scan(&versions, &latest))
-		assert.Equal(t, 2, versions, "version rows: each version is applied once")
-		assert.Equal(t, 2, latest, "schema version")
+		assert.Equal(t, 3, versions, "version rows: each version is applied once")
+		assert.Equal(t, 3, latest, "schema version")
 		require.NoError(t, stores[0].Set(ctx, sqlapps.App{ID: 1, Endpoint: callback.Endpoint{URL: "http://a.example/cb"}}))
 	})
 }
@@ -265,8 +265,9 @@ func TestSetGetListDelete(t *testing.T) {
 			URL: "https://one.example/cb?region=eu", Protocol: callback.Tencent, Secret: "token-1",
 			Timeout: 1500 * time.Millisecond,
 			Commands: map[string]callback.Rule{
-				tencent.C2CBeforeSendMsg: {FailClosed: true, Timeout: 300 * time.Millisecond},
-				tencent.C2CAfterSendMsg:  {Disabled: true},
+				tencent.C2CBeforeSendMsg:   {FailClosed: true, Timeout: 300 * time.Millisecond},
+				tencent.C2CAfterSendMsg:    {Disabled: true},
+				tencent.GroupBeforeSendMsg: {Shadow: true},
 			},
 		}}
 		two := sqlapps.App{ID: 2, Endpoint: callback.Endpoint{URL: "http://two.example/cb", Secret: seedSecret}}

@@ -57,6 +57,8 @@ would check it (URL, protocol, secret) before anything is written.
 Rules are given with --rule, repeatable, as COMMAND=SETTING[,SETTING...]:
   disabled          no callback is sent for the command
   fail-closed       Before denies when the callback fails
+  shadow            Before sends the callback but never enforces the answer
+                    (recorded in metrics and the attempt log; fails open)
   timeout=DURATION  the command's own timeout, e.g. 500ms
 
 Example:
@@ -316,6 +318,9 @@ func formatRule(r callback.Rule) string {
 	if r.FailClosed {
 		parts = append(parts, "fail-closed")
 	}
+	if r.Shadow {
+		parts = append(parts, "shadow")
+	}
 	if r.Timeout > 0 {
 		parts = append(parts, "timeout="+r.Timeout.String())
 	}
@@ -342,6 +347,8 @@ func (r ruleFlags) Set(v string) error {
 			rule.Disabled = true
 		case "fail-closed":
 			rule.FailClosed = true
+		case "shadow":
+			rule.Shadow = true
 		case "enabled":
 		case "timeout":
 			d, err := time.ParseDuration(val)
@@ -350,7 +357,7 @@ func (r ruleFlags) Set(v string) error {
 			}
 			rule.Timeout = d
 		default:
-			return fmt.Errorf("rule %s: unknown setting %q (want disabled, fail-closed or timeout=DURATION)", cmd, s)
+			return fmt.Errorf("rule %s: unknown setting %q (want disabled, fail-closed, shadow or timeout=DURATION)", cmd, s)
 		}
 	}
 	if _, dup := r[cmd]; dup {

@@ -47,7 +47,8 @@ func TestAppsSetListDelete(t *testing.T) {
 
 			r := apps(t, db, "set", "--app", "10000", "--url", "https://app.example/callback",
 				"--protocol", "tencent", "--secret", "tok-do-not-print", "--timeout", "1500ms",
-				"--rule", "C2C.CallbackBeforeSendMsg=fail-closed,timeout=500ms", "--rule", "State.StateChange=disabled")
+				"--rule", "C2C.CallbackBeforeSendMsg=fail-closed,timeout=500ms", "--rule", "State.StateChange=disabled",
+				"--rule", "Group.CallbackBeforeSendMsg=shadow")
 			require.Equal(t, exitAllow, r.code, r.stderr)
 			assert.Contains(t, r.stdout, "app 10000")
 			r = apps(t, db, "set", "--app", "20000", "--url", "http://127.0.0.1:8989/callback", "--secret", "")
@@ -59,7 +60,7 @@ func TestAppsSetListDelete(t *testing.T) {
 			require.NoError(t, json.Unmarshal([]byte(r.stdout), &list), r.stdout)
 			assert.Equal(t, []appJSON{
 				{App: 10000, URL: "https://app.example/callback", Protocol: "tencent", Secret: "set", Timeout: "1.5s",
-					Rules: []string{"C2C.CallbackBeforeSendMsg=fail-closed,timeout=500ms", "State.StateChange=disabled"}},
+					Rules: []string{"C2C.CallbackBeforeSendMsg=fail-closed,timeout=500ms", "Group.CallbackBeforeSendMsg=shadow", "State.StateChange=disabled"}},
 				{App: 20000, URL: "http://127.0.0.1:8989/callback", Protocol: "appcommand", Secret: "none"},
 			}, list)
 

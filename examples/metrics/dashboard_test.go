@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"regexp"
@@ -29,7 +30,7 @@ type series map[string]map[string]map[string]bool
 // scrapeSeries drives the example's traffic and reads its whole /metrics.
 func scrapeSeries(t *testing.T) series {
 	t.Helper()
-	dm, err := startDemo("127.0.0.1:0", "127.0.0.1:0")
+	dm, err := startDemo("127.0.0.1:0", "127.0.0.1:0", io.Discard)
 	require.NoError(t, err)
 	defer dm.close()
 	ctx := context.Background()

@@ -5,9 +5,19 @@
 // drives some traffic, scrapes its own /metrics, prints the callback lines
 // and exits 0.
 //
+// It traces too: the Dispatcher's spans go to an SDK TracerProvider with
+// W3C trace context (propagation.TraceContext), the App backend continues
+// the trace from each request's traceparent, and one message is sent
+// inside an IM request's span, so its trace shows the whole path: IM
+// request → Before → App handler, and each After attempt → App handler.
+// The program prints that trace as a tree; -traces FILE writes every span
+// as JSON with the SDK's stdout exporter ("-" for standard output), the
+// place an OTLP exporter to Jaeger or Tempo would take.
+//
 //	go run ./examples/metrics            # traffic, a scrape, exit
 //	go run ./examples/metrics -serve     # then keep serving /metrics until Ctrl-C
 //	curl -s http://127.0.0.1:9464/metrics | grep imcallback_
+//	go run ./examples/metrics -traces -  # and every span as JSON
 //
 // The core library depends only on the OpenTelemetry metric API; the SDK
 // and the Prometheus exporter are this program's choice.
@@ -34,7 +44,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/imcallback/callback"
 )
@@ -43,19 +57,34 @@ func main() {
 	metricsAddr := flag.String("metrics", "127.0.0.1:9464", "address of the /metrics endpoint")
 	appAddr := flag.String("app", "127.0.0.1:0", "address of the App backend")
 	serve := flag.Bool("serve", false, "keep serving /metrics after the demo, until Ctrl-C")
+	traces := flag.String("traces", "", `write every span as JSON to this file ("-": standard output)`)
 	flag.Parse()
 	log.SetFlags(0)
 
+	spans := io.Discard
+	switch *traces {
+	case "":
+	case "-":
+		spans = os.Stdout
+	default:
+		f, err := os.Create(*traces)
+		if err != nil {
+			log.Fatalf("metrics: %v", err)
+		}
+		defer f.Close()
+		spans = f
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Stdout, *metricsAddr, *appAddr, *serve); err != nil {
+	if err := run(ctx, os.Stdout, spans, *metricsAddr, *appAddr, *serve); err != nil {
 		log.Fatalf("metrics: %v", err)
 	}
 }
 
-// run is the program: it writes what it shows to out.
-func run(ctx context.Context, out io.Writer, metricsAddr, appAddr string, serve bool) error {
-	dm, err := startDemo(metricsAddr, appAddr)
+// run is the program: it writes what it shows to out, and every span as
+// JSON to spans.
+func run(ctx context.Context, out, spans io.Writer, metricsAddr, appAddr string, serve bool) error {
+	dm, err := startDemo(metricsAddr, appAddr, spans)
 	if err != nil {
 		return err
 	}
@@ -80,6 +109,10 @@ func run(ctx context.Context, out io.Writer, metricsAddr, appAddr string, serve 
 	for _, l := range lines {
 		fmt.Fprintln(out, "  "+l)
 	}
+	// After the scrape, so that the counts above are the traffic's alone.
+	if err := tracedMessage(ctx, out, dm); err != nil {
+		return err
+	}
 
 	if serve {
 		fmt.Fprintf(out, "Serving %s until Ctrl-C\n", url)
@@ -92,13 +125,15 @@ func run(ctx context.Context, out io.Writer, metricsAddr, appAddr string, serve 
 // an SDK MeterProvider and that provider's /metrics.
 type demo struct {
 	d          *callback.Dispatcher
+	tp         *sdktrace.TracerProvider
+	ended      *endedSpans
 	metricsURL string // http://host:port/metrics
 	close      func() // ends the Dispatcher (delivering what is queued), the servers and the provider
 }
 
 // startDemo starts the example's servers on metricsAddr and appAddr ("host:0"
 // picks a port) and its Dispatcher.
-func startDemo(metricsAddr, appAddr string) (*demo, error) {
+func startDemo(metricsAddr, appAddr string, spans io.Writer) (*demo, error) {
 	// The host application's side: an SDK MeterProvider whose reader is the
 	// Prometheus exporter, registered on its own registry and served on
 	// /metrics.
@@ -111,13 +146,24 @@ func startDemo(metricsAddr, appAddr string) (*demo, error) {
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	shutdown := func() { _ = mp.Shutdown(context.Background()) }
+	// And an SDK TracerProvider: every span to the stdout exporter (JSON on
+	// spans) and to the summary this program prints.
+	exp, err := stdouttrace.New(stdouttrace.WithWriter(spans))
+	if err != nil {
+		return nil, err
+	}
+	ended := &endedSpans{}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSpanProcessor(ended))
+	shutdown := func() {
+		_ = mp.Shutdown(context.Background())
+		_ = tp.Shutdown(context.Background())
+	}
 	metricsSrv, metricsAddr, err := start(metricsAddr, mux)
 	if err != nil {
 		shutdown()
 		return nil, err
 	}
-	appSrv, appAddr, err := start(appAddr, newApp())
+	appSrv, appAddr, err := start(appAddr, newApp(tp.Tracer("example/app")))
 	if err != nil {
 		metricsSrv.Close()
 		shutdown()
@@ -127,6 +173,10 @@ func startDemo(metricsAddr, appAddr string) (*demo, error) {
 	d, err := callback.New(callback.Config{
 		URL:           "http://" + appAddr + "/callback",
 		MeterProvider: mp,
+		// The host application's tracing; nil would mean OpenTelemetry's
+		// globals (otel.SetTracerProvider, otel.SetTextMapPropagator).
+		TracerProvider: tp,
+		Propagator:     propagation.TraceContext{},
 		Commands: map[string]callback.Rule{
 			"message.send.before": {},
 			"friend.add.before":   {FailClosed: true},
@@ -144,7 +194,7 @@ func startDemo(metricsAddr, appAddr string) (*demo, error) {
 		shutdown()
 		return nil, err
 	}
-	return &demo{d: d, metricsURL: "http://" + metricsAddr + "/metrics", close: func() {
+	return &demo{d: d, tp: tp, ended: ended, metricsURL: "http://" + metricsAddr + "/metrics", close: func() {
 		_ = d.Close(context.Background())
 		appSrv.Close()
 		metricsSrv.Close()
@@ -237,12 +287,17 @@ func scrape(ctx context.Context, url string) ([]string, error) {
 }
 
 // newApp is the App backend: it denies "spam", answers "crash" with a 500
-// and "busy" After events with a 503 on their first attempt.
-func newApp() http.Handler {
+// and "busy" After events with a 503 on their first attempt. Each request
+// is a server span continuing the sender's trace (a receiver.Handler does
+// the extraction with receiver.Config.Propagator).
+func newApp(tracer trace.Tracer) http.Handler {
 	var mu sync.Mutex
 	seen := map[string]bool{} // webhook-ids that got their 503
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /callback", func(w http.ResponseWriter, r *http.Request) {
+		ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		_, span := tracer.Start(ctx, "app.callback", trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
 		var ev struct{ Text string }
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		_ = json.Unmarshal(body, &ev)
