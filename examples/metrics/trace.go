@@ -69,7 +69,7 @@ func describe(s sdktrace.ReadOnlySpan) string {
 	for _, kv := range s.Attributes() {
 		switch kv.Key {
 		case "imcallback.command", "imcallback.attempt", "imcallback.outcome", "http.response.status_code":
-			fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.Emit())
+			fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.String())
 		}
 	}
 	if s.Status().Code.String() == "Error" {
