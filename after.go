@@ -75,6 +75,10 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	if c := deviceFrom(ctx); c != (device{}) { // ctx ends with the call; the event lives on
 		ev.ClientIP, ev.Platform = c.ip, c.platform
 	}
+	if d.mem != nil && d.urls.forRoute(r).refuse() != nil {
+		d.afterDisabled(ev, r, stats) // a durable Queue's worker dead-letters it into its store
+		return nil
+	}
 	err = d.queue.Put(ctx, ev)
 	d.attempts.queued(&ev, err)
 	switch {

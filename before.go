@@ -149,7 +149,8 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	dev := deviceFrom(ctx)
 	c := format.Call{AppID: appID, Command: command, EventID: id, ClientIP: dev.ip, Platform: dev.platform}
 	// Ask the endpoint's breaker first: while it is open, nothing is built.
-	done, err := d.urls.forRoute(r).allow()
+	e := d.urls.forRoute(r)
+	done, err := e.allow()
 	if err != nil {
 		return Response{}, err
 	}
@@ -172,7 +173,9 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	d.setHeaders(req.Header, id)
 	r.sender.Sign(req, c, body, d.now())
 	res, err := d.client.Do(req)
-	done(wait.outcome(caller, res, err))
+	out := wait.outcome(caller, res, err)
+	e.observed(out, res)
+	done(out)
 	if err != nil {
 		return Response{}, r.redact(err)
 	}
@@ -239,6 +242,8 @@ func checkStatus(res *http.Response) error {
 	switch {
 	case res.StatusCode >= 200 && res.StatusCode < 300:
 		return nil
+	case res.StatusCode == http.StatusGone:
+		return errGone // the App asks to stop sending: see HealthPolicy
 	case res.StatusCode >= 300 && res.StatusCode < 400:
 		return &statusError{ErrRedirect, res.StatusCode}
 	default:

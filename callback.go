@@ -138,6 +138,7 @@ func New(cfg Config) (*Dispatcher, error) {
 // Queue (Delivery.Retry with no wait) rather than dead-lettered. Close then
 // closes the Queue.
 func (d *Dispatcher) Close(ctx context.Context) error {
+	begin := time.Now()
 	d.closeOnce.Do(func() {
 		d.isClosed.Store(true)
 		d.stop()
@@ -163,6 +164,9 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	}
 	d.abort()
 	d.transport.CloseIdleConnections()
+	if herr := d.urls.health.close(ctx, begin, d.s.DrainTimeout); err == nil {
+		err = herr
+	}
 	d.releaseOnce.Do(func() {
 		d.closeObservers(ctx)
 		d.releaseErr = d.queue.Close()

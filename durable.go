@@ -38,6 +38,10 @@ func (d *Dispatcher) deliverOnce(wctx context.Context, dl Delivery) {
 		p = pd.permit()
 	}
 	r, err := d.routeOfEvent(&ev)
+	if err == nil && d.urls.forRoute(r).refuse() != nil {
+		d.deadLetterDisabled(dl, ev, r, p, stats)
+		return
+	}
 	if err == nil && !p.valid() && d.mem == nil && d.life.Err() == nil {
 		e := d.urls.forRoute(r)
 		now := time.Now()
