@@ -281,3 +281,35 @@ func TestHealthPolicyInvalid(t *testing.T) {
 	_, err := callback.New(callback.Config{URL: "http://127.0.0.1:1/", Health: callback.HealthPolicy{MinFailures: -1}})
 	assert.ErrorIs(t, err, callback.ErrInvalidConfig)
 }
+
+// readmeHealth is the README's OnHealth, compiled here so that it cannot
+// drift.
+func readmeHealth(apps callback.Resolver, alerts chan<- callback.HealthEvent) (*callback.Dispatcher, error) {
+	d, err := callback.New(callback.Config{
+		Resolver: apps,
+		Health:   callback.HealthPolicy{DisableAfter: 24 * time.Hour},
+		OnHealth: func(ev callback.HealthEvent) {
+			alerts <- ev // to the operators' pager, or the App owner's mail
+		},
+	})
+	return d, err
+}
+
+// TestHealthREADME runs the README's OnHealth: a 410 reaches the channel.
+func TestHealthREADME(t *testing.T) {
+	a := newBackend(t, answerJSON(http.StatusGone, `{}`))
+	apps := callback.ResolverFunc(func(context.Context, int) (callback.Endpoint, error) {
+		return callback.Endpoint{URL: a.URL}, nil
+	})
+	alerts := make(chan callback.HealthEvent, 1)
+	d, err := readmeHealth(apps, alerts)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, d.Close(context.Background())) }()
+	d.Before(context.Background(), 1, "msg", []byte(`{}`))
+	select {
+	case ev := <-alerts:
+		assert.Equal(t, callback.HealthDisabled, ev.State)
+	case <-time.After(30 * time.Second):
+		require.FailNow(t, "no health event within 30 s")
+	}
+}
