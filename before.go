@@ -150,6 +150,9 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	c := format.Call{AppID: appID, Command: command, EventID: id, ClientIP: dev.ip, Platform: dev.platform}
 	// Ask the endpoint's breaker first: while it is open, nothing is built.
 	e := d.urls.forRoute(r)
+	if err := e.refuse(r.disabled); err != nil {
+		return Response{}, err // a disabled endpoint: see HealthPolicy
+	}
 	done, err := e.allow()
 	if err != nil {
 		return Response{}, err

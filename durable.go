@@ -38,7 +38,7 @@ func (d *Dispatcher) deliverOnce(wctx context.Context, dl Delivery) {
 		p = pd.permit()
 	}
 	r, err := d.routeOfEvent(&ev)
-	if err == nil && d.urls.forRoute(r).refuse() != nil {
+	if err == nil && d.urls.forRoute(r).refuse(r.disabled) != nil {
 		d.deadLetterDisabled(dl, ev, r, p, stats)
 		return
 	}

@@ -142,10 +142,12 @@ type endpointHealth struct {
 	failures int        // failed attempts since then
 }
 
-// refuse returns errDisabled if e is disabled. Before (allow) and the
-// After workers (deliverOnce) ask it before anything else.
-func (e *urlState) refuse() error {
-	if e.health.disabled.Load() {
+// refuse returns errDisabled if e, or the route of the call
+// (routeDisabled: Endpoint.Disabled), is disabled. Before (before its
+// breaker), After and the After workers (deliverOnce) ask it before
+// anything else.
+func (e *urlState) refuse(routeDisabled bool) error {
+	if routeDisabled || e.health.disabled.Load() {
 		return errDisabled
 	}
 	return nil

@@ -313,3 +313,31 @@ func TestHealthREADME(t *testing.T) {
 		require.FailNow(t, "no health event within 30 s")
 	}
 }
+
+// TestEndpointDisabledByResolver: an Endpoint that its Resolver says is
+// disabled gets nothing: Before fails open and After dead-letters, with
+// ErrEndpointDisabled; enabled again, it is called.
+func TestEndpointDisabledByResolver(t *testing.T) {
+	a := newBackend(t, answerJSON(http.StatusOK, allowAnswer))
+	var disabled atomic.Bool
+	disabled.Store(true)
+	apps := callback.ResolverFunc(func(context.Context, int) (callback.Endpoint, error) {
+		return callback.Endpoint{URL: a.URL, Disabled: disabled.Load()}, nil
+	})
+	var dead deadLetters
+	d, _ := newDispatcher(t, callback.Config{Resolver: apps, DeadLetter: dead.hook})
+	ctx := context.Background()
+	r := d.Before(ctx, 1, "msg", []byte(`{}`))
+	assert.True(t, r.OK())
+	assert.ErrorIs(t, r.Err, callback.ErrEndpointDisabled)
+	require.NoError(t, d.After(ctx, 1, "msg", []byte(`{}`)))
+	require.Equal(t, 1, dead.len(), "dead-lettered in After")
+	_, errs := dead.snapshot()
+	assert.ErrorIs(t, errs[0], callback.ErrEndpointDisabled)
+	assert.Equal(t, 0, a.count(), "nothing sent")
+
+	disabled.Store(false)
+	assert.NoError(t, d.Before(ctx, 1, "msg", []byte(`{}`)).Err)
+	require.NoError(t, d.After(ctx, 1, "msg", []byte(`{}`)))
+	waitUntil(t, "the After", func() bool { return a.count() == 2 })
+}
