@@ -82,6 +82,11 @@ const MySQLText = `ALTER TABLE imcallback_apps CONVERT TO CHARACTER SET utf8mb4 
 ALTER TABLE imcallback_app_commands CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 ALTER TABLE imcallback_app_commands MODIFY command VARBINARY(764) NOT NULL`
 
+// AppDisabled is schema version 3, on every database: an app's disabled
+// state (Store.SetDisabled), read into callback.Endpoint.Disabled so that
+// every node and a restart see it. Existing apps are enabled.
+const AppDisabled = `ALTER TABLE imcallback_apps ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE`
+
 // upsertApp returns the statement that inserts an app's row or, if it
 // exists, replaces its columns: ON CONFLICT on SQLite (3.24 and later) and
 // PostgreSQL, ON DUPLICATE KEY UPDATE on MySQL.
@@ -133,6 +138,7 @@ func migrations(d Dialect) [][]string {
 	return [][]string{
 		statements(Schema),
 		v2,
+		statements(AppDisabled),
 	}
 }
 
