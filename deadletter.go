@@ -104,6 +104,6 @@ func (q ReplayQuery) Matches(dl DeadLetter) bool {
 
 // ReplayResult is what a bulk replay did.
 type ReplayResult struct {
-	Matched  int // dead letters the query selected (within Limit)
-	Replayed int // of them, moved back to the queue; 0 for a dry run
+	Matched  int `json:"matched"`  // dead letters the query selected (within Limit)
+	Replayed int `json:"replayed"` // of them, moved back to the queue; 0 for a dry run
 }

@@ -51,6 +51,8 @@
 //	GET  api/deadletters   dead letters (with Options.DeadLetters): ?app=&id=&after=&limit=&bodies=1
 //	POST api/replay        replay one dead letter: form or query app= and id=
 //	POST api/enable        enable a disabled endpoint: form url= (as api/endpoints names it)
+//	POST api/replay-matching  replay an app's dead letters by query: form app= (required),
+//	                       command=, since=, until=, error=, rate=, limit=, dry_run=1
 //
 // An event is named by its app and its webhook-id: two apps' events may
 // have the same webhook-id. api/event and api/replay without app= take the
@@ -188,6 +190,7 @@ func New(d *callback.Dispatcher, o Options) http.Handler {
 	h.mux.HandleFunc("GET /api/deadletters", h.deadLetters)
 	h.mux.Handle("POST /api/replay", h.csrf.Handler(http.HandlerFunc(h.replay)))
 	h.mux.Handle("POST /api/enable", h.csrf.Handler(http.HandlerFunc(h.enable)))
+	h.mux.Handle("POST /api/replay-matching", h.csrf.Handler(http.HandlerFunc(h.replayMatching)))
 	return h
 }
 
