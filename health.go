@@ -33,8 +33,8 @@ const (
 // that waited in the Dispatcher's own connection pool, counts neither way.
 // An endpoint whose every attempt failed for DisableAfter, with at least
 // MinFailures attempts in that time, is disabled. An App backend that
-// answers 410 Gone to any callback has its endpoint disabled at once,
-// whatever the policy (Standard Webhooks: "stop sending").
+// answers 410 Gone to any callback has its endpoint disabled at once
+// (Standard Webhooks: "stop sending"), unless DisableAfter is negative.
 //
 // A disabled endpoint gets no requests: Before fails open at once (or
 // closed, under a FailClosed rule) with Response.Err wrapping
@@ -48,7 +48,8 @@ const (
 // attempts, well over MinFailures.
 type HealthPolicy struct {
 	// DisableAfter is how long every attempt must have failed. 0 means
-	// 72 h; a negative value means never (410 Gone still disables).
+	// 72 h; a negative value means never, not even for a 410 Gone (a
+	// diagnostic tool that must see every answer, say).
 	DisableAfter time.Duration
 	// MinFailures is how many failed attempts that time must hold at
 	// least. 0 means 20.
@@ -179,7 +180,8 @@ func (e *urlState) observed(out error, res *http.Response) {
 		return
 	}
 	err := healthErr(out, res)
-	if res != nil && res.StatusCode == http.StatusGone {
+	p := hub.s.Health
+	if res != nil && res.StatusCode == http.StatusGone && p.DisableAfter > 0 {
 		e.disableLocked(now, errGone)
 		return
 	}
@@ -189,7 +191,6 @@ func (e *urlState) observed(out error, res *http.Response) {
 		hub.emit(HealthEvent{URL: e.logURL, State: HealthFailing, Since: now, Err: err})
 	}
 	h.failures++
-	p := hub.s.Health
 	if p.DisableAfter > 0 && now.Sub(h.since) >= p.DisableAfter && h.failures >= p.MinFailures {
 		e.disableLocked(now, err)
 	}

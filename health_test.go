@@ -341,3 +341,16 @@ func TestEndpointDisabledByResolver(t *testing.T) {
 	require.NoError(t, d.After(ctx, 1, "msg", []byte(`{}`)))
 	waitUntil(t, "the After", func() bool { return a.count() == 2 })
 }
+
+// TestHealthNeverDisableGone: a negative DisableAfter keeps even a 410
+// Gone endpoint enabled (the CLI's policy).
+func TestHealthNeverDisableGone(t *testing.T) {
+	a := newBackend(t, answerJSON(http.StatusGone, `{}`))
+	d, _ := newDispatcher(t, fastRetries(callback.Config{URL: a.URL, Health: callback.HealthPolicy{DisableAfter: -1}}))
+	for range 3 {
+		r := d.Before(context.Background(), 1, "msg", []byte(`{}`))
+		assert.ErrorIs(t, r.Err, callback.ErrStatus)
+	}
+	assert.Equal(t, 3, a.count())
+	assert.Empty(t, d.Stats().Disabled)
+}
