@@ -186,7 +186,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	if err := checkStatus(res); err != nil {
 		keepStatusBody(ctx, res.Body)
 		drain(res.Body)
-		return Response{}, err
+		return Response{}, e.goneErr(res, err)
 	}
 	buf := getBuffer()
 	defer putBuffer(buf)
@@ -245,8 +245,6 @@ func checkStatus(res *http.Response) error {
 	switch {
 	case res.StatusCode >= 200 && res.StatusCode < 300:
 		return nil
-	case res.StatusCode == http.StatusGone:
-		return errGone // the App asks to stop sending: see HealthPolicy
 	case res.StatusCode >= 300 && res.StatusCode < 400:
 		return &statusError{ErrRedirect, res.StatusCode}
 	default:

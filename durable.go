@@ -183,7 +183,7 @@ func (d *Dispatcher) attempt(wctx context.Context, ev *Event, r *route, stats *c
 	defer drain(res.Body)
 	if err := checkStatus(res); err != nil {
 		retry, _ = retryPolicy(d.life, res, nil)
-		return retry, sent, res, err
+		return retry, sent, res, d.urls.forRoute(r).goneErr(res, err)
 	}
 	return false, sent, res, nil
 }

@@ -126,8 +126,17 @@ type HealthEvent struct {
 // is recovered and logged at Error level with its stack.
 type HealthFunc func(HealthEvent)
 
-// errGone is the error of a 410 Gone answer.
+// errGone is the error of a 410 Gone answer that disabled its endpoint.
 var errGone = fmt.Errorf("%w: %w", ErrEndpointDisabled, &statusError{ErrStatus, http.StatusGone})
+
+// goneErr returns errGone for a 410 answer that disabled e (see
+// observed), and err, the answer's status error, otherwise.
+func (e *urlState) goneErr(res *http.Response, err error) error {
+	if res.StatusCode == http.StatusGone && e.health.disabled.Load() {
+		return errGone
+	}
+	return err
+}
 
 // errDisabled is the error of a call or event refused because its
 // endpoint is disabled, built once: refusals may come by the thousand.
