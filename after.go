@@ -84,6 +84,10 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	if c := deviceFrom(ctx); c != (device{}) { // ctx ends with the call; the event lives on
 		ev.ClientIP, ev.Platform = c.ip, c.platform
 	}
+	if d.mem != nil && d.urls.forRoute(r).refuse(r.disabled) != nil {
+		d.afterDisabled(ev, r, stats) // a durable Queue's worker dead-letters it into its store
+		return nil
+	}
 	var ahead eventRef // the event ev waits for under its order key
 	if d.mem != nil {
 		ahead, err = d.mem.put(&ev)

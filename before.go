@@ -163,7 +163,11 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	dev := deviceFrom(ctx)
 	c := format.Call{AppID: appID, Command: command, EventID: id, ClientIP: dev.ip, Platform: dev.platform}
 	// Ask the endpoint's breaker first: while it is open, nothing is built.
-	done, err := d.urls.forRoute(r).allow()
+	e := d.urls.forRoute(r)
+	if err := e.refuse(r.disabled); err != nil {
+		return Response{}, err // a disabled endpoint: see HealthPolicy
+	}
+	done, err := e.allow()
 	if err != nil {
 		return Response{}, err
 	}
@@ -187,7 +191,9 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	d.trace.inject(ctx, req.Header)
 	r.sender.Sign(req, c, body, d.now())
 	res, err := d.client.Do(req)
-	done(wait.outcome(caller, res, err))
+	out := wait.outcome(caller, res, err)
+	e.observed(out, res)
+	done(out)
 	if err != nil {
 		return Response{}, r.redact(err)
 	}
@@ -196,7 +202,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	if err := checkStatus(res); err != nil {
 		keepStatusBody(ctx, res.Body)
 		drain(res.Body)
-		return Response{}, err
+		return Response{}, e.goneErr(res, err)
 	}
 	buf := getBuffer()
 	defer putBuffer(buf)

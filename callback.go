@@ -143,6 +143,7 @@ func New(cfg Config) (*Dispatcher, error) {
 // Queue (Delivery.Retry with no wait) rather than dead-lettered. Close then
 // closes the Queue.
 func (d *Dispatcher) Close(ctx context.Context) error {
+	begin := time.Now()
 	d.closeOnce.Do(func() {
 		d.isClosed.Store(true)
 		d.stop()
@@ -168,6 +169,9 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	}
 	d.abort()
 	d.transport.CloseIdleConnections()
+	if herr := d.urls.health.close(ctx, begin, d.s.DrainTimeout); err == nil {
+		err = herr
+	}
 	d.releaseOnce.Do(func() {
 		d.closeObservers(ctx)
 		d.releaseErr = d.queue.Close()

@@ -199,8 +199,10 @@ type Config struct {
 
 	// DeadLetter, if set, receives every After event that could not be
 	// delivered: attempts exhausted, a permanent failure (a 4xx other than
-	// 408 and 429, a redirect) or Close's deadline. It is called from the
-	// Dispatcher's worker goroutines, so it must be safe for concurrent use
+	// 408 and 429, a redirect), a disabled endpoint (see HealthPolicy) or
+	// Close's deadline. It is called from the Dispatcher's worker
+	// goroutines (and, for the memory queue's event to a disabled
+	// endpoint, from After), so it must be safe for concurrent use
 	// and should return quickly. Each dead letter is logged at Error level
 	// whether or not DeadLetter is set (a burst is summarised: see
 	// LogInterval).
@@ -271,6 +273,16 @@ type Config struct {
 	// body, shown by Attempts and the inspector. false, the default,
 	// keeps no body: bodies are the IM server's users' messages.
 	AttemptBodies bool
+
+	// Health says when an endpoint that keeps failing, or answers 410
+	// Gone, is disabled. The zero value means its defaults: see
+	// HealthPolicy.
+	Health HealthPolicy
+
+	// OnHealth, if set, is told of each endpoint's changes of health:
+	// failing, recovered, disabled, enabled. See HealthFunc. nil means
+	// none (the changes are still logged, and shown by Stats).
+	OnHealth HealthFunc
 
 	// DrainTimeout bounds Close when its ctx has no deadline, so that
 	// Close(context.Background()) cannot hang on a dead App backend: past
@@ -364,6 +376,9 @@ func (c Config) validate() (settings, error) {
 		return s, err
 	}
 	if err := s.AfterLimit.validate(s.Workers); err != nil {
+		return s, err
+	}
+	if err := s.Health.validate(); err != nil {
 		return s, err
 	}
 	if err := checkRules(c.Commands); err != nil {

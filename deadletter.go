@@ -2,6 +2,7 @@ package callback
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -70,3 +71,39 @@ func (q DeadLetterQuery) Size() int {
 // again, so the function may keep it. A panic in it is recovered and logged
 // at Error level with its stack, so one bad hook cannot crash the IM server.
 type DeadLetterFunc func(ev Event, err error)
+
+// ReplayQuery selects an app's dead letters to replay in bulk (natsqueue's
+// Queue.ReplayMatching), at a set rate.
+type ReplayQuery struct {
+	// AppID is the app whose dead letters are replayed. Required.
+	AppID int
+	// Command keeps only that command's; "" means any.
+	Command string
+	// Since and Until keep those dead-lettered at or after Since and
+	// before Until; a zero time means no bound.
+	Since, Until time.Time
+	// ErrorContains keeps those whose error (DeadLetter.Error) contains
+	// it, for example "endpoint disabled" or "status: 503"; "" means any.
+	ErrorContains string
+	// Rate is how many are replayed per second at most. 0 means 50.
+	Rate float64
+	// Limit bounds how many are replayed (or counted); 0 means all.
+	Limit int
+	// DryRun counts what would be replayed and replays nothing.
+	DryRun bool
+}
+
+// Matches reports whether dl is one that q selects (its app included).
+func (q ReplayQuery) Matches(dl DeadLetter) bool {
+	return dl.AppID == q.AppID &&
+		(q.Command == "" || dl.Command == q.Command) &&
+		(q.Since.IsZero() || !dl.Time.Before(q.Since)) &&
+		(q.Until.IsZero() || dl.Time.Before(q.Until)) &&
+		(q.ErrorContains == "" || strings.Contains(dl.Error, q.ErrorContains))
+}
+
+// ReplayResult is what a bulk replay did.
+type ReplayResult struct {
+	Matched  int `json:"matched"`  // dead letters the query selected (within Limit)
+	Replayed int `json:"replayed"` // of them, moved back to the queue; 0 for a dry run
+}

@@ -38,6 +38,10 @@ func (d *Dispatcher) deliverOnce(wctx context.Context, dl Delivery) {
 		p = pd.permit()
 	}
 	r, err := d.routeOfEvent(&ev)
+	if err == nil && d.urls.forRoute(r).refuse(r.disabled) != nil {
+		d.deadLetterDisabled(dl, ev, r, p, stats)
+		return
+	}
 	if err == nil && !p.valid() && d.mem == nil && d.life.Err() == nil {
 		e := d.urls.forRoute(r)
 		now := time.Now()
@@ -186,7 +190,7 @@ func (d *Dispatcher) attempt(wctx context.Context, ev *Event, r *route, stats *c
 	defer drain(res.Body)
 	if err := checkStatus(res); err != nil {
 		retry, _ = retryPolicy(d.life, res, nil)
-		return retry, sent, res, err
+		return retry, sent, res, d.urls.forRoute(r).goneErr(res, err)
 	}
 	return false, sent, res, nil
 }

@@ -67,6 +67,12 @@ var (
 	// through the flood-controlled failure log like other failures (a summary
 	// per Config.LogInterval); the breaker logs its own opening at Error level.
 	ErrBreakerOpen = errors.New("callback: circuit breaker open")
+	// ErrEndpointDisabled is set in Before's Response.Err, and wrapped by
+	// the dead-letter error of an After event, when the app's endpoint is
+	// disabled (see HealthPolicy and Dispatcher.EnableEndpoint): nothing
+	// was sent. The failed attempt that disabled it for a 410 Gone answer
+	// wraps it too.
+	ErrEndpointDisabled = errors.New("callback: endpoint disabled")
 	// ErrForbiddenAddress is wrapped by the transport error of a callback whose
 	// App backend resolved to an address that Config.SSRFGuard refuses; no
 	// connection was opened.

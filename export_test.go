@@ -36,3 +36,7 @@ func DrainTimeoutOf(cfg Config) time.Duration {
 // SetEndpointIdle sets how long d keeps an endpoint that no current route
 // uses after its last call. Call it before the first Before or After.
 func SetEndpointIdle(d *Dispatcher, idle time.Duration) { d.urls.idle = idle }
+
+// SetHealthClock replaces the clock that times d's endpoint health (see
+// HealthPolicy). Call it before the first Before or After.
+func SetHealthClock(d *Dispatcher, now func() time.Time) { d.urls.health.now = now }

@@ -24,6 +24,8 @@ func (d *Dispatcher) observe() {
 				report(int64(state), attribute.String(attrEndpoint, url))
 			})
 		}))
+	err = errors.Join(err, o.addGauge(mp, metricEndpointHealth, "{state}",
+		"Health of each endpoint: 0 healthy, 1 failing, 2 disabled.", d.urls.healthLevels))
 	err = errors.Join(err, o.start(mp))
 	if err != nil {
 		d.log.LogAttrs(d.life, slog.LevelWarn, "callback: metrics are incomplete", slog.String("error", err.Error()))

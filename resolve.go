@@ -52,6 +52,12 @@ type Endpoint struct {
 	// Commands overrides Config.Commands for this app, command by command
 	// (a whole Rule each). A Rule's Timeout of 0 means the Endpoint's.
 	Commands map[string]Rule
+	// Disabled stops every callback of the app, as a disabled endpoint
+	// does (see HealthPolicy): Before fails open (closed under FailClosed)
+	// and After dead-letters, both with ErrEndpointDisabled and nothing
+	// sent. A Resolver sets it for an app its operators disabled
+	// (sqlapps: Store.SetDisabled), so that every node sees it.
+	Disabled bool
 }
 
 // Validate reports whether the Dispatcher can use e: a URL New would
@@ -107,7 +113,7 @@ func parseURL(raw string) (*url.URL, error) {
 // equal reports whether e and o have the same settings.
 func (e *Endpoint) equal(o *Endpoint) bool {
 	return e.URL == o.URL && e.Protocol == o.Protocol && e.Secret == o.Secret &&
-		e.Timeout == o.Timeout && maps.Equal(e.Commands, o.Commands)
+		e.Timeout == o.Timeout && maps.Equal(e.Commands, o.Commands) && e.Disabled == o.Disabled
 }
 
 // route is the prepared state of one endpoint: everything a call needs to
@@ -123,6 +129,7 @@ type route struct {
 	rules    map[string]Rule          // Config.Commands overridden by the Endpoint's, timeouts resolved
 	answers  answerMemo               // the last plain allow answer of this endpoint, decoded by sender
 	state    atomic.Pointer[urlState] // its breaker and limits, cached: see urlStates.forRoute
+	disabled bool                     // Endpoint.Disabled
 }
 
 // newRoute prepares e, whose defaults are s's.
@@ -146,6 +153,7 @@ func newRoute(s *settings, e *Endpoint) (*route, error) {
 		}
 	}
 	r.address, _ = sender.(format.Addresser)
+	r.disabled = e.Disabled
 	return r, nil
 }
 

@@ -92,6 +92,12 @@ type Stats struct {
 	// far, by URL (without query or credentials): "closed", "half-open" or
 	// "open". Empty when Config.Breaker.Disabled.
 	Breakers map[string]string
+
+	// Disabled lists the disabled endpoints (see HealthPolicy) and Failing
+	// those whose attempts fail since their last success, by URL as in
+	// Breakers, sorted; nil when none.
+	Disabled []string
+	Failing  []string
 }
 
 // Stats returns a snapshot of the Dispatcher's counters and gauges. It is
@@ -117,6 +123,7 @@ func (d *Dispatcher) Stats() Stats {
 	s.ActiveAfter = int(o.active[1].Load())
 	s.Breakers = make(map[string]string)
 	d.urls.states(func(url string, state gobreaker.State) { s.Breakers[url] = state.String() })
+	s.Disabled, s.Failing = d.urls.healthOf()
 	return s
 }
 

@@ -41,8 +41,9 @@ const (
 // urlStates holds the urlState of each endpoint (callback URL) the
 // Dispatcher calls, created on first use and dropped once idle (see sweep).
 type urlStates struct {
-	s   *settings
-	log *slog.Logger
+	s      *settings
+	log    *slog.Logger
+	health *healthHub // hands health changes to Config.OnHealth: see health.go
 
 	mu sync.RWMutex // guards m
 	m  map[urlKey]*urlState
@@ -71,7 +72,7 @@ func newURLStates(s *settings) *urlStates {
 	for _, r := range s.Commands {
 		want = max(want, r.Timeout)
 	}
-	return &urlStates{s: s, log: s.Logger, m: make(map[urlKey]*urlState), idle: defaultURLIdle, wantFor: want}
+	return &urlStates{s: s, log: s.Logger, health: newHealthHub(s), m: make(map[urlKey]*urlState), idle: defaultURLIdle, wantFor: want}
 }
 
 // of returns the endpoint that u calls.
@@ -133,7 +134,7 @@ func (us *urlStates) sweep(now time.Time) {
 	us.mu.Lock()
 	defer us.mu.Unlock()
 	for k, e := range us.m {
-		if used[k] || e.inflight.Load() > 0 || e.held.Load() > 0 || e.used.Load() > cut {
+		if used[k] || e.health.disabled.Load() || e.inflight.Load() > 0 || e.held.Load() > 0 || e.used.Load() > cut {
 			continue
 		}
 		e.dropped.Store(true)
@@ -201,6 +202,8 @@ type urlState struct {
 	latency  atomic.Int64 // moving average of its After attempts, in ns
 	next     atomic.Int64 // UnixNano of the last postponed event's turn: see later
 	dropped  atomic.Bool  // removed from the registry: look it up again
+
+	health endpointHealth // failing, disabled: see health.go
 }
 
 func newURLState(us *urlStates, logURL string) *urlState {
@@ -303,7 +306,9 @@ func (p permit) end(ctx context.Context, res *http.Response, err error) {
 		}
 	}
 	p.e.inflight.Add(-1)
-	p.done(breakerOutcome(ctx, res, err))
+	out := breakerOutcome(ctx, res, err)
+	p.e.observed(out, res)
+	p.done(out)
 }
 
 // abandon frees p's slot without an attempt made.

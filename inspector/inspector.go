@@ -47,9 +47,12 @@
 //
 //	GET  api/attempts      recent records: ?app=&id=&kind=&outcome=&command=&since=&until=&after=&limit=
 //	GET  api/event?id=     one event's story: ?app= and id= (its webhook-id)
-//	GET  api/endpoints     endpoints with breaker state, queue depth, calls in flight
+//	GET  api/endpoints     endpoints with breaker state, health, queue depth, calls in flight
 //	GET  api/deadletters   dead letters (with Options.DeadLetters): ?app=&id=&after=&limit=&bodies=1
 //	POST api/replay        replay one dead letter: form or query app= and id=
+//	POST api/enable        enable a disabled endpoint: form url= (as api/endpoints names it)
+//	POST api/replay-matching  replay an app's dead letters by query: form app= (required),
+//	                       command=, since=, until=, error=, rate=, limit=, dry_run=1
 //
 // An event is named by its app and its webhook-id: two apps' events may
 // have the same webhook-id. api/event and api/replay without app= take the
@@ -194,6 +197,8 @@ func New(d *callback.Dispatcher, o Options) http.Handler {
 	h.mux.HandleFunc("GET /api/endpoints", h.endpoints)
 	h.mux.HandleFunc("GET /api/deadletters", h.deadLetters)
 	h.mux.Handle("POST /api/replay", h.csrf.Handler(http.HandlerFunc(h.replay)))
+	h.mux.Handle("POST /api/enable", h.csrf.Handler(http.HandlerFunc(h.enable)))
+	h.mux.Handle("POST /api/replay-matching", h.csrf.Handler(http.HandlerFunc(h.replayMatching)))
 	return h
 }
 
@@ -263,6 +268,9 @@ type EndpointsResponse struct {
 type Endpoint struct {
 	URL     string `json:"url"`     // as in Stats.Breakers
 	Breaker string `json:"breaker"` // "closed", "half-open" or "open"
+	// Health is "ok", "failing" or "disabled" (see callback.HealthPolicy;
+	// also for an app its Resolver disables, callback.Endpoint.Disabled).
+	Health string `json:"health"`
 }
 
 // DeadLettersResponse is the JSON answer of api/deadletters.
@@ -573,8 +581,9 @@ func (h *handler) endpointsOf(ctx context.Context, scope *Scope) EndpointsRespon
 		res.QueueDepth, res.OldestQueued = s.QueueDepth, s.OldestQueued
 		res.ActiveBefore, res.ActiveAfter, res.Total = s.ActiveBefore, s.ActiveAfter, s.Total
 		for u, st := range s.Breakers {
-			res.Endpoints = append(res.Endpoints, Endpoint{URL: u, Breaker: st})
+			res.Endpoints = append(res.Endpoints, Endpoint{URL: u, Breaker: st, Health: healthOf(s, u, false)})
 		}
+		res.Endpoints = append(res.Endpoints, unbroken(s)...)
 	} else {
 		ctx, cancel := context.WithTimeout(ctx, h.o.Timeout)
 		defer cancel()
@@ -588,7 +597,7 @@ func (h *handler) endpointsOf(ctx context.Context, scope *Scope) EndpointsRespon
 			if !ok {
 				st = "closed" // not called yet, or breakers disabled
 			}
-			res.Endpoints = append(res.Endpoints, Endpoint{URL: u, Breaker: st})
+			res.Endpoints = append(res.Endpoints, Endpoint{URL: u, Breaker: st, Health: healthOf(s, u, ep.Disabled)})
 		}
 	}
 	slices.SortFunc(res.Endpoints, func(a, b Endpoint) int { return strings.Compare(a.URL, b.URL) })

@@ -122,7 +122,7 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f7f7;padding:6px;m
 <h2>Endpoints</h2>
 {{if .Gauges}}<p id="queue">Queue depth {{.Endpoints.QueueDepth}}{{with .Endpoints.OldestQueued}}, oldest waiting {{ms .}}{{end}} · in flight: {{.Endpoints.ActiveBefore}} before, {{.Endpoints.ActiveAfter}} after</p>{{end}}
 <ul class="list" id="endpoints">
-{{range .Endpoints.Endpoints}}<li><code>{{.URL}}</code><span class="{{if eq .Breaker "closed"}}ok{{else}}bad{{end}}">breaker {{.Breaker}}</span></li>
+{{range .Endpoints.Endpoints}}<li><code>{{.URL}}</code><span class="{{if eq .Breaker "closed"}}ok{{else}}bad{{end}}">breaker {{.Breaker}}</span><span class="{{if eq .Health "ok"}}ok{{else}}bad{{end}}">{{.Health}}</span>{{if and (eq .Health "disabled") $.CanReplay}}<form method="post" action="api/enable"><input type="hidden" name="url" value="{{.URL}}"><input type="hidden" name="back" value="1"><button type="submit">Enable</button></form>{{end}}</li>
 {{else}}<li>No endpoint called yet.</li>{{end}}</ul>
 {{if .Story}}<details id="more"><summary>Recent callbacks{{if .HasStore}} and dead letters{{end}}</summary>{{end}}
 {{if .HasStore}}<h2>Dead letters</h2>

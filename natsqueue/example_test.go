@@ -78,12 +78,18 @@ func readmeEmbedded(ctx context.Context) error {
 }
 
 func readmeCluster(ctx context.Context, url string) error {
-	nc, err := nats.Connect("nats://n1:4222,nats://n2:4222,nats://n3:4222")
+	nc, err := nats.Connect("nats://n1:4222,nats://n2:4222,nats://n3:4222",
+		nats.PingInterval(time.Second), nats.MaxPingsOutstanding(3), // a hung server is left in seconds, not 2 min
+		nats.ReconnectWait(500*time.Millisecond),
+	)
 	if err != nil {
 		return err
 	}
 	defer nc.Close() // d.Close closes the queue but not nc, which the caller owns
-	q, err := natsqueue.New(ctx, nc, natsqueue.Options{Replicas: 3})
+	q, err := natsqueue.New(ctx, nc, natsqueue.Options{
+		Replicas:       3,
+		PublishTimeout: 15 * time.Second, // longer than a stream leader's election (4-12 s measured)
+	})
 	if err != nil {
 		return err
 	}

@@ -170,6 +170,14 @@ type Options struct {
 	// request. A node that misses two heartbeats, as after a leader change
 	// of the consumer that lost its pull request, pulls again: it bounds
 	// how long a node stays idle once the consumer has a leader again.
+	// A node that misses them on a connection that is still up asks the
+	// server for a PING answer; a server that does not give one within
+	// two heartbeats is taken as hung (TCP open, no answers, as under
+	// SIGSTOP) and the connection is moved to another server of the
+	// cluster at once (nats.go's ForceReconnect), rather than after
+	// nats.go's own pings notice it (2 minutes by default). The
+	// connection is the one given to New: its other subscriptions move
+	// with it.
 	// 0 means 1 s; otherwise from 500 ms to 30 s.
 	Heartbeat time.Duration
 
@@ -273,6 +281,8 @@ type Queue struct {
 	lostMu sync.Mutex
 	lost   time.Time
 
+	silent chan struct{} // a missed heartbeat, for the watcher: see checkServer
+
 	backs handBacks // the hand-backs sent since stop and those confirmed
 
 	keyed keyed // the order keys of the events held or out here (order.go)
@@ -315,7 +325,7 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsqueue: %w", err)
 	}
-	q := &Queue{o: o, nc: nc, js: js, stopping: make(chan struct{}), msgs: make(chan jetstream.Msg), readEnd: make(chan struct{})}
+	q := &Queue{o: o, nc: nc, js: js, stopping: make(chan struct{}), msgs: make(chan jetstream.Msg), readEnd: make(chan struct{}), silent: make(chan struct{}, 1)}
 	q.work, err = q.stream(ctx, jetstream.StreamConfig{
 		Name:      o.Stream,
 		Subjects:  []string{o.Subject + ".>"},
@@ -557,6 +567,7 @@ func (q *Queue) lostContact(err error) {
 	if q.stopped.Load() {
 		return
 	}
+	q.missedHeartbeat(err)
 	q.lostMu.Lock()
 	defer q.lostMu.Unlock()
 	if q.lost.IsZero() {
@@ -574,6 +585,9 @@ func (q *Queue) watch(cc jetstream.ConsumeContext) {
 	for {
 		select {
 		case <-cc.Closed():
+		case <-q.silent:
+			q.checkServer()
+			continue
 		case <-q.life.Done():
 			q.readErr = callback.ErrClosed
 			return

@@ -143,6 +143,27 @@ func (s *Store) Reseal(ctx context.Context, appID int) error {
 	return s.Set(ctx, a)
 }
 
+// SetDisabled disables app appID (disabled true) or enables it again, then
+// drops it from this Store's cache: Resolve returns its Endpoint with
+// Disabled set, so a Dispatcher sends it nothing (Before fails open, After
+// dead-letters, with callback.ErrEndpointDisabled), on every node once
+// their caches (Options.TTL) have expired. It returns an error wrapping
+// callback.ErrUnknownApp if there is no such app. Set keeps an app's
+// disabled state.
+func (s *Store) SetDisabled(ctx context.Context, appID int, disabled bool) error {
+	res, err := s.db.ExecContext(ctx, s.setDisabled, disabled, appID)
+	s.Invalidate(appID)
+	if err != nil {
+		return fmt.Errorf("sqlapps: app %d: %w", appID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlapps: app %d: %w", appID, err)
+	} else if n == 0 {
+		return fmt.Errorf("sqlapps: app %d: %w", appID, callback.ErrUnknownApp)
+	}
+	return nil
+}
+
 // Delete removes app appID and its command rules, then drops it from this
 // Store's cache. It returns an error wrapping callback.ErrUnknownApp if
 // there was no such app.
@@ -211,16 +232,17 @@ func (s *Store) read(ctx context.Context, db queryer, query string, args ...any)
 			url, secret          string
 			protocol             string
 			timeoutMS            int64
+			appDisabled          bool
 			command              sql.NullString
 			disabled, failClosed sql.NullBool
 			shadow               sql.NullBool
 			ruleMS               sql.NullInt64
 		)
-		if err := rows.Scan(&id, &url, &protocol, &secret, &timeoutMS, &command, &disabled, &failClosed, &ruleMS, &shadow); err != nil {
+		if err := rows.Scan(&id, &url, &protocol, &secret, &timeoutMS, &appDisabled, &command, &disabled, &failClosed, &ruleMS, &shadow); err != nil {
 			return nil, err
 		}
 		if len(apps) == 0 || apps[len(apps)-1].ID != id {
-			a := App{ID: id, Endpoint: callback.Endpoint{URL: url, Secret: secret, Timeout: time.Duration(timeoutMS) * time.Millisecond}}
+			a := App{ID: id, Endpoint: callback.Endpoint{URL: url, Secret: secret, Timeout: time.Duration(timeoutMS) * time.Millisecond, Disabled: appDisabled}}
 			if err := a.Endpoint.Protocol.UnmarshalText([]byte(protocol)); err != nil {
 				return nil, fmt.Errorf("app %d: %w", id, err)
 			}

@@ -87,6 +87,11 @@ ALTER TABLE imcallback_app_commands MODIFY command VARBINARY(764) NOT NULL`
 // (callback.Rule.Shadow), false for the rows made before it.
 const ShadowRules = `ALTER TABLE imcallback_app_commands ADD COLUMN shadow BOOLEAN NOT NULL DEFAULT FALSE`
 
+// AppDisabled is schema version 4, on every database: an app's disabled
+// state (Store.SetDisabled), read into callback.Endpoint.Disabled so that
+// every node and a restart see it. Existing apps are enabled.
+const AppDisabled = `ALTER TABLE imcallback_apps ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE`
+
 // upsertApp returns the statement that inserts an app's row or, if it
 // exists, replaces its columns: ON CONFLICT on SQLite (3.24 and later) and
 // PostgreSQL, ON DUPLICATE KEY UPDATE on MySQL.
@@ -139,6 +144,7 @@ func migrations(d Dialect) [][]string {
 		statements(Schema),
 		v2,
 		statements(ShadowRules),
+		statements(AppDisabled),
 	}
 }
 

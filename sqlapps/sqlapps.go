@@ -133,7 +133,7 @@ type Store struct {
 	now     func() time.Time // a test seam
 
 	// Queries, rewritten for the dialect once.
-	selectApp, selectApps, deleteCommands, deleteApp, upsertApp, insertCommand string
+	selectApp, selectApps, deleteCommands, deleteApp, upsertApp, insertCommand, setDisabled string
 
 	loads singleflight.Group // one query per app at a time, shared by its callers
 	gen   atomic.Uint64      // bumped by every invalidation
@@ -169,12 +169,13 @@ func New(db *sql.DB, opts Options) (*Store, error) {
 		opts.QueryTimeout = defaultQueryTimeout
 	}
 	s := &Store{db: db, dialect: opts.Dialect, opts: opts, now: time.Now, cache: make(map[int]*entry)}
-	const columns = `SELECT a.app_id, a.url, a.protocol, a.secret, a.timeout_ms, c.command, c.disabled, c.fail_closed, c.timeout_ms, c.shadow
+	const columns = `SELECT a.app_id, a.url, a.protocol, a.secret, a.timeout_ms, a.disabled, c.command, c.disabled, c.fail_closed, c.timeout_ms, c.shadow
 FROM imcallback_apps a LEFT JOIN imcallback_app_commands c ON c.app_id = a.app_id`
 	s.selectApp = s.q(columns + ` WHERE a.app_id = ?`)
 	s.selectApps = s.q(columns + ` ORDER BY a.app_id, c.command`)
 	s.deleteCommands = s.q(`DELETE FROM imcallback_app_commands WHERE app_id = ?`)
 	s.deleteApp = s.q(`DELETE FROM imcallback_apps WHERE app_id = ?`)
+	s.setDisabled = s.q(`UPDATE imcallback_apps SET disabled = ? WHERE app_id = ?`)
 	s.upsertApp = s.q(upsertApp(opts.Dialect))
 	s.insertCommand = s.q(`INSERT INTO imcallback_app_commands (app_id, command, disabled, fail_closed, timeout_ms, shadow) VALUES (?, ?, ?, ?, ?, ?)`)
 	return s, nil

@@ -166,8 +166,8 @@ func TestMigrate(t *testing.T) {
 
 		var versions, latest int
 		require.NoError(t, db.QueryRow(`SELECT COUNT(*), MAX(version) FROM imcallback_schema`).Scan(&versions, &latest))
-		assert.Equal(t, 3, versions, "version rows")
-		assert.Equal(t, 3, latest, "schema version")
+		assert.Equal(t, 4, versions, "version rows")
+		assert.Equal(t, 4, latest, "schema version")
 		for _, table := range []string{"imcallback_apps", "imcallback_app_commands"} {
 			assert.True(t, tableExists(t, b, db, table), "table %s", table)
 		}
@@ -207,7 +207,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 		require.NoError(t, s.Migrate(ctx))
 		var latest int
 		require.NoError(t, db.QueryRow(`SELECT MAX(version) FROM imcallback_schema`).Scan(&latest))
-		assert.Equal(t, 3, latest, "schema version")
+		assert.Equal(t, 4, latest, "schema version")
 		want := sqlapps.App{ID: 7, Endpoint: callback.Endpoint{URL: "http://a.example/cb", Protocol: callback.Tencent,
 			Secret: "tok", Timeout: 1500 * time.Millisecond, Commands: map[string]callback.Rule{"msg.send": {Disabled: true}}}}
 		got, err := s.Get(ctx, 7)
@@ -251,8 +251,8 @@ func TestMigrateConcurrent(t *testing.T) {
 		}
 		var versions, latest int
 		require.NoError(t, dbs[0].QueryRow(`SELECT COUNT(*), MAX(version) FROM imcallback_schema`).Scan(&versions, &latest))
-		assert.Equal(t, 3, versions, "version rows: each version is applied once")
-		assert.Equal(t, 3, latest, "schema version")
+		assert.Equal(t, 4, versions, "version rows: each version is applied once")
+		assert.Equal(t, 4, latest, "schema version")
 		require.NoError(t, stores[0].Set(ctx, sqlapps.App{ID: 1, Endpoint: callback.Endpoint{URL: "http://a.example/cb"}}))
 	})
 }
@@ -821,4 +821,43 @@ func TestRebind(t *testing.T) {
 	assert.Equal(t, q, sqlapps.Rebind(sqlapps.SQLite, q))
 	assert.Equal(t, q, sqlapps.Rebind(sqlapps.MySQL, q))
 	assert.Equal(t, `INSERT INTO t (a, b, c) VALUES ($1, $2, $3)`, sqlapps.Rebind(sqlapps.Postgres, q))
+}
+
+// TestSetDisabled: a disabled app resolves with Endpoint.Disabled, so a
+// Dispatcher sends it nothing; Set keeps the state; enabled again, it is
+// called; an unknown app is ErrUnknownApp.
+func TestSetDisabled(t *testing.T) {
+	eachDB(t, func(t *testing.T, b dbtest.Backend) {
+		s, _, _ := newStore(t, b, sqlapps.Options{})
+		ctx := context.Background()
+		var hits atomic.Int32
+		app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			hits.Add(1)
+			_, _ = w.Write([]byte(`{"code":200,"msg":"success"}`))
+		}))
+		t.Cleanup(app.Close)
+		require.NoError(t, s.Set(ctx, sqlapps.App{ID: 1, Endpoint: callback.Endpoint{URL: app.URL}}))
+		require.NoError(t, s.SetDisabled(ctx, 1, true))
+		err := s.SetDisabled(ctx, 2, true)
+		assert.ErrorIs(t, err, callback.ErrUnknownApp, "got %v", err)
+
+		got, err := s.Get(ctx, 1)
+		require.NoError(t, err)
+		assert.True(t, got.Endpoint.Disabled)
+		require.NoError(t, s.Set(ctx, got), "Set keeps the state")
+		got, err = s.Get(ctx, 1)
+		require.NoError(t, err)
+		assert.True(t, got.Endpoint.Disabled, "after Set")
+
+		d, err := callback.New(callback.Config{Resolver: s, Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		defer func() { require.NoError(t, d.Close(ctx)) }()
+		r := d.Before(ctx, 1, "msg", []byte(`{}`))
+		assert.ErrorIs(t, r.Err, callback.ErrEndpointDisabled)
+		assert.Zero(t, hits.Load(), "a disabled app is sent nothing")
+
+		require.NoError(t, s.SetDisabled(ctx, 1, false))
+		assert.NoError(t, d.Before(ctx, 1, "msg", []byte(`{}`)).Err)
+		assert.Equal(t, int32(1), hits.Load())
+	})
 }

@@ -23,7 +23,7 @@ import (
 	"github.com/imcallback/callback/sqlapps/sqlite"
 )
 
-const appsUsage = `Usage: imcallback apps list|set|delete [flags]
+const appsUsage = `Usage: imcallback apps list|set|delete|disable|enable [flags]
 
 Manages the per-app callback endpoints that a Dispatcher with an sqlapps
 resolver reads: each app's URL, protocol, secret, timeout and per-command
@@ -34,6 +34,8 @@ sqlapps schema, created or migrated if needed).
   imcallback apps list   --db apps.db [--json]
   imcallback apps set    --db apps.db --app 10000 --url https://app.example/cb [flags]
   imcallback apps delete --db apps.db --app 10000
+  imcallback apps disable --db apps.db --app 10000   # send it nothing, on every node
+  imcallback apps enable  --db apps.db --app 10000
 
 The database, for every subcommand:
   --db FILE [--create]        a SQLite file, which must exist unless --create is given
@@ -86,11 +88,13 @@ func runApps(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runAppsSet(ctx, args[1:], stdout, stderr)
 	case "delete":
 		return runAppsDelete(ctx, args[1:], stdout, stderr)
+	case "disable", "enable":
+		return runAppsDisable(ctx, args[0], args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, appsUsage)
 		return exitAllow
 	}
-	return fail(stderr, exitUsage, "imcallback apps: unknown command %q (want list, set or delete; see imcallback apps --help)", args[0])
+	return fail(stderr, exitUsage, "imcallback apps: unknown command %q (want list, set, delete, disable or enable; see imcallback apps --help)", args[0])
 }
 
 // storeFlags are the flags that name the database of the apps.
@@ -238,7 +242,7 @@ func runAppsList(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitAllow
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "APP\tURL\tPROTOCOL\tSECRET\tTIMEOUT\tRULES")
+	fmt.Fprintln(w, "APP\tURL\tPROTOCOL\tSECRET\tTIMEOUT\tSTATE\tRULES")
 	for _, a := range apps {
 		// The row's text is the database's: quoted where it holds a
 		// character that is not graphic (or, in a rule's command, a space
@@ -256,7 +260,7 @@ func runAppsList(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if len(rules) == 0 {
 			rules = append(rules, "-")
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", j.App, printable(j.URL), j.Protocol, j.Secret, timeout, strings.Join(rules, " "))
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", j.App, printable(j.URL), j.Protocol, j.Secret, timeout, appState(a), strings.Join(rules, " "))
 	}
 	if err := w.Flush(); err != nil {
 		return fail(stderr, exitFailure, "imcallback apps list: %v", err)
@@ -292,10 +296,11 @@ type appJSON struct {
 	Secret   string   `json:"secret"`
 	Timeout  string   `json:"timeout,omitempty"`
 	Rules    []string `json:"rules,omitempty"`
+	Disabled bool     `json:"disabled,omitempty"`
 }
 
 func toJSON(a sqlapps.App) appJSON {
-	j := appJSON{App: a.ID, URL: redactURL(a.Endpoint.URL), Protocol: a.Endpoint.Protocol.String(), Secret: "none"}
+	j := appJSON{App: a.ID, URL: redactURL(a.Endpoint.URL), Protocol: a.Endpoint.Protocol.String(), Secret: "none", Disabled: a.Endpoint.Disabled}
 	if a.Endpoint.Secret != "" {
 		j.Secret = "set"
 	}
@@ -433,5 +438,42 @@ func runAppsDelete(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fail(stderr, exitFailure, "imcallback apps delete: %v", err)
 	}
 	fmt.Fprintf(stdout, "app %d deleted\n", *app)
+	return exitAllow
+}
+
+// appState is the STATE column of apps list.
+func appState(a sqlapps.App) string {
+	if a.Endpoint.Disabled {
+		return "disabled"
+	}
+	return "enabled"
+}
+
+// runAppsDisable runs "imcallback apps disable" and "apps enable" (name).
+func runAppsDisable(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("apps "+name, flag.ContinueOnError)
+	var db storeFlags
+	db.register(fs)
+	app := fs.Int("app", 0, "the app `ID`")
+	help := "Disables app ID: every Dispatcher reading the database sends it nothing (Before fails open,\nAfter dead-letters, with callback.ErrEndpointDisabled) once its cache expires.\n"
+	if name == "enable" {
+		help = "Enables app ID again (see imcallback apps disable). Its dead letters are not sent again by it:\nreplay them.\n"
+	}
+	fs.Usage = usageFunc(fs, "Usage: imcallback apps "+name+" --db FILE|--driver NAME --dsn DSN --app ID\n\n"+help, "")
+	if code := parse(fs, args, stdout, stderr); code >= 0 {
+		return code
+	}
+	if *app == 0 {
+		return fail(stderr, exitUsage, "imcallback apps %s: --app is required (see imcallback apps %s --help)", name, name)
+	}
+	store, closer, err := db.open(ctx)
+	if err != nil {
+		return failApps(stderr, name, err)
+	}
+	defer closer.Close()
+	if err := store.SetDisabled(ctx, *app, name == "disable"); err != nil {
+		return fail(stderr, exitFailure, "imcallback apps %s: %v", name, err)
+	}
+	fmt.Fprintf(stdout, "app %d %sd\n", *app, name)
 	return exitAllow
 }

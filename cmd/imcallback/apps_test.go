@@ -276,3 +276,40 @@ func TestAppsProtocolOpenIM(t *testing.T) {
 	c := backend.WaitFor(10*time.Second, callbacktest.Command(openim.BeforeSendSingleMsg))
 	assert.JSONEq(t, `{"text":"hi"}`, string(c.Body))
 }
+
+// TestAppsDisableEnable: apps disable stores the state, list shows it,
+// Set keeps it, enable clears it; an unknown app fails.
+func TestAppsDisableEnable(t *testing.T) {
+	b := dbtest.All[0] // SQLite: the command's code is the same on every database
+	t.Setenv("IMCALLBACK_DSN", "")
+	db, _ := storeArgs(t, b)
+	r := apps(t, db, "set", "--app", "7", "--url", "https://app.example/callback")
+	require.Equal(t, exitAllow, r.code, r.stderr)
+
+	r = apps(t, db, "disable", "--app", "7")
+	require.Equal(t, exitAllow, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "app 7 disabled")
+	list := func() []appJSON {
+		r := apps(t, db, "list", "--json")
+		require.Equal(t, exitAllow, r.code, r.stderr)
+		var l []appJSON
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &l), r.stdout)
+		return l
+	}
+	assert.True(t, list()[0].Disabled)
+	r = apps(t, db, "list")
+	assert.Contains(t, r.stdout, "disabled")
+	r = apps(t, db, "set", "--app", "7", "--url", "https://app.example/v2")
+	require.Equal(t, exitAllow, r.code, r.stderr)
+	assert.True(t, list()[0].Disabled, "set keeps the state")
+
+	r = apps(t, db, "enable", "--app", "7")
+	require.Equal(t, exitAllow, r.code, r.stderr)
+	assert.False(t, list()[0].Disabled)
+
+	r = apps(t, db, "disable", "--app", "8")
+	assert.Equal(t, exitFailure, r.code)
+	assert.Contains(t, r.stderr, "unknown app")
+	r = apps(t, db, "enable")
+	assert.Equal(t, exitUsage, r.code)
+}

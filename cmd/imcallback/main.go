@@ -42,7 +42,7 @@ Usage:
   imcallback send [flags]     fire a callback (or many) at an App backend through the library
   imcallback replay [flags] FILE
                               resend callbacks that listen --record saved, re-signed
-  imcallback apps list|set|delete [flags]
+  imcallback apps list|set|delete|disable|enable [flags]
                               manage per-app callback endpoints in a database (sqlapps)
   imcallback doctor [flags]   check that an App backend is reachable and accepts the signature
   imcallback secret           print a new random whsec_ secret

@@ -92,7 +92,7 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	d, err := callback.New(callback.Config{
 		URL: url, Protocol: protocol, Secret: secret, Timeout: timeout,
 		Retries: retries, RetryWaitMin: 100 * time.Millisecond, RetryWaitMax: 2 * time.Second,
-		Workers: 1, Breaker: callback.Breaker{Disabled: true},
+		Workers: 1, Breaker: callback.Breaker{Disabled: true}, Health: noDisable,
 		Logger: slog.New(slog.DiscardHandler), DeadLetter: dead.record,
 	})
 	if err != nil {
@@ -192,3 +192,8 @@ func readRecorded(path string, stdin io.Reader) ([]callbackJSON, error) {
 func safeQuote(b []byte) string {
 	return strconv.QuoteToGraphic(string(b))
 }
+
+// noDisable is the CLI's endpoint health policy: a tool that fires
+// callbacks at a backend reports every answer, 410 Gone included, rather
+// than stop sending (see callback.HealthPolicy).
+var noDisable = callback.HealthPolicy{DisableAfter: -1}
