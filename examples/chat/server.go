@@ -219,6 +219,9 @@ func (s *server) sendMessage(ctx context.Context, from string, f frame) {
 		s.note(id, r, "delivered", "delivered as sent")
 	}
 
+	// The after-callback is queued before anyone sees the message, so a
+	// reply's comes after it under the conversation's order key.
+	s.after(ctx, id, conversation(m), w.command(kindSendAfter, group), w.messageBody(kindSendAfter, m))
 	out := frame{Type: "message", ID: id, From: from, To: m.To, Group: m.Group, Text: m.Text}
 	receivers := []string{m.To}
 	if m.Group != "" {
@@ -230,7 +233,6 @@ func (s *server) sendMessage(ctx context.Context, from string, f frame) {
 		}
 	}
 	s.send(ctx, from, frame{Type: "sent", ID: id, Text: m.Text})
-	s.after(ctx, id, conversation(m), w.command(kindSendAfter, group), w.messageBody(kindSendAfter, m))
 }
 
 // addMembers creates a group or adds members to one. The App may refuse
@@ -300,6 +302,8 @@ func (s *server) addMembers(ctx context.Context, from string, f frame) {
 	} else {
 		s.note(id, r, "accepted", "every member accepted")
 	}
+	// Queued before the members hear of it, as a message's (sendMessage).
+	s.after(ctx, id, conversation(message{Group: f.Group}), w.command(after, true), w.membersBody(after, members{Group: f.Group, Operator: from, Members: accepted}))
 	note := frame{Type: "group", ID: id, Group: f.Group, Members: all, Refused: refused}
 	for _, m := range all {
 		s.send(ctx, m, note)
@@ -307,7 +311,6 @@ func (s *server) addMembers(ctx context.Context, from string, f frame) {
 	if !slices.Contains(all, from) {
 		s.send(ctx, from, note)
 	}
-	s.after(ctx, id, conversation(message{Group: f.Group}), w.command(after, true), w.membersBody(after, members{Group: f.Group, Operator: from, Members: accepted}))
 }
 
 // conversation is the order key of m's conversation: its group, or the
