@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,11 +25,17 @@ import (
 // afterCost measures one After call with testing.Benchmark. The workers are
 // held by a backend that never answers, so no delivery competes for the
 // CPU; each batch gets a fresh Dispatcher, built with the timer stopped.
-func afterCost() (ns float64, allocs, bytes int64) {
+func afterCost() (ns float64, allocs, bytes int64) { return afterCostKeyed(0) }
+
+// afterCostKeyed is afterCost with the events spread over keys order keys
+// of one app (callback.WithOrderKey; their contexts made beforehand, as an
+// IM server makes one per request); 0 keys is afterCost's unkeyed call.
+func afterCostKeyed(keys int) (ns float64, allocs, bytes int64) {
 	srv := hangingServer()
 	defer srv.Close()
 	const batch = 1 << 16
 	cfg := callback.Config{URL: srv.URL + "/callback", QueueSize: batch, Logger: slog.New(slog.DiscardHandler)}
+	ctxs := keyContexts(keys)
 	r := testing.Benchmark(func(b *testing.B) {
 		var d *callback.Dispatcher
 		b.ReportAllocs()
@@ -43,8 +50,9 @@ func afterCost() (ns float64, allocs, bytes int64) {
 				}
 				b.StartTimer()
 			}
+			ctx := ctxs[i%len(ctxs)]
 			i++
-			if err := d.After(context.Background(), appID, "message.send.after", body); err != nil {
+			if err := d.After(ctx, appID, "message.send.after", body); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -52,6 +60,19 @@ func afterCost() (ns float64, allocs, bytes int64) {
 		closeNow(d)
 	})
 	return float64(r.T.Nanoseconds()) / float64(r.N), r.AllocsPerOp(), r.AllocedBytesPerOp()
+}
+
+// keyContexts returns one context per order key, "conv:0" on; with no
+// keys, one context without a key.
+func keyContexts(keys int) []context.Context {
+	if keys == 0 {
+		return []context.Context{context.Background()}
+	}
+	ctxs := make([]context.Context, keys)
+	for k := range ctxs {
+		ctxs[k] = callback.WithOrderKey(context.Background(), "conv:"+strconv.Itoa(k))
+	}
+	return ctxs
 }
 
 // deliveryWorkers is the library's default Workers, and the raw pool's
@@ -77,8 +98,21 @@ const (
 // the same requests) to be, from senders goroutines calling After (an IM
 // server calls it from its request goroutines; one sender measures how
 // long one After call takes, not how fast the queue delivers). The raw
-// pool has no senders.
+// pool has no senders. Each event is another app's.
 func deliveryRound(be *backend, queue string, n, senders int) delivered {
+	return keyedRound(be, queue, n, senders, keying{})
+}
+
+// keying is how a delivery round spreads its events over apps and order
+// keys: each event another app's, without a key (the zero value), or all
+// of one app's, event i under order key i mod keys (none with 0 keys).
+type keying struct {
+	oneApp bool
+	keys   int
+}
+
+// keyedRound is deliveryRound with the events spread by k.
+func keyedRound(be *backend, queue string, n, senders int, k keying) delivered {
 	url := be.URL + "/callback"
 	if queue == queueRaw {
 		cl := rawClient(deliveryWorkers, be.tls)
@@ -137,6 +171,7 @@ func deliveryRound(be *backend, queue string, n, senders int) delivered {
 	}
 	defer closeNow(d)
 	want := be.received() + int64(n)
+	ctxs := keyContexts(k.keys)
 	var calls atomic.Int64 // nanoseconds spent in After, all senders
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -145,8 +180,9 @@ func deliveryRound(be *backend, queue string, n, senders int) delivered {
 		wg.Go(func() {
 			var spent time.Duration
 			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				app := tern(k.oneApp, appID, int(i))
 				t := time.Now()
-				if err := d.After(context.Background(), int(i), "message.send.after", body); err != nil {
+				if err := d.After(ctxs[int(i)%len(ctxs)], app, "message.send.after", body); err != nil {
 					log.Fatal(err)
 				}
 				spent += time.Since(t)
@@ -190,6 +226,42 @@ func deliveryRounds(be *backend, queues []string, n, durableN, rounds, senders i
 	}
 	return out
 }
+
+// orderedRounds runs delivery rounds of one app's events on each of
+// queues (n events each, the natsqueue's durableN), unkeyed and with each
+// of keyCounts order keys, from senders goroutines, alternating their
+// order, after a warm-up round each. The result is by orderedName.
+func orderedRounds(be *backend, queues []string, keyCounts []int, n, durableN, rounds, senders int) map[string][]delivered {
+	type variant struct {
+		queue string
+		keys  int
+	}
+	var vs []variant
+	for _, q := range queues {
+		for _, keys := range append([]int{0}, keyCounts...) {
+			vs = append(vs, variant{q, keys})
+		}
+	}
+	events := func(q string) int { return tern(q == queueNATS || q == queueNATSProc, durableN, n) }
+	for _, v := range vs {
+		keyedRound(be, v.queue, max(1, events(v.queue)/10), senders, keying{oneApp: true, keys: v.keys})
+	}
+	out := make(map[string][]delivered)
+	for i := range rounds {
+		order := slices.Clone(vs)
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, v := range order {
+			name := orderedName(v.queue, v.keys)
+			out[name] = append(out[name], keyedRound(be, v.queue, events(v.queue), senders, keying{oneApp: true, keys: v.keys}))
+		}
+	}
+	return out
+}
+
+// orderedName names the rounds of queue with keys order keys (0: unkeyed).
+func orderedName(queue string, keys int) string { return queue + "/" + strconv.Itoa(keys) }
 
 // field returns f of each of ds.
 func field(ds []delivered, f func(delivered) float64) []float64 {

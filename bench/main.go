@@ -7,7 +7,8 @@
 //
 //	go run ./bench [-rounds 5] [-c 1,64,256,1024] [-backends http,tls,h2] [-bodies 100,4096,65536]
 //	               [-peers default,retryablehttp,openim] [-peer-backends http] [-calls 0] [-backend-proc=true]
-//	               [-only before,after,delivery,durable,memory,hung,tenant] [-senders 1,64] [-cpuprofile f]
+//	               [-only before,after,delivery,durable,ordered,memory,hung,tenant] [-senders 1,64]
+//	               [-order-keys 64,10000] [-cpuprofile f]
 //
 // Before runs against each backend kind: http (plain HTTP/1.1), tls (HTTPS,
 // HTTP/1.1 only) and h2 (HTTPS offering HTTP/2), by default in a separate
@@ -17,6 +18,12 @@
 // given, the run is the concurrency sweep on every backend with 100-byte
 // bodies, then 4 KiB and 64 KiB bodies on http at concurrency 64; with any
 // of them given, every combination of the three.
+//
+// The ordered case delivers one app's events unkeyed and under each of
+// -order-keys order keys (callback.WithOrderKey, event i under key i mod
+// keys), on the memory queue and natsqueue.Embedded, from the last
+// -senders count of goroutines, and compares After's cost per call with
+// 64 keys and without.
 package main
 
 import (
@@ -52,7 +59,8 @@ func main() {
 	events := flag.Int("events", 20000, "After events per memory-queue delivery round")
 	durableEvents := flag.Int("durable-events", 5000, "After events per natsqueue delivery round")
 	senderList := flag.String("senders", "1,64", "comma-separated numbers of goroutines calling After in the delivery rounds (the raw pool is measured with the first)")
-	only := flag.String("only", "before,after,delivery,durable,memory,hung,tenant", "comma-separated cases to run")
+	only := flag.String("only", "before,after,delivery,durable,ordered,memory,hung,tenant", "comma-separated cases to run")
+	orderKeys := flag.String("order-keys", "64,10000", "comma-separated numbers of order keys of the ordered case")
 	concs := flag.String("c", "1,64,256,1024", "comma-separated Before concurrencies")
 	kinds := flag.String("backends", "http,tls,h2", "comma-separated Before backends: http, tls (HTTPS, HTTP/1.1 only), h2 (HTTPS with HTTP/2)")
 	bodies := flag.String("bodies", "100", "comma-separated Before body sizes in bytes (valid JSON message events)")
@@ -145,6 +153,14 @@ func main() {
 			deliveryRows(t, deliveryRounds(be, qs, *events, *durableEvents, *rounds, senders), senders)
 		}
 		be.Close()
+	}
+	if run("ordered") {
+		be := newBackend("http", *proc)
+		senders := ints(*senderList)
+		orderedRows(t, orderedRounds(be, []string{queueMemory, queueNATS}, ints(*orderKeys), *events, *durableEvents, *rounds, senders[len(senders)-1]),
+			ints(*orderKeys), senders[len(senders)-1])
+		be.Close()
+		orderedCostRow(t, *rounds)
 	}
 	if run("memory") {
 		per := queueMemoryUse(100_000, 200)
@@ -274,4 +290,43 @@ func deliveryRows(t *table, ds map[string][]delivered, senders int) {
 		t.row(fmt.Sprintf("After delivery, NATS server process CPU per event (%s)", from),
 			dur(time.Duration(median(field(np, srv)))), "", "", "")
 	}
+}
+
+// orderedRows adds the rows of the ordered case's delivery rounds to t:
+// each queue's keyed rate against its unkeyed rate of the same rounds.
+func orderedRows(t *table, ds map[string][]delivered, keyCounts []int, senders int) {
+	rate := func(d delivered) float64 { return d.rate }
+	for _, q := range []string{queueMemory, queueNATS} {
+		unkeyed, ok := ds[orderedName(q, 0)]
+		if !ok {
+			continue
+		}
+		name := tern(q == queueNATS, "natsqueue.Embedded", "memory queue")
+		for _, keys := range keyCounts {
+			keyed := ds[orderedName(q, keys)]
+			t.row(fmt.Sprintf("Ordered After delivery (%s, one app, %d senders), %d order keys vs unkeyed", name, senders, keys),
+				perSec(median(field(keyed, rate))), perSec(median(field(unkeyed, rate))), spread(field(keyed, rate), field(unkeyed, rate)), "≥ 0.80x")
+		}
+	}
+}
+
+// orderedCostRow adds After's cost per call under 64 order keys against
+// without one, in rounds alternating rounds of each.
+func orderedCostRow(t *table, rounds int) {
+	var keyed, plain []float64
+	var allocs, bytes int64
+	for i := range rounds {
+		if i%2 == 0 {
+			ns, _, _ := afterCostKeyed(0)
+			plain = append(plain, ns)
+		}
+		ns, a, b := afterCostKeyed(64)
+		keyed, allocs, bytes = append(keyed, ns), a, b
+		if i%2 == 1 {
+			ns, _, _ := afterCostKeyed(0)
+			plain = append(plain, ns)
+		}
+	}
+	t.row("After: cost per call with an order key (64 keys) vs without (memory queue, workers held)",
+		fmt.Sprintf("%.0f ns, %d allocs, %d B", median(keyed), allocs, bytes), fmt.Sprintf("%.0f ns", median(plain)), spread(keyed, plain), "≤ 1.10x")
 }

@@ -80,3 +80,29 @@ func TestBeforeRounds(t *testing.T) {
 	assert.Equal(t, "0 refused, now closed", runs[nameLib].breaker)
 	assert.Equal(t, int64(3*3*bc.calls+3*max(bc.c, bc.calls/10)), be.received(), "requests the backend read")
 }
+
+// TestOrderedRows runs the ordered case at tiny scale: every queue and
+// key count delivers all its events in each round, and the table gets a
+// row per queue and key count and the cost row.
+func TestOrderedRows(t *testing.T) {
+	be := newBackend("http", false)
+	defer be.Close()
+	keyCounts := []int{3, 50}
+	ds := orderedRounds(be, []string{queueMemory, queueNATS}, keyCounts, 200, 60, 2, 4)
+	require.Len(t, ds, 6)
+	for name, rs := range ds {
+		require.Len(t, rs, 2, name)
+		for _, r := range rs {
+			assert.Positive(t, r.rate, name)
+		}
+	}
+	// Warm-up rounds of a tenth, then two rounds, of each queue and keying.
+	assert.Equal(t, int64(3*(200/10+2*200)+3*(60/10+2*60)), be.received(), "requests the backend read")
+	tb := &table{}
+	orderedRows(tb, ds, keyCounts, 4)
+	orderedCostRow(tb, 1)
+	require.Len(t, tb.rows, 5)
+	assert.Contains(t, tb.rows[1][0], "memory queue, one app, 4 senders), 50 order keys vs unkeyed")
+	assert.Contains(t, tb.rows[3][0], "natsqueue.Embedded")
+	assert.Contains(t, tb.rows[4][0], "order key")
+}

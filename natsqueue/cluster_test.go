@@ -2,11 +2,13 @@ package natsqueue_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -447,4 +449,163 @@ func failover(t *testing.T, disrupt func(*testing.T, *cluster, jetstream.JetStre
 	// Lost acks' events come back after AckWait (2 s); the bound is far
 	// above it, so only delivery that does not resume reaches it.
 	assert.LessOrEqual(t, worst, 30*time.Second, "delivery did not resume within 30 s of the outage's end")
+}
+
+// failoverApp is the App backend of TestFailoverOrdered. Each key's
+// events are numbered from 0 by one sender, which records whether After
+// accepted each before it sends the next. An event of a key may reach
+// the App only once every earlier accepted event of the key has been
+// answered 2xx; an event After refused may or may not have been stored,
+// so it is neither waited for nor required. Redeliveries are allowed.
+type failoverApp struct {
+	*httptest.Server
+	mu         sync.Mutex
+	refused    map[string]map[int]bool // key -> numbers After refused
+	accepted   map[string]int          // key -> events After accepted
+	delivered  map[string]map[int]bool
+	count      int // 2xx answers
+	violations []string
+}
+
+func newFailoverApp(t *testing.T) *failoverApp {
+	a := &failoverApp{refused: map[string]map[int]bool{}, accepted: map[string]int{}, delivered: map[string]map[int]bool{}}
+	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev keyed
+		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		for m := range ev.N {
+			if !a.refused[ev.K][m] && !a.delivered[ev.K][m] && len(a.violations) < 20 {
+				a.violations = append(a.violations, fmt.Sprintf("%s: event %d sent before event %d was delivered", ev.K, ev.N, m))
+				break
+			}
+		}
+		if a.delivered[ev.K] == nil {
+			a.delivered[ev.K] = map[int]bool{}
+		}
+		a.delivered[ev.K][ev.N] = true
+		a.count++
+		a.mu.Unlock()
+		_, _ = w.Write([]byte(`{"code":0}`))
+	}))
+	t.Cleanup(a.Close)
+	return a
+}
+
+// sent notes After's answer to event n of key.
+func (a *failoverApp) sent(key string, n int, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		if a.refused[key] == nil {
+			a.refused[key] = map[int]bool{}
+		}
+		a.refused[key][n] = true
+		return
+	}
+	a.accepted[key]++
+}
+
+func (a *failoverApp) answered() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.count
+}
+
+// missing returns how many accepted events are not delivered yet.
+func (a *failoverApp) missing() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for k, acc := range a.accepted {
+		got := 0
+		for m := range a.delivered[k] {
+			if !a.refused[k][m] {
+				got++
+			}
+		}
+		n += acc - got
+	}
+	return n
+}
+
+// TestFailoverOrdered: the stream's leader of a three-server cluster is
+// shut down while two nodes deliver keyed events, sent all along by
+// eight senders of a key each (one every 40 ms); every accepted event is
+// delivered, and none of a key's before an earlier accepted one of the
+// key.
+func TestFailoverOrdered(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a three-server cluster failing over: not in -short")
+	}
+	c := startCluster(t, 3)
+	a := newFailoverApp(t)
+	opts := natsqueue.Options{Replicas: 3, AckWait: 2 * time.Second, PublishTimeout: 20 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}
+	conn := func(first int) *nats.Conn {
+		return connect(t, c.urls(first), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	}
+	ncA, ncB := conn(0), conn(1)
+	waitWithin(t, "the JetStream cluster", 30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		q, err := natsqueue.New(ctx, ncA, opts)
+		if err == nil {
+			require.NoError(t, q.Close())
+		}
+		return err == nil
+	})
+	cfg := func(name string) callback.Config {
+		return callback.Config{URL: a.URL + "?node=" + name, Workers: 4, RetrySchedule: short}
+	}
+	nodes := []*node{newNode(t, ncA, opts, cfg("a")), newNode(t, ncB, opts, cfg("b"))}
+	js, err := jetstream.New(connect(t, c.urls(2), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond)))
+	require.NoError(t, err)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		n, key := nodes[i%2], fmt.Sprintf("conv-%d", i)
+		wg.Go(func() {
+			ctx := callback.WithOrderKey(context.Background(), key)
+			tick := time.NewTicker(40 * time.Millisecond) // 200 events/s in all, which keyed delivery here keeps up with
+			defer tick.Stop()
+			for seq := 0; ; seq++ {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				b, _ := json.Marshal(keyed{1, key, seq})
+				a.sent(key, seq, n.d.After(ctx, 1, "group.message.after", b))
+			}
+		})
+	}
+	stopSending := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopSending()
+
+	waitWithin(t, "deliveries before the disruption", time.Minute, func() bool { return a.answered() >= 200 })
+	s, _ := c.leaders(js)
+	require.GreaterOrEqual(t, s, 0, "no stream leader")
+	t.Logf("shutting down s%d, the stream's leader; %d events not delivered yet", s, a.missing())
+	down := time.Now()
+	c.stop(s)
+	t.Logf("outage of %v", c.led(js).Sub(down).Round(time.Millisecond))
+	after := a.answered()
+	waitWithin(t, "deliveries after the disruption", time.Minute, func() bool { return a.answered() >= after+200 })
+	stopSending()
+	t.Logf("sending stopped %v after the outage began, %d events not delivered yet", time.Since(down).Round(time.Millisecond), a.missing())
+	waitWithin(t, "every accepted event delivered", 3*time.Minute, func() bool { return a.missing() == 0 })
+	t.Logf("all delivered %v after the outage began", time.Since(down).Round(time.Millisecond))
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	assert.Empty(t, a.violations)
+	refused := 0
+	for _, r := range a.refused {
+		refused += len(r)
+	}
+	t.Logf("%d answers, %d events refused by After", a.count, refused)
 }

@@ -232,8 +232,8 @@ func TestChatBrowser(t *testing.T) {
 	assert.Equal(t, "tries: attempt 1: HTTP 200", rows["m1/after"].Tries)
 	assert.NotContains(t, rows, "m2/after", "a denied message has no After")
 	assert.NotContains(t, rows, "m3/after", "a dropped message has no After")
-	assert.Regexp(t, `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ · attempt 1 · HTTP 200 · \d+\.\d ms$`, rows["m1/after"].Detail,
-		"local time with its zone, and labelled numbers")
+	assert.Regexp(t, `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ · attempt 1 · HTTP 200 · \d+\.\d ms · order key dm:alice\|bob$`, rows["m1/after"].Detail,
+		"local time with its zone, labelled numbers, and the conversation's order key")
 	alice.newestInFirstScreen("after the chat")
 	alice.noSidewaysScroll("phone-chat")
 

@@ -708,3 +708,50 @@ func TestChatInspector(t *testing.T) {
 	assert.Contains(t, page, `<meta name="viewport" content="width=device-width, initial-scale=1">`)
 	assert.Contains(t, page, `href="/inspector/"`)
 }
+
+// TestChatOrderKeys: each conversation's after-callbacks go under its
+// order key (the group, or the pair of users of a direct message, the
+// same both ways), the panel shows the key, and with the App down the
+// conversation's second message waits for its first and reaches the App
+// after it.
+func TestChatOrderKeys(t *testing.T) {
+	e := newChatEnv(t, callback.Tencent, protocols[0].secret, fastRetries)
+	alice, bob := e.watch(t, "alice"), e.login(t, "bob")
+	alice.waitPanel("the App healthy", statusIs(func(s panelStatus) bool { return s.App == modeHealthy }))
+
+	alice.send(frame{Type: "create_group", Group: "g1", Members: []string{"bob"}})
+	assert.Equal(t, "group", alice.next().Type)
+	assert.Equal(t, "group", bob.next().Type)
+	alice.send(frame{Type: "send", Group: "g1", Text: "hello group"})
+	assert.Equal(t, "message", bob.next().Type)
+	assert.Equal(t, "sent", alice.next().Type)
+	e.waitAfters(t, 2)
+
+	require.Equal(t, http.StatusOK, e.setMode(t, modeDown).StatusCode)
+	alice.waitPanel("the App down", statusIs(func(s panelStatus) bool { return s.App == modeDown }))
+	alice.send(frame{Type: "send", To: "bob", Text: "first"})
+	assert.Equal(t, "message", bob.next().Type)
+	assert.Equal(t, "sent", alice.next().Type)
+	bob.send(frame{Type: "send", To: "alice", Text: "second"})
+	assert.Equal(t, "sent", bob.next().Type)
+	seen := alice.waitCallbacks("m4/after queued behind m3/after", func(seen map[string][]callbackEntry) bool {
+		return slices.ContainsFunc(seen["m4/after"], func(e callbackEntry) bool { return e.Outcome == "queued" }) &&
+			len(seen["m3/after"]) > 0
+	})
+	queued := seen["m4/after"][slices.IndexFunc(seen["m4/after"], func(e callbackEntry) bool { return e.Outcome == "queued" })]
+	assert.Equal(t, "m3/after", queued.WaitsFor, "the conversation's second message waits for its first")
+	require.Equal(t, http.StatusOK, e.setMode(t, modeHealthy).StatusCode)
+
+	seen = alice.waitCallbacks("m3/after and m4/after delivered", func(seen map[string][]callbackEntry) bool {
+		return last(seen, "m3/after").Outcome == "delivered" && last(seen, "m4/after").Outcome == "delivered"
+	})
+	for id, key := range map[string]string{"op1/after": "group:g1", "m2/after": "group:g1", "m3/after": "dm:alice|bob", "m4/after": "dm:alice|bob"} {
+		for _, r := range seen[id] {
+			assert.Equal(t, key, r.OrderKey, "%s: %+v", id, r)
+		}
+	}
+	afters := e.waitAfters(t, 4)
+	assert.Contains(t, afters[2].Body, "first")
+	assert.Contains(t, afters[3].Body, "second", "the App hears the conversation in its order")
+	assert.Len(t, afters, 4)
+}

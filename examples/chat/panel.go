@@ -221,6 +221,7 @@ func entries(recs []callback.Attempt, rs replays) []callbackEntry {
 			Seq: a.Seq, Time: a.Time.Local().Format(inspector.TimeFormat), Kind: a.Kind, Command: a.Command, EventID: a.EventID,
 			Attempt: a.Attempt, Replay: rs.of(a), Outcome: string(a.Outcome), Status: a.Status,
 			LatencyMS: float64(a.Latency.Microseconds()) / 1000, Error: a.Error, Explain: inspector.Explain(a),
+			OrderKey: a.OrderKey, WaitsFor: a.WaitsFor,
 		}
 		if a.Kind == callback.KindBefore {
 			switch a.Outcome {
@@ -254,4 +255,9 @@ type callbackEntry struct {
 	LatencyMS float64 `json:"latency_ms"`
 	Error     string  `json:"error,omitempty"`   // why it failed, raw, as logged
 	Explain   string  `json:"explain,omitempty"` // why it failed, in plain words (inspector.Explain)
+	// OrderKey is an After event's order key, its conversation: group:g1,
+	// dm:alice|bob. WaitsFor is, on its acceptance, the event of that key
+	// it waits for, if any.
+	OrderKey string `json:"order_key,omitempty"`
+	WaitsFor string `json:"waits_for,omitempty"`
 }

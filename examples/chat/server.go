@@ -219,6 +219,9 @@ func (s *server) sendMessage(ctx context.Context, from string, f frame) {
 		s.note(id, r, "delivered", "delivered as sent")
 	}
 
+	// The after-callback is queued before anyone sees the message, so a
+	// reply's comes after it under the conversation's order key.
+	s.after(ctx, id, conversation(m), w.command(kindSendAfter, group), w.messageBody(kindSendAfter, m))
 	out := frame{Type: "message", ID: id, From: from, To: m.To, Group: m.Group, Text: m.Text}
 	receivers := []string{m.To}
 	if m.Group != "" {
@@ -230,7 +233,6 @@ func (s *server) sendMessage(ctx context.Context, from string, f frame) {
 		}
 	}
 	s.send(ctx, from, frame{Type: "sent", ID: id, Text: m.Text})
-	s.after(ctx, id, w.command(kindSendAfter, group), w.messageBody(kindSendAfter, m))
 }
 
 // addMembers creates a group or adds members to one. The App may refuse
@@ -300,6 +302,8 @@ func (s *server) addMembers(ctx context.Context, from string, f frame) {
 	} else {
 		s.note(id, r, "accepted", "every member accepted")
 	}
+	// Queued before the members hear of it, as a message's (sendMessage).
+	s.after(ctx, id, conversation(message{Group: f.Group}), w.command(after, true), w.membersBody(after, members{Group: f.Group, Operator: from, Members: accepted}))
 	note := frame{Type: "group", ID: id, Group: f.Group, Members: all, Refused: refused}
 	for _, m := range all {
 		s.send(ctx, m, note)
@@ -307,12 +311,32 @@ func (s *server) addMembers(ctx context.Context, from string, f frame) {
 	if !slices.Contains(all, from) {
 		s.send(ctx, from, note)
 	}
-	s.after(ctx, id, w.command(after, true), w.membersBody(after, members{Group: f.Group, Operator: from, Members: accepted}))
 }
 
-// after queues the after-callback of the message or operation id.
-func (s *server) after(ctx context.Context, id, command string, body []byte) {
-	if err := s.d.After(callback.WithEventID(ctx, id+"/after"), s.appID, command, body); err != nil {
+// conversation is the order key of m's conversation: its group, or the
+// pair of users of a direct message (the same both ways). Its after-callbacks
+// reach the App in the order the chat server sent them: a group's create
+// before its first message, a message before the next one.
+func conversation(m message) string {
+	if m.Group != "" {
+		return "group:" + m.Group
+	}
+	a, b := min(m.From, m.To), max(m.From, m.To)
+	return "dm:" + a + "|" + b
+}
+
+// after queues the after-callback of the message or operation id under
+// the order key of its conversation.
+func (s *server) after(ctx context.Context, id, key, command string, body []byte) {
+	ctx = callback.WithEventID(ctx, id+"/after")
+	err := s.d.After(callback.WithOrderKey(ctx, key), s.appID, command, body)
+	if errors.Is(err, callback.ErrInvalidOrderKey) {
+		// A name with control characters, or a group's too long for a
+		// key: the event goes without an order rather than not at all.
+		s.log.Warn("after-callback sent without an order key", "command", command, "id", id, "error", err)
+		err = s.d.After(ctx, s.appID, command, body)
+	}
+	if err != nil {
 		s.log.Warn("after-callback not queued", "command", command, "id", id, "error", err)
 	}
 }
