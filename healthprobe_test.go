@@ -98,3 +98,34 @@ func TestHealthProbeStatic(t *testing.T) {
 	_, err := callback.New(callback.Config{URL: a.URL, Health: callback.HealthPolicy{Probe: -time.Second}})
 	assert.ErrorIs(t, err, callback.ErrInvalidConfig)
 }
+
+// TestHealthProbeClose: Close ends a probe that is waiting for an answer
+// and the prober's goroutine (goleak checks it ended).
+func TestHealthProbeClose(t *testing.T) {
+	var gone atomic.Bool
+	gone.Store(true)
+	probing := make(chan struct{}, 1)
+	a := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if gone.Load() {
+			answerJSON(http.StatusGone, `{}`)(w, r)
+			return
+		}
+		select {
+		case probing <- struct{}{}:
+		default:
+		}
+		hang(w, r)
+	})
+	d, err := callback.New(callback.Config{URL: a.URL, Timeout: time.Minute, Health: callback.HealthPolicy{Probe: 10 * time.Millisecond}})
+	require.NoError(t, err)
+	require.Error(t, d.Before(context.Background(), 1, "C2C.CallbackBeforeSendMsg", []byte(`{}`)).Err)
+	gone.Store(false)
+	select {
+	case <-probing:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no probe within 30 s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, d.Close(ctx), "Close does not wait for the probe's minute")
+}
