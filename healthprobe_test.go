@@ -129,3 +129,10 @@ func TestHealthProbeClose(t *testing.T) {
 	defer cancel()
 	require.NoError(t, d.Close(ctx), "Close does not wait for the probe's minute")
 }
+
+// readmeProbe is the README's example of Health.Probe ("Endpoint health").
+var readmeProbe = callback.Config{
+	Health: callback.HealthPolicy{DisableAfter: 24 * time.Hour, Probe: 10 * time.Minute},
+}
+
+var _ = readmeProbe
