@@ -75,7 +75,8 @@ type Dispatcher struct {
 	beforeLog *floodLog // failures of Before, flood-controlled
 	afterLog  *floodLog // dead letters, flood-controlled
 
-	attempts *attemptLog // recent calls and attempts; nil when Config.AttemptLog is negative
+	attempts *attemptLog   // recent calls and attempts; nil when Config.AttemptLog is negative
+	probed   chan struct{} // closed when probeDisabled ends; nil without Health.Probe
 
 	trace tracing // spans and trace context: trace.go
 }
@@ -123,6 +124,10 @@ func New(cfg Config) (*Dispatcher, error) {
 	for range s.Workers {
 		go d.work()
 	}
+	if s.Health.Probe > 0 {
+		d.probed = make(chan struct{})
+		go d.probeDisabled()
+	}
 	return d, nil
 }
 
@@ -168,6 +173,9 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 		<-d.drained // every remaining delivery now fails at once
 	}
 	d.abort()
+	if d.probed != nil {
+		<-d.probed // its probe ended with d.stopping
+	}
 	d.transport.CloseIdleConnections()
 	if herr := d.urls.health.close(ctx, begin, d.s.DrainTimeout); err == nil {
 		err = herr

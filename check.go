@@ -78,6 +78,11 @@ func (d *Dispatcher) Check(ctx context.Context, appID int) error {
 	if err != nil {
 		return &CheckError{Err: err}
 	}
+	return d.check(ctx, appID, r)
+}
+
+// check sends the probe callback to appID's route r: see Check.
+func (d *Dispatcher) check(ctx context.Context, appID int, r *route) error {
 	fail := func(status int, body []byte, err error) error {
 		return &CheckError{URL: r.target.logURL, Status: status, Body: body, Err: err}
 	}

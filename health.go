@@ -54,10 +54,23 @@ type HealthPolicy struct {
 	// MinFailures is how many failed attempts that time must hold at
 	// least. 0 means 20.
 	MinFailures int
+	// Probe, if positive, enables a disabled endpoint again by itself:
+	// every Probe, each endpoint the policy disabled is sent
+	// Dispatcher.Check's probe callback (CheckCommand) through the route
+	// of an app that uses it, and one answered 2xx in the protocol is
+	// enabled (HealthEnabled). The probes are made one at a time, from a
+	// goroutine the Dispatcher owns, which Close ends. An endpoint no
+	// current app uses, or only apps a Resolver disabled
+	// (Endpoint.Disabled), is not probed. 0 means off: a disabled
+	// endpoint stays so until Dispatcher.EnableEndpoint.
+	Probe time.Duration
 }
 
 // validate applies the policy's defaults.
 func (p *HealthPolicy) validate() error {
+	if p.Probe < 0 {
+		return fmt.Errorf("%w: Health.Probe is negative", ErrInvalidConfig)
+	}
 	if p.MinFailures < 0 {
 		return fmt.Errorf("%w: Health.MinFailures is negative", ErrInvalidConfig)
 	}
@@ -485,4 +498,79 @@ func (us *urlStates) healthLevels(report func(int64, ...attribute.KeyValue)) {
 	for _, e := range us.m {
 		report(e.healthLevel(), attribute.String(attrEndpoint, e.logURL))
 	}
+}
+
+// probeDisabled runs until Close starts: every Health.Probe it probes the
+// disabled endpoints and enables those that answer (see HealthPolicy.Probe).
+func (d *Dispatcher) probeDisabled() {
+	defer close(d.probed)
+	t := time.NewTicker(d.s.Health.Probe)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stopping.Done():
+			return
+		case <-t.C:
+		}
+		for _, c := range d.probeTargets() {
+			if d.stopping.Err() != nil {
+				return
+			}
+			if err := d.check(d.stopping, c.app, c.r); err == nil {
+				c.e.enable()
+			}
+		}
+	}
+}
+
+// probeTarget is a disabled endpoint and the route of an app to probe it
+// through.
+type probeTarget struct {
+	e   *urlState
+	app int
+	r   *route
+}
+
+// probeTargets returns the disabled endpoints, each with the route of the
+// app with the lowest ID that uses it and is not disabled by its Endpoint.
+func (d *Dispatcher) probeTargets() []probeTarget {
+	disabled := map[urlKey]*urlState{}
+	d.urls.mu.RLock()
+	for k, e := range d.urls.m {
+		if e.health.disabled.Load() {
+			disabled[k] = e
+		}
+	}
+	d.urls.mu.RUnlock()
+	if len(disabled) == 0 {
+		return nil
+	}
+	var out []probeTarget
+	if d.routes == nil {
+		if e := disabled[keyOf(d.static.url)]; e != nil {
+			out = append(out, probeTarget{e, 0, d.static})
+		}
+		return out
+	}
+	best := map[urlKey]probeTarget{}
+	rs := d.routes
+	rs.mu.RLock()
+	for app, p := range rs.m {
+		if p.route == nil || p.route.disabled {
+			continue
+		}
+		k := keyOf(p.route.url)
+		e := disabled[k]
+		if e == nil {
+			continue
+		}
+		if b, ok := best[k]; !ok || app < b.app {
+			best[k] = probeTarget{e, app, p.route}
+		}
+	}
+	rs.mu.RUnlock()
+	for _, t := range best {
+		out = append(out, t)
+	}
+	return out
 }

@@ -473,12 +473,15 @@ const errCodeInProcess jetstream.ErrorCode = 10158
 
 // publishAgain reports whether a publish that failed with err may succeed
 // if sent again: no answer in time, no stream leader to answer, the same
-// event still in process, or JetStream's own "unavailable" (5xx) answers.
+// event still in process, JetStream's own "unavailable" (5xx) answers, or
+// a connection between two servers (a publish in flight when the Queue
+// leaves a hung server fails with nats.ErrDisconnected).
 // Anything else (a closed connection, a message over max_payload, a stream
 // that does not take the subject) fails the same way every time.
 func publishAgain(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) {
 		return true
 	}
 	var api *jetstream.APIError

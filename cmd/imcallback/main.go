@@ -3,7 +3,7 @@
 //
 //	imcallback listen   # be an App backend: print each callback, answer by rules
 //	imcallback send     # be the IM server: fire callbacks at an App backend
-//	imcallback replay   # resend callbacks that listen --record saved
+//	imcallback replay   # resend callbacks that listen --record saved, or natsqueue's dead letters
 //	imcallback apps     # manage per-app endpoints in a database
 //	imcallback doctor   # check that an App backend answers, before trusting fail-open
 //
@@ -42,6 +42,8 @@ Usage:
   imcallback send [flags]     fire a callback (or many) at an App backend through the library
   imcallback replay [flags] FILE
                               resend callbacks that listen --record saved, re-signed
+  imcallback replay --nats URL --app ID [flags]
+                              replay an app's dead letters from natsqueue, by query and at a rate
   imcallback apps list|set|delete|disable|enable [flags]
                               manage per-app callback endpoints in a database (sqlapps)
   imcallback doctor [flags]   check that an App backend is reachable and accepts the signature

@@ -28,9 +28,17 @@ requests, the Check probe) are skipped. Each is sent as a before-callback,
 one attempt, and its decision printed; with --after as an after-callback,
 with --retries.
 
+With --nats, replays dead letters instead: those of --app in natsqueue's
+dead-letter store that --command, --since, --until and --error select,
+oldest first, at --rate per second, back into the queue under their own
+webhook-ids, for the IM server's nodes to deliver (no FILE; --url and the
+signing flags do not apply). --dry-run counts them and replays nothing.
+
 Examples:
   imcallback listen --record calls.jsonl      # capture
   imcallback replay --url http://localhost:3000/callback --secret whsec_... calls.jsonl
+  imcallback replay --nats nats://127.0.0.1:4222 --app 1400000001 --error "endpoint disabled" --dry-run
+  imcallback replay --nats nats://127.0.0.1:4222 --app 1400000001 --since 24h --rate 20
 `
 
 const replayTail = `
@@ -44,8 +52,10 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		timeout                time.Duration
 		after, newIDs, asJSON  bool
 		retries                int
+		dq                     deadQuery
 	)
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	dq.flags(fs)
 	fs.StringVar(&url, "url", "http://127.0.0.1:8989/callback", "the App backend's callback `URL`")
 	fs.TextVar(&protocol, "protocol", callback.AppCommand, "the wire `protocol`: appcommand, tencent or openim; by default the recorded one")
 	fs.StringVar(&secret, "secret", "", "sign with this `secret`; none: unsigned")
@@ -64,6 +74,11 @@ func runReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return exitAllow
 	case err != nil:
 		return fail(stderr, exitUsage, "imcallback replay: %v (see imcallback replay --help)", err)
+	case dq.nats != "":
+		if fs.NArg() != 0 {
+			return fail(stderr, exitUsage, "imcallback replay: --nats replays dead letters: give no FILE")
+		}
+		return dq.run(ctx, stdout, stderr)
 	case fs.NArg() != 1:
 		return fail(stderr, exitUsage, "imcallback replay: give one FILE, after the flags (see imcallback replay --help)")
 	}
