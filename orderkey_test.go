@@ -267,13 +267,18 @@ func TestOrderKeyOfAnotherAppNotHeld(t *testing.T) {
 		r.Body = io.NopCloser(bytes.NewReader(keyedBody(ev.A, ev.K, ev.N)))
 		stuckKeys(c.ServeHTTP, attempts)(w, r)
 	})
-	d, _ := newDispatcher(t, fastRetries(callback.Config{URL: b.URL, Retries: 1 << 20}))
+	// App 1's stuck key retries every 50 ms or so, and the attempt log
+	// holds 16,384 records, so its retries cannot push app 2's records
+	// out of the log however long a loaded machine takes.
+	cfg := fastRetries(callback.Config{URL: b.URL, Retries: 1 << 20, AttemptLog: 1 << 14})
+	cfg.RetryWaitMin, cfg.RetryWaitMax = 50*time.Millisecond, 50*time.Millisecond
+	d, _ := newDispatcher(t, cfg)
 	defer closeNow(d)
 	const events = 20
 	afterKeyed(t, d, 1, []string{"room"}, events)
 	<-attempts["stuck-503"]
 	afterKeyed(t, d, 2, []string{"room"}, events)
-	require.Eventually(t, func() bool { return c.count() == events }, 30*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return c.count() == events }, 60*time.Second, time.Millisecond)
 	assert.Empty(t, c.problems())
 	assert.Equal(t, events-1, d.Stats().WaitingForKey)
 
