@@ -273,18 +273,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// sent is what After returned for an event: when, and its error.
-type sent struct {
-	at  time.Time
-	err error
-}
-
-func failover(t *testing.T, disrupt func(*testing.T, *cluster, jetstream.JetStream) []outage) {
-	c := startCluster(t, 3)
-	a := newApp(t, func(hit, int) int { return http.StatusOK })
-	// A node rides out a fail-over in After (PublishTimeout over the
-	// servers' election timeout) and gets lost acks' events back soon
-	// (AckWait).
+// failoverNodes starts two nodes on cluster c, a and b, first connected
+// to servers 0 and 1 and delivering to url, and a JetStream client on
+// server 2 for the test's own look at the streams. A node rides out a
+// fail-over in After (PublishTimeout over the servers' election timeout)
+// and gets lost acks' events back soon (AckWait).
+func failoverNodes(t *testing.T, c *cluster, url string) ([]*node, jetstream.JetStream) {
+	t.Helper()
 	opts := natsqueue.Options{Replicas: 3, AckWait: 2 * time.Second, PublishTimeout: 20 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}
 	conn := func(first int) *nats.Conn {
@@ -303,11 +298,24 @@ func failover(t *testing.T, disrupt func(*testing.T, *cluster, jetstream.JetStre
 		return err == nil
 	})
 	cfg := func(name string) callback.Config {
-		return callback.Config{URL: a.URL + "?node=" + name, Workers: 4, RetrySchedule: short}
+		return callback.Config{URL: url + "?node=" + name, Workers: 4, RetrySchedule: short}
 	}
 	nodes := []*node{newNode(t, ncA, opts, cfg("a")), newNode(t, ncB, opts, cfg("b"))}
 	js, err := jetstream.New(connect(t, c.urls(2), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond)))
 	require.NoError(t, err)
+	return nodes, js
+}
+
+// sent is what After returned for an event: when, and its error.
+type sent struct {
+	at  time.Time
+	err error
+}
+
+func failover(t *testing.T, disrupt func(*testing.T, *cluster, jetstream.JetStream) []outage) {
+	c := startCluster(t, 3)
+	a := newApp(t, func(hit, int) int { return http.StatusOK })
+	nodes, js := failoverNodes(t, c, a.URL)
 
 	// Senders: four per node, each an event every 10 ms at most, until
 	// stop is closed.
@@ -542,27 +550,7 @@ func TestFailoverOrdered(t *testing.T) {
 	}
 	c := startCluster(t, 3)
 	a := newFailoverApp(t)
-	opts := natsqueue.Options{Replicas: 3, AckWait: 2 * time.Second, PublishTimeout: 20 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}
-	conn := func(first int) *nats.Conn {
-		return connect(t, c.urls(first), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	}
-	ncA, ncB := conn(0), conn(1)
-	waitWithin(t, "the JetStream cluster", 30*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		q, err := natsqueue.New(ctx, ncA, opts)
-		if err == nil {
-			require.NoError(t, q.Close())
-		}
-		return err == nil
-	})
-	cfg := func(name string) callback.Config {
-		return callback.Config{URL: a.URL + "?node=" + name, Workers: 4, RetrySchedule: short}
-	}
-	nodes := []*node{newNode(t, ncA, opts, cfg("a")), newNode(t, ncB, opts, cfg("b"))}
-	js, err := jetstream.New(connect(t, c.urls(2), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond)))
-	require.NoError(t, err)
+	nodes, js := failoverNodes(t, c, a.URL)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
