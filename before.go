@@ -136,7 +136,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 		if givenID && !strings.HasSuffix(id, BeforeIDSuffix) && !answer.IsExactID(ctx) {
 			wireID = id + BeforeIDSuffix // the After of the message sends id itself
 		}
-		resp, err = d.before(ctx, r, rule, appID, command, wireID, body)
+		resp, err = d.before(ctx, r, rule, appID, command, wireID, body, start)
 	}
 	if err != nil {
 		resp = d.failed(ctx, r, rule, appID, command, id, start, err)
@@ -150,7 +150,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 	return resp
 }
 
-func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int, command, id string, body []byte) (Response, error) {
+func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int, command, id string, body []byte, start time.Time) (Response, error) {
 	if err := d.checkEvent(command, body); err != nil {
 		return Response{}, err
 	}
@@ -167,7 +167,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	if err := e.refuse(r.disabled); err != nil {
 		return Response{}, err // a disabled endpoint: see HealthPolicy
 	}
-	done, err := e.allow()
+	done, err := e.allow(start)
 	if err != nil {
 		return Response{}, err
 	}
