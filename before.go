@@ -136,7 +136,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 		if givenID && !strings.HasSuffix(id, BeforeIDSuffix) && !answer.IsExactID(ctx) {
 			wireID = id + BeforeIDSuffix // the After of the message sends id itself
 		}
-		resp, err = d.before(ctx, r, rule, appID, command, wireID, body)
+		resp, err = d.before(ctx, r, rule, appID, command, wireID, body, start)
 	}
 	if err != nil {
 		resp = d.failed(ctx, r, rule, appID, command, id, start, err)
@@ -150,7 +150,7 @@ func (d *Dispatcher) Before(ctx context.Context, appID int, command string, body
 	return resp
 }
 
-func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int, command, id string, body []byte) (Response, error) {
+func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int, command, id string, body []byte, start time.Time) (Response, error) {
 	if err := d.checkEvent(command, body); err != nil {
 		return Response{}, err
 	}
@@ -167,7 +167,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	if err := e.refuse(r.disabled); err != nil {
 		return Response{}, err // a disabled endpoint: see HealthPolicy
 	}
-	done, err := e.allow()
+	done, err := e.allow(start)
 	if err != nil {
 		return Response{}, err
 	}
@@ -190,7 +190,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	d.setHeaders(req.Header, id)
 	d.trace.inject(ctx, req.Header)
 	r.sender.Sign(req, c, body, d.now())
-	res, err := d.client.Do(req)
+	res, err := do(d.transport, req)
 	out := wait.outcome(caller, res, err)
 	e.observed(out, res)
 	done(out)
@@ -276,10 +276,19 @@ func checkStatus(res *http.Response) error {
 	}
 }
 
+// answerBuf holds an answer as it is read, with the reader that bounds
+// it, so that reading an answer into a pooled one allocates nothing.
+type answerBuf struct {
+	bytes.Buffer
+	limited io.LimitedReader
+}
+
 // readAnswer reads at most limit bytes of body into buf; a longer body is
 // an error wrapping ErrAnswerTooLarge.
-func readAnswer(buf *bytes.Buffer, body io.Reader, limit int64) error {
-	n, err := buf.ReadFrom(io.LimitReader(body, limit+1))
+func readAnswer(buf *answerBuf, body io.Reader, limit int64) error {
+	buf.limited = io.LimitedReader{R: body, N: limit + 1}
+	n, err := buf.ReadFrom(&buf.limited)
+	buf.limited.R = nil // not kept in the pool
 	if err != nil {
 		return fmt.Errorf("reading answer: %w", err)
 	}
@@ -301,13 +310,13 @@ func drain(body io.Reader) {
 
 // buffers holds answer buffers between Before calls. Buffers that grew past
 // maxPooledBuffer are let go rather than pinned.
-var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+var buffers = sync.Pool{New: func() any { return new(answerBuf) }}
 
 const maxPooledBuffer = 64 << 10
 
-func getBuffer() *bytes.Buffer { return buffers.Get().(*bytes.Buffer) }
+func getBuffer() *answerBuf { return buffers.Get().(*answerBuf) }
 
-func putBuffer(b *bytes.Buffer) {
+func putBuffer(b *answerBuf) {
 	if b.Cap() > maxPooledBuffer {
 		return
 	}

@@ -23,7 +23,7 @@ func BenchmarkBreakerClosed(b *testing.B) {
 		e := newE(b)
 		b.ReportAllocs()
 		for b.Loop() {
-			done, err := e.allow()
+			done, err := e.allow(time.Now())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -35,7 +35,7 @@ func BenchmarkBreakerClosed(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				done, err := e.allow()
+				done, err := e.allow(time.Now())
 				if err != nil {
 					b.Error(err)
 					return

@@ -48,8 +48,7 @@ type Dispatcher struct {
 
 	urls *urlStates // breaker and After limits of each callback URL
 
-	transport *http.Transport // owned: idle connections closed by Close
-	client    *http.Client    // one attempt, no redirects
+	transport *http.Transport // owned: idle connections closed by Close; requests go through do
 
 	beforeInFlight atomic.Int64 // Before requests in flight: see before's connection trace
 
@@ -109,7 +108,6 @@ func New(cfg Config) (*Dispatcher, error) {
 		d.mem = newMemQueue(s.QueueSize, s.EndpointQueueSize, s.Workers, d.urls)
 		d.queue = d.mem
 	}
-	d.client = newClient(d.transport)
 	// The lifetime context belongs to the Dispatcher: deliveries outlive the
 	// After call that queued them, and end only by success, dead letter or
 	// Close.

@@ -1,7 +1,6 @@
 package callback
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -98,7 +97,7 @@ func (d *Dispatcher) check(ctx context.Context, appID int, r *route) error {
 	}
 	d.setHeaders(req.Header, id)
 	r.sender.Sign(req, c, body, d.now())
-	res, err := d.client.Do(req) // not through the breaker: see above
+	res, err := do(d.transport, req) // not through the breaker: see above
 	if err != nil {
 		if caller.Err() != nil {
 			return caller.Err()
@@ -114,7 +113,7 @@ func (d *Dispatcher) check(ctx context.Context, appID int, r *route) error {
 		}
 		return fail(res.StatusCode, head, err)
 	}
-	var buf bytes.Buffer
+	var buf answerBuf
 	if err := readAnswer(&buf, res.Body, d.s.MaxResponseBytes); err != nil {
 		if caller.Err() != nil {
 			return caller.Err()

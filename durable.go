@@ -174,8 +174,8 @@ func (d *Dispatcher) attempt(wctx context.Context, ev *Event, r *route, stats *c
 	// Tencent RequestTime must be new.
 	r.sender.Sign(req, c, ev.Body, d.now())
 	start = stats.attemptStart(ev.Attempts)
-	res, err = d.client.Do(req)
-	sent = true // the client hands every well-formed request to the transport
+	res, err = do(d.transport, req)
+	sent = true // do hands every well-formed request to the transport
 	// The breaker hears the outcome: d.life, not ctx, tells an attempt that
 	// Close cut short from one that the App backend failed.
 	p.end(d.life, res, err)

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/goccy/go-json"
 
@@ -75,7 +76,9 @@ func (t *target) newRequest(ctx context.Context, s format.Sender, c format.Call,
 		q = q[1:]
 	}
 	*req.URL = t.base
-	req.URL.RawQuery = string(q)
+	// q is not written again: its bytes can be the string's, which saves
+	// a copy and an allocation per call.
+	req.URL.RawQuery = unsafe.String(unsafe.SliceData(q), len(q))
 	req.Host = t.host
 	return req, nil
 }

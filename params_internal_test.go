@@ -31,15 +31,20 @@ func eventBody(n int) []byte {
 }
 
 // FuzzValidBody checks validBody (goccy/go-json's Valid and utf8.Valid)
-// against encoding/json's Valid and utf8.Valid: they must accept and
-// refuse the same bodies. The seeds are tricky JSON and the answers of the
-// decode fuzzers' corpus.
+// against encoding/json's Valid and utf8.Valid: they must accept and refuse the same bodies. The
+// seeds are tricky JSON, long text, and the answers of the decode
+// fuzzers' corpus.
 func FuzzValidBody(f *testing.F) {
 	for _, s := range []string{
 		`{"a":1}`, `[1,2,"x"]`, `"\ud800"`, "\"\xff\"", `{"a":1,"a":2}`, `1e400`, `-0`,
 		`01`, ` {} `, `{"a":}`, `[1,]`, "\"\t\"", `"\u00zz"`, `nul`, `true `, "1\x00",
 		`{"a" : [ ] }`, "", " ", `"\/"`, `1.`, `.1`, `1e`, `-`, `[[[[]]]]`, "{\"\x00\":1}",
 		"{\"a\":\"\xed\xa0\x80\"}", `{"a":"héllo ✓"}`, "\xef\xbb\xbf{}", `{"a":1}}`, `{} {}`,
+		"\"\x7f\"", "\"\xef\xbf\xbd\"", "\"\xf4\x90\x80\x80\"", "\"\xc0\xaf\"", `"\u12"`, `"\uD83D\uDE00"`, `"\x"`,
+		`[1e+5,-1.5E-3,0.0,-0,1E9]`, `[-]`, `[1e]`, `[1.e3]`, `[--1]`, `[+1]`, `{"a":tru}`, `nulll`, `[,1]`,
+		`{"a" 1}`, `{1:2}`, `{"a":1,}`, `[1 2]`, "\"ab\\\"cdefghijklmnop\"", `"abcdefgh\`, `"abcdefghijklmno`,
+		`{"text":"` + strings.Repeat("hello, how are you today? ", 40) + `"}`,
+		`{"text":"` + strings.Repeat("héllo wörld ✓ ", 40) + `"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -70,36 +75,62 @@ func FuzzValidBody(f *testing.F) {
 	})
 }
 
+// TestValidBodyNesting checks validBody at encoding/json's nesting limit,
+// which fuzzing does not reach: 10,000 levels are valid, 10,001 are not.
+func TestValidBodyNesting(t *testing.T) {
+	for _, n := range []int{63, 64, 65, 10000, 10001} {
+		for name, body := range map[string]string{
+			"arrays":        strings.Repeat("[", n) + strings.Repeat("]", n),
+			"objects":       strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n),
+			"empty":         strings.Repeat("[", n-1) + "{}" + strings.Repeat("]", n-1),
+			"unclosed":      strings.Repeat("[", n) + strings.Repeat("]", n-1),
+			"mixed, spaced": strings.Repeat(`[ {"a" : `, n/2) + "[ ]" + strings.Repeat("} ]", n/2),
+		} {
+			want := json.Valid([]byte(body))
+			if got := validBody([]byte(body)); got != want {
+				t.Errorf("%s, %d levels: validBody = %v, encoding/json says %v", name, n, got, want)
+			}
+		}
+	}
+}
+
 // BenchmarkValidBody measures the body check of Before and After
 // (validBody: goccy/go-json's Valid and utf8.Valid) against
-// encoding/json's Valid, which it replaced, at three sizes.
+// encoding/json's Valid, which it replaced, and utf8.Valid alone, at
+// three sizes, on two bodies: many short strings with accents (event), and one long ASCII
+// text, as the bench program's events (text).
 func BenchmarkValidBody(b *testing.B) {
 	for _, size := range []int{100, 4 << 10, 64 << 10} {
-		body := eventBody(size)
-		if !validBody(body) {
-			b.Fatal("the benchmark body is not valid")
-		}
-		name := strconv.Itoa(size) + "B"
-		b.Run("encoding-json/"+name, func(b *testing.B) {
+		benchmarkValidBody(b, "event/"+strconv.Itoa(size)+"B", eventBody(size))
+		benchmarkValidBody(b, "text/"+strconv.Itoa(size)+"B", textBody(size))
+	}
+}
+
+// textBody returns a message event of about n bytes whose text is one
+// long ASCII string.
+func textBody(n int) []byte {
+	head := `{"fromId":"alice","toId":"bob","msgId":"m-000001","text":"`
+	tail := `","ts":1700000000000}`
+	text := strings.Repeat("hello, how are you today? ", n/26+1)[:max(0, n-len(head)-len(tail))]
+	return []byte(head + text + tail)
+}
+
+func benchmarkValidBody(b *testing.B, name string, body []byte) {
+	if !validBody(body) {
+		b.Fatal("the benchmark body is not valid")
+	}
+	for _, check := range []struct {
+		name  string
+		valid func([]byte) bool
+	}{
+		{"encoding-json", func(body []byte) bool { return utf8.Valid(body) && json.Valid(body) }},
+		{"utf8.Valid", utf8.Valid},
+		{"validBody", validBody},
+	} {
+		b.Run(check.name+"/"+name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				if !utf8.Valid(body) || !json.Valid(body) {
-					b.Fatal("invalid")
-				}
-			}
-		})
-		b.Run("utf8.Valid/"+name, func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
-			for b.Loop() {
-				if !utf8.Valid(body) {
-					b.Fatal("invalid")
-				}
-			}
-		})
-		b.Run("validBody/"+name, func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
-			for b.Loop() {
-				if !validBody(body) {
+				if !check.valid(body) {
 					b.Fatal("invalid")
 				}
 			}

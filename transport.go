@@ -3,10 +3,13 @@ package callback
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -65,20 +68,62 @@ func newTransport(s *settings) *http.Transport {
 	}
 }
 
-// newClient returns the HTTP client shared by Before and After. It never
-// follows a redirect: a 3xx is a failed callback. After retries are the
-// Dispatcher's own (see deliverOnce), one request per hand-out, so the
-// client makes one attempt per call. Each call bounds its own request
-// (its context's timeout), and an After attempt reports its outcome to
-// its endpoint's breaker and the metrics itself (Dispatcher.attempt), so
-// nothing wraps the transport.
-func newClient(t *http.Transport) *http.Client {
-	return &http.Client{
-		Transport: t,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
+// do sends req, one attempt, as an http.Client with no jar, no timeout and
+// a CheckRedirect that never follows would, straight on t: such a client
+// still copies the request's headers for a redirect on every call (a map,
+// its values and a closure), which a call that never follows one does not
+// need. What the client would do otherwise, do does too: it sends the
+// URL's user information as basic auth (unless the request has an
+// Authorization header), returns an HTTPS request answered in plain HTTP
+// as http.ErrSchemeMismatch, a redirect whose Location does not parse as
+// an error, and any other redirect as the answer; its errors are
+// *url.Error, as the client's. Each call bounds its own request (its
+// context's timeout), and an attempt reports its outcome to its
+// endpoint's breaker and the metrics itself, so nothing wraps the
+// transport.
+func do(t *http.Transport, req *http.Request) (*http.Response, error) {
+	if u := req.URL.User; u != nil && req.Header.Get("Authorization") == "" {
+		password, _ := u.Password()
+		req.SetBasicAuth(u.Username(), password)
 	}
+	res, err := t.RoundTrip(req)
+	if err != nil {
+		if tlsErr, ok := err.(tls.RecordHeaderError); ok && string(tlsErr.RecordHeader[:]) == "HTTP/" {
+			err = http.ErrSchemeMismatch
+		}
+		return nil, urlError(req, err)
+	}
+	if redirects(res.StatusCode) {
+		if loc := res.Header.Get("Location"); loc != "" {
+			if _, err := req.URL.Parse(loc); err != nil {
+				_ = res.Body.Close()
+				return nil, urlError(req, fmt.Errorf("failed to parse Location header %q: %v", loc, err))
+			}
+		}
+	}
+	return res, nil
+}
+
+// redirects reports whether an http.Client would follow an answer with
+// status code, a POST's with a body it can send again, if it followed
+// redirects.
+func redirects(code int) bool {
+	switch code {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
+// urlError is err as http.Client returns it for req: in a *url.Error
+// naming the method and the URL without its password.
+func urlError(req *http.Request, err error) error {
+	u := req.URL.String()
+	if _, has := req.URL.User.Password(); has {
+		u = strings.Replace(u, req.URL.User.String()+"@", req.URL.User.Username()+":***@", 1)
+	}
+	return &url.Error{Op: req.Method[:1] + strings.ToLower(req.Method[1:]), URL: u, Err: err}
 }
 
 // retryPolicy retries what may succeed later: transport errors, 408, 429

@@ -170,7 +170,9 @@ type Sender interface {
 	// AppendQuery appends call c's query parameters that are the same on
 	// every attempt to q, each as "&name=value" (escaped), and returns
 	// the extended buffer. q holds the endpoint URL's own query, or
-	// nothing; the Dispatcher drops a leading "&".
+	// nothing; the Dispatcher drops a leading "&". It must not keep q
+	// or the buffer it returns, whose bytes become the query string
+	// without a copy.
 	AppendQuery(q []byte, c Call) []byte
 
 	// Sign readies one attempt of call c just before it is sent, at time
