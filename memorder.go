@@ -102,8 +102,8 @@ const (
 // queueKeyed takes a keyed event in under inMu: it reports whether the
 // event goes to its lane now (its key had nothing pending) and, when it
 // waits, the event it waits for.
-func (q *memQueue) queueKeyed(in inbound) (now bool, ahead eventRef) {
-	k := orderKey{in.ev.AppID, in.ev.OrderKey}
+func (q *memQueue) queueKeyed(e *urlState, ev *Event) (now bool, ahead eventRef) {
+	k := orderKey{ev.AppID, ev.OrderKey}
 	l := q.keys[k]
 	if l == nil {
 		if n := len(q.spare); n > 0 {
@@ -113,14 +113,14 @@ func (q *memQueue) queueKeyed(in inbound) (now bool, ahead eventRef) {
 		} else {
 			l = &keyLine{}
 		}
-		l.last = refOf(&in.ev)
+		l.last = refOf(ev)
 		q.keys[k] = l
 		q.keysPeak = max(q.keysPeak, len(q.keys))
 		return true, eventRef{}
 	}
 	ahead = l.last
-	l.last = refOf(&in.ev)
-	l.evs.push(in)
+	l.last = refOf(ev)
+	l.evs.push(inbound{e: e, ev: *ev})
 	q.keyWait.Add(1)
 	return false, ahead
 }

@@ -98,14 +98,20 @@ func newMemQueue(size, share, workers int, urls *urlStates) *memQueue {
 
 // Put queues ev for its endpoint's lane. ev.route is set: After resolved it.
 func (q *memQueue) Put(_ context.Context, ev Event) error {
-	_, err := q.put(&ev)
+	_, err := q.put(q.urls.forRoute(ev.route), &ev)
 	return err
 }
 
-// put queues ev for its endpoint's lane or, when an earlier event of its
-// order key is pending, behind that one, which it returns.
-func (q *memQueue) put(ev *Event) (ahead eventRef, err error) {
-	e := q.urls.forRoute(ev.route)
+// full reports whether put would now refuse an event for e with
+// ErrQueueFull. It reads the counts without the lock, so After can
+// refuse without building the event; put checks them again under it.
+func (q *memQueue) full(e *urlState) bool {
+	return q.n.Load() >= int64(q.size) || e.held.Load() >= int32(q.share)
+}
+
+// put queues ev for its endpoint e's lane or, when an earlier event of
+// its order key is pending, behind that one, which it returns.
+func (q *memQueue) put(e *urlState, ev *Event) (ahead eventRef, err error) {
 	q.inMu.Lock()
 	if q.inClosed {
 		q.inMu.Unlock()
@@ -119,7 +125,7 @@ func (q *memQueue) put(ev *Event) (ahead eventRef, err error) {
 	e.held.Add(1)
 	now := true
 	if ev.OrderKey != "" {
-		now, ahead = q.queueKeyed(inbound{e: e, ev: *ev})
+		now, ahead = q.queueKeyed(e, ev)
 	}
 	if now {
 		q.in.push(inbound{e: e, ev: *ev})
