@@ -44,31 +44,38 @@ func (b *backend) conns() int64 { c, _ := b.stat(); return c }
 // received is how many requests the backend has read so far.
 func (b *backend) received() int64 { _, r := b.stat(); return r }
 
-// settle waits until the backend process is close to idle (under a tenth
-// of a core over 20 ms), so that a round does not pay for the work a
-// previous round left behind: a client that gave up on its calls leaves
-// the backend finishing handshakes and requests. It returns an error when
-// the backend is still busy after settleFor (its CPU rose by more than a
-// tenth of each tick on every tick): the round would measure the
-// leftovers, and the bench must not print it as a result. It does nothing
-// for a backend in this process, whose CPU is the bench's.
+// settle waits until the backend process is close to idle (under a
+// twentieth of a core over the last 100 ms), so that a round does not pay
+// for the work a previous round left behind: a client that gave up on its
+// calls leaves the backend finishing handshakes and requests. It returns
+// an error when the backend is still busy after settleFor: the round
+// would measure the leftovers, and the bench must not print it as a
+// result. The window is 100 ms, not one 20 ms tick, because on a loaded
+// machine a busy process can get next to no CPU for a tick and look idle.
+// It does nothing for a backend in this process, whose CPU is the bench's.
 func (b *backend) settle() error {
 	if b.cpu == nil {
 		return nil
 	}
-	const tick = 20 * time.Millisecond
+	const (
+		tick   = 20 * time.Millisecond
+		window = 5 // ticks
+	)
 	deadline := time.Now().Add(settleFor)
-	last := b.cpu()
+	seen := []time.Duration{b.cpu()} // the last window+1 readings
 	busy := time.Duration(0)
 	for time.Now().Before(deadline) {
 		time.Sleep(tick)
-		now := b.cpu()
-		if busy = now - last; busy < tick/10 {
+		seen = append(seen, b.cpu())
+		if len(seen) <= window {
+			continue
+		}
+		seen = seen[len(seen)-window-1:]
+		if busy = seen[window] - seen[0]; busy < window*tick/20 {
 			return nil
 		}
-		last = now
 	}
-	return fmt.Errorf("the backend process (pid %d) was not idle before it: still busy after %v (%v of CPU in its last %v)", b.pid, settleFor, busy.Round(time.Millisecond), tick)
+	return fmt.Errorf("the backend process (pid %d) was not idle before it: still busy after %v (%v of CPU in its last %v)", b.pid, settleFor, busy.Round(time.Millisecond), window*tick)
 }
 
 // settleFor is how long settle waits for the backend process to go idle.
@@ -185,12 +192,20 @@ func serve(kind string) {
 
 // spinUntil burns CPU until stop is closed.
 func spinUntil(stop <-chan struct{}) {
-	for {
-		select {
-		case <-stop:
+	for n := 0; ; n++ {
+		if n%1024 == 0 && closed(stop) {
 			return
-		default:
 		}
+	}
+}
+
+// closed reports whether c is closed.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
