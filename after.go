@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/imcallback/callback/format"
 )
 
@@ -93,7 +95,9 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 		// the event is delivered, sparing After an allocation.
 		ev.ID = d.eventID(ev.seq)
 	}
-	ev.Trace, ev.traceID = d.trace.carry(ctx), traceIDOf(ctx)
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() { // one lookup when untraced
+		ev.Trace, ev.traceID = d.trace.carry(ctx), sc.TraceID()
+	}
 	if c := deviceFrom(ctx); c != (device{}) { // ctx ends with the call; the event lives on
 		ev.ClientIP, ev.Platform = c.ip, c.platform
 	}
