@@ -217,6 +217,50 @@ func TestAttemptLogAfterRejected(t *testing.T) {
 	assert.NotEqual(t, queued[0].EventID, queued[1].EventID, "memory events get their IDs")
 }
 
+// TestAttemptLogQueueFullOncePerBurst: of a burst of ErrQueueFull
+// refusals the attempt log records the first only, Stats counts them
+// all, and an accepted event ends the burst, so the next refusal is
+// recorded again.
+func TestAttemptLogQueueFullOncePerBurst(t *testing.T) {
+	release := make(chan struct{}, 1)
+	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	d, err := callback.New(callback.Config{URL: b.URL, Logger: discardLogger(), Workers: 1, QueueSize: 1})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // end the held attempt
+		_ = d.Close(ctx)
+	})
+	ctx := context.Background()
+	after := func(id string) error {
+		return d.After(callback.WithEventID(ctx, id), 1, "message.send.after", []byte(`{}`))
+	}
+	require.NoError(t, after("held-1"))
+	waitUntil(t, "the worker to hold the first event", func() bool { return b.count() == 1 })
+	require.NoError(t, after("queued-2"))
+	for i := range 5 {
+		require.ErrorIs(t, after(fmt.Sprintf("full-%d", i+1)), callback.ErrQueueFull)
+	}
+	release <- struct{}{} // held-1 answered: the worker takes queued-2
+	waitUntil(t, "the worker to hold the second event", func() bool { return b.count() == 2 })
+	require.NoError(t, after("queued-3"), "a slot freed")
+	for i := range 2 {
+		require.ErrorIs(t, after(fmt.Sprintf("full-%d", i+6)), callback.ErrQueueFull)
+	}
+	var ids []string
+	for _, a := range d.Attempts(callback.AttemptQuery{Outcome: callback.OutcomeRejected}) {
+		ids = append(ids, a.EventID)
+		assert.Equal(t, callback.ErrQueueFull.Error(), a.Error)
+	}
+	assert.Equal(t, []string{"full-1", "full-6"}, ids, "the first refusal of each burst")
+	assert.Equal(t, uint64(7), d.Stats().Total.RejectedFull, "every refusal counted")
+}
+
 // TestAttemptLogAfterRefusedEarly: an After refused before its event is
 // queued (invalid body, empty command, unknown app, ended ctx, closed) is
 // in the log as rejected with its error, under the ID given with

@@ -164,6 +164,48 @@ func BenchmarkAfterOrderKey(b *testing.B) {
 	benchAfter(b, func(i int) context.Context { return ctxs[i%len(ctxs)] })
 }
 
+// BenchmarkAfterRefused measures an After refused with ErrQueueFull: the
+// only worker holds an event on an App backend that never answers and
+// the queue of one is full, with the attempt log on (the default) and
+// off. The log records only the first refusal of a burst.
+func BenchmarkAfterRefused(b *testing.B) {
+	for _, log := range []struct {
+		name string
+		size int
+	}{{"log=on", 0}, {"log=off", -1}} {
+		b.Run(log.name, func(b *testing.B) {
+			held := make(chan struct{}, 1)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				held <- struct{}{}
+				<-r.Context().Done()
+			}))
+			b.Cleanup(srv.Close)
+			d := newBenchDispatcher(b, callback.Config{URL: srv.URL + "/callback", Workers: 1, QueueSize: 1, Timeout: time.Hour, AttemptLog: log.size})
+			ctx := context.Background()
+			fill := func() {
+				for {
+					switch err := d.After(ctx, 10000, "message.send.after", benchBody); {
+					case errors.Is(err, callback.ErrQueueFull):
+						return
+					case err != nil:
+						b.Fatal(err)
+					}
+				}
+			}
+			fill()
+			<-held // the worker holds an event for good
+			fill()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := d.After(ctx, 10000, "message.send.after", benchBody); !errors.Is(err, callback.ErrQueueFull) {
+					b.Fatalf("After: got %v, want ErrQueueFull", err)
+				}
+			}
+		})
+	}
+}
+
 // benchAfter measures After with the context ctxOf gives the i-th call.
 func benchAfter(b *testing.B, ctxOf func(i int) context.Context) {
 	release := make(chan struct{})

@@ -1,5 +1,7 @@
 package callback
 
+import "hash/maphash"
+
 // The memory queue's order keys (WithOrderKey). An event under a key
 // that has no event pending goes into its endpoint's lane like any other;
 // the key's later events wait in the key's line, outside the lanes, and
@@ -13,19 +15,39 @@ package callback
 // delivered; the map of lines is made anew when it empties after a peak,
 // as a Go map keeps the room of its largest size.
 
-// orderKey is an app's order key: two apps' equal strings are two keys.
-type orderKey struct {
-	app int
-	key string
+// The lines are found by a hash of the app and the key (keyHash),
+// computed before inMu is taken: a map with uint64 keys is looked up in
+// a third of the time of one keyed by app and string, and the string is
+// hashed outside the lock that every After takes. Lines whose hashes
+// collide are chained and told apart by their app and key.
+
+// keyHash hashes an app's order key for q.keys: two apps' equal strings
+// are two keys (their lines compare the app too).
+func (q *memQueue) keyHash(app int, key string) uint64 {
+	return maphash.String(q.seed, key) ^ uint64(app)*0x9e3779b97f4a7c15
 }
 
 // keyLine is the events of one order key behind the one pending (in a
 // lane, out or waiting for a retry), in After's order.
 type keyLine struct {
-	evs lineFifo
+	app int
+	key string
+	// chain is the next line whose key has the same hash; nil for none.
+	chain *keyLine
+	evs   lineFifo
 	// last names the latest event accepted under the key: the one the
 	// next event waits for.
 	last eventRef
+}
+
+// line returns the line of app's key, of hash h, or nil; under inMu.
+func (q *memQueue) line(h uint64, app int, key string) *keyLine {
+	for l := q.keys[h]; l != nil; l = l.chain {
+		if l.app == app && l.key == key {
+			return l
+		}
+	}
+	return nil
 }
 
 // eventRef names an event for the attempt log: by its given ID, or by
@@ -99,12 +121,11 @@ const (
 	keysRemake = 1024
 )
 
-// queueKeyed takes a keyed event in under inMu: it reports whether the
-// event goes to its lane now (its key had nothing pending) and, when it
-// waits, the event it waits for.
-func (q *memQueue) queueKeyed(in inbound) (now bool, ahead eventRef) {
-	k := orderKey{in.ev.AppID, in.ev.OrderKey}
-	l := q.keys[k]
+// queueKeyed takes a keyed event, whose key has hash h, in under inMu:
+// it reports whether the event goes to its lane now (its key had nothing
+// pending) and, when it waits, the event it waits for.
+func (q *memQueue) queueKeyed(h uint64, e *urlState, ev *Event) (now bool, ahead eventRef) {
+	l := q.line(h, ev.AppID, ev.OrderKey)
 	if l == nil {
 		if n := len(q.spare); n > 0 {
 			l = q.spare[n-1]
@@ -113,15 +134,17 @@ func (q *memQueue) queueKeyed(in inbound) (now bool, ahead eventRef) {
 		} else {
 			l = &keyLine{}
 		}
-		l.last = refOf(&in.ev)
-		q.keys[k] = l
-		q.keysPeak = max(q.keysPeak, len(q.keys))
+		l.app, l.key, l.last = ev.AppID, ev.OrderKey, refOf(ev)
+		l.chain = q.keys[h]
+		q.keys[h] = l
+		q.nkeys++
+		q.keysPeak = max(q.keysPeak, q.nkeys)
 		return true, eventRef{}
 	}
 	ahead = l.last
-	l.last = refOf(&in.ev)
-	l.evs.push(in)
-	q.keyWait.Add(1)
+	l.last = refOf(ev)
+	l.evs.push(inbound{e: e, ev: *ev})
+	q.keyWait++
 	return false, ahead
 }
 
@@ -129,24 +152,40 @@ func (q *memQueue) queueKeyed(in inbound) (now bool, ahead eventRef) {
 // pending is settled for good: it returns the key's next event, which
 // goes to its lane, or forgets the key when none is left.
 func (q *memQueue) nextOfKey(ev *Event) (inbound, bool) {
-	k := orderKey{ev.AppID, ev.OrderKey}
+	return q.nextOfKeyHashed(q.keyHash(ev.AppID, ev.OrderKey), ev)
+}
+
+// nextOfKeyHashed is nextOfKey with ev's key hashed to h.
+func (q *memQueue) nextOfKeyHashed(h uint64, ev *Event) (inbound, bool) {
 	q.inMu.Lock() // after mu, as intake takes them
 	defer q.inMu.Unlock()
-	l := q.keys[k]
+	var prev *keyLine
+	l := q.keys[h]
+	for l != nil && (l.app != ev.AppID || l.key != ev.OrderKey) {
+		prev, l = l, l.chain
+	}
 	if l == nil {
 		return inbound{}, false // not queued under its key (a test's Put)
 	}
 	if l.len() > 0 {
-		q.keyWait.Add(-1)
+		q.keyWait--
 		return l.evs.pop(), true
 	}
-	delete(q.keys, k)
+	switch {
+	case prev != nil:
+		prev.chain = l.chain
+	case l.chain != nil:
+		q.keys[h] = l.chain
+	default:
+		delete(q.keys, h)
+	}
+	q.nkeys--
 	if len(q.spare) < spareLines {
-		l.last = eventRef{}
+		*l = keyLine{evs: l.evs} // the line keeps its emptied chunk
 		q.spare = append(q.spare, l)
 	}
-	if len(q.keys) == 0 && q.keysPeak >= keysRemake {
-		q.keys, q.keysPeak = make(map[orderKey]*keyLine), 0
+	if q.nkeys == 0 && q.keysPeak >= keysRemake {
+		q.keys, q.keysPeak = make(map[uint64]*keyLine), 0
 	}
 	return inbound{}, false
 }
@@ -168,9 +207,13 @@ func (q *memQueue) toLane(in inbound) {
 func (q *memQueue) keyCount() int {
 	q.inMu.Lock()
 	defer q.inMu.Unlock()
-	return len(q.keys)
+	return q.nkeys
 }
 
 // waitingForKey returns how many events wait behind an earlier event of
 // their order key.
-func (q *memQueue) waitingForKey() int { return int(q.keyWait.Load()) }
+func (q *memQueue) waitingForKey() int {
+	q.inMu.Lock()
+	defer q.inMu.Unlock()
+	return q.keyWait
+}

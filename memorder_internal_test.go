@@ -51,13 +51,53 @@ func TestMemQueueKeysShrinkBack(t *testing.T) {
 	q.inMu.Lock()
 	defer q.inMu.Unlock()
 	defer q.mu.Unlock()
-	if len(q.keys) != 0 || q.keysPeak != 0 {
-		t.Errorf("%d keys held, peak %d since the map was made; want none (the map made anew)", len(q.keys), q.keysPeak)
+	if len(q.keys) != 0 || q.nkeys != 0 || q.keysPeak != 0 {
+		t.Errorf("%d keys held (%d hashes), peak %d since the map was made; want none (the map made anew)", q.nkeys, len(q.keys), q.keysPeak)
 	}
 	if len(q.spare) > spareLines {
 		t.Errorf("%d spare lines kept, want at most %d", len(q.spare), spareLines)
 	}
-	if n := q.keyWait.Load(); n != 0 {
+	if n := q.keyWait; n != 0 {
 		t.Errorf("%d events counted as waiting for their key, want 0", n)
+	}
+}
+
+// TestKeyLinesOfOneHash: lines whose keys hash alike are chained and told
+// apart by app and key: each keeps its own events in order, and a line
+// forgotten from the middle, the head or alone leaves the others whole.
+func TestKeyLinesOfOneHash(t *testing.T) {
+	q := newMemQueue(100, 100, 1, nil)
+	const h = 42 // every key's hash: one chain
+	evs := []Event{
+		{AppID: 1, OrderKey: "a", seq: 1}, {AppID: 2, OrderKey: "a", seq: 2}, {AppID: 1, OrderKey: "b", seq: 3},
+		{AppID: 1, OrderKey: "a", seq: 4}, {AppID: 2, OrderKey: "a", seq: 5}, {AppID: 1, OrderKey: "b", seq: 6},
+	}
+	for i := range evs {
+		now, ahead := q.queueKeyed(h, nil, &evs[i])
+		if i < 3 && (!now || ahead != (eventRef{})) {
+			t.Fatalf("event %d: now %v, waits for %+v; want its key's first, sent now", i, now, ahead)
+		}
+		if i >= 3 && (now || ahead.seq != evs[i-3].seq) {
+			t.Fatalf("event %d: now %v, waits for %d; want it to wait for %d", i, now, ahead.seq, evs[i-3].seq)
+		}
+	}
+	if q.nkeys != 3 || len(q.keys) != 1 || q.keyWait != 3 {
+		t.Fatalf("%d keys under %d hashes, %d waiting; want 3 keys under 1, 3 waiting", q.nkeys, len(q.keys), q.keyWait)
+	}
+	// The chain is (1,b), (2,a), (1,a): settle the middle, the head, the last.
+	for _, i := range []int{1, 2, 0} {
+		next, ok := q.nextOfKeyHashed(h, &evs[i])
+		if !ok || next.ev.seq != evs[i+3].seq {
+			t.Fatalf("after event %d: next %d (%v), want %d", i, next.ev.seq, ok, evs[i+3].seq)
+		}
+		if _, ok := q.nextOfKeyHashed(h, &next.ev); ok {
+			t.Fatalf("after event %d: a third event of its key", i+3)
+		}
+		if l := q.line(h, evs[i].AppID, evs[i].OrderKey); l != nil {
+			t.Fatalf("key (%d, %q) still held once settled", evs[i].AppID, evs[i].OrderKey)
+		}
+	}
+	if q.nkeys != 0 || len(q.keys) != 0 || q.keyWait != 0 {
+		t.Fatalf("%d keys under %d hashes, %d waiting; want none", q.nkeys, len(q.keys), q.keyWait)
 	}
 }

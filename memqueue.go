@@ -3,6 +3,7 @@ package callback
 import (
 	"container/heap"
 	"context"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,10 +47,12 @@ type memQueue struct {
 	inClosed bool          // Stop was called; Put refuses
 	// keys holds a line per order key with an event pending (memorder.go),
 	// under inMu: Put queues a keyed event behind its key's pending one.
-	keys     map[orderKey]*keyLine
-	keysPeak int          // the most keys held since keys was made
-	spare    []*keyLine   // emptied lines, for reuse
-	keyWait  atomic.Int64 // events in the lines: waiting for their key
+	keys     map[uint64]*keyLine // by keyHash, colliding lines chained
+	seed     maphash.Seed        // of keyHash
+	nkeys    int                 // lines in keys
+	keysPeak int                 // the most keys held since keys was made
+	spare    []*keyLine          // emptied lines, for reuse
+	keyWait  int                 // events in the lines: waiting for their key
 
 	mu     sync.Mutex
 	lanes  map[*urlState]*lane
@@ -90,7 +93,8 @@ func newMemQueue(size, share, workers int, urls *urlStates) *memQueue {
 	return &memQueue{
 		size: size, share: share, urls: urls,
 		lanes: make(map[*urlState]*lane),
-		keys:  make(map[orderKey]*keyLine),
+		keys:  make(map[uint64]*keyLine),
+		seed:  maphash.MakeSeed(),
 		done:  make(chan struct{}),
 		kick:  make(chan struct{}, workers),
 	}
@@ -98,14 +102,24 @@ func newMemQueue(size, share, workers int, urls *urlStates) *memQueue {
 
 // Put queues ev for its endpoint's lane. ev.route is set: After resolved it.
 func (q *memQueue) Put(_ context.Context, ev Event) error {
-	_, err := q.put(&ev)
+	_, err := q.put(q.urls.forRoute(ev.route), &ev)
 	return err
 }
 
-// put queues ev for its endpoint's lane or, when an earlier event of its
-// order key is pending, behind that one, which it returns.
-func (q *memQueue) put(ev *Event) (ahead eventRef, err error) {
-	e := q.urls.forRoute(ev.route)
+// full reports whether put would now refuse an event for e with
+// ErrQueueFull. It reads the counts without the lock, so After can
+// refuse without building the event; put checks them again under it.
+func (q *memQueue) full(e *urlState) bool {
+	return q.n.Load() >= int64(q.size) || e.held.Load() >= int32(q.share)
+}
+
+// put queues ev for its endpoint e's lane or, when an earlier event of
+// its order key is pending, behind that one, which it returns.
+func (q *memQueue) put(e *urlState, ev *Event) (ahead eventRef, err error) {
+	var h uint64
+	if ev.OrderKey != "" {
+		h = q.keyHash(ev.AppID, ev.OrderKey) // outside the lock
+	}
 	q.inMu.Lock()
 	if q.inClosed {
 		q.inMu.Unlock()
@@ -119,7 +133,7 @@ func (q *memQueue) put(ev *Event) (ahead eventRef, err error) {
 	e.held.Add(1)
 	now := true
 	if ev.OrderKey != "" {
-		now, ahead = q.queueKeyed(inbound{e: e, ev: *ev})
+		now, ahead = q.queueKeyed(h, e, ev)
 	}
 	if now {
 		q.in.push(inbound{e: e, ev: *ev})
@@ -178,8 +192,10 @@ func (q *memQueue) oldest() time.Time {
 		older(q.in.peek().ev.Queued)
 	}
 	for _, l := range q.keys {
-		if l.len() > 0 {
-			older(l.evs.peek().ev.Queued)
+		for ; l != nil; l = l.chain {
+			if l.len() > 0 {
+				older(l.evs.peek().ev.Queued)
+			}
 		}
 	}
 	q.inMu.Unlock()

@@ -37,18 +37,27 @@ type orderKeyKey struct{}
 // C1 control character, DEL or bidi control); After returns
 // ErrInvalidOrderKey otherwise and queues nothing. Before ignores it.
 func WithOrderKey(ctx context.Context, key string) context.Context {
-	return context.WithValue(ctx, orderKeyKey{}, key)
+	// The key is checked here, once per context, not by every After made
+	// with it; the pointer spares the boxing of the string.
+	valid := key != "" && len(key) <= maxOrderKey && checkCommand(key) == nil
+	return context.WithValue(ctx, orderKeyKey{}, &orderKeyValue{key: key, valid: valid})
+}
+
+// orderKeyValue is what WithOrderKey puts in a context: the key, checked.
+type orderKeyValue struct {
+	key   string
+	valid bool
 }
 
 // orderKeyFrom returns the key WithOrderKey put in ctx, "" if none, and
 // ErrInvalidOrderKey when it is not a valid one.
 func orderKeyFrom(ctx context.Context) (string, error) {
-	key, ok := ctx.Value(orderKeyKey{}).(string)
-	if !ok {
+	v, _ := ctx.Value(orderKeyKey{}).(*orderKeyValue)
+	switch {
+	case v == nil:
 		return "", nil
-	}
-	if key == "" || len(key) > maxOrderKey || checkCommand(key) != nil {
+	case !v.valid:
 		return "", ErrInvalidOrderKey
 	}
-	return key, nil
+	return v.key, nil
 }

@@ -202,6 +202,7 @@ type urlState struct {
 	latency  atomic.Int64 // moving average of its After attempts, in ns
 	next     atomic.Int64 // UnixNano of the last postponed event's turn: see later
 	dropped  atomic.Bool  // removed from the registry: look it up again
+	refusing atomic.Bool  // After refused it an event with ErrQueueFull since it last accepted one
 
 	health endpointHealth // failing, disabled: see health.go
 }
@@ -230,11 +231,41 @@ func newURLState(us *urlStates, logURL string) *urlState {
 // was quiet for wantFor becomes active at once: the count of active
 // endpoints is redone at the next fairCap, so its share is kept from the
 // start.
+//
+// A note newer than demandGrain is left as it is: the demand is read
+// against wantFor (a second or more), and the read spares every After a
+// write to a line the workers read.
 func (e *urlState) wanted(now time.Time) {
-	if prev := e.demand.Swap(now.UnixNano()); now.UnixNano()-prev > int64(e.us.wantFor) {
+	t := now.UnixNano()
+	if t-e.demand.Load() < int64(demandGrain) {
+		return
+	}
+	if prev := e.demand.Swap(t); t-prev > int64(e.us.wantFor) {
 		e.us.counted.Store(0)
 	}
 }
+
+// refusedFirst reports whether an After refused with ErrQueueFull is
+// the first of its burst for e: the first since After last accepted an
+// event for it. Only that one is recorded in the attempt log; the burst's
+// others are counted (Stats, metrics) and cost no lock. A full queue
+// accepts an event each time a slot frees, so the log holds at most one
+// refusal per event accepted, and one for a burst that never ends.
+func (e *urlState) refusedFirst() bool {
+	return !e.refusing.Load() && e.refusing.CompareAndSwap(false, true)
+}
+
+// accepted notes that After accepted an event for e, which ends a burst
+// of refusals (refusedFirst). It reads before it writes: a flag left
+// alone is a line the other callers keep in their caches.
+func (e *urlState) accepted() {
+	if e.refusing.Load() {
+		e.refusing.Store(false)
+	}
+}
+
+// demandGrain is how stale urlState.demand may be: see wanted.
+const demandGrain = time.Millisecond
 
 // halfOpenPoll is how soon an After event refused by a half-open breaker,
 // whose probe is in flight, is offered to the endpoint again.

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,9 @@ type backend struct {
 	stat func() (conns, received int64)
 	cpu  func() time.Duration // the backend process's CPU time so far; nil in this process
 	stop func()
+	// spin keeps the backend process busy (on) or lets it rest: the
+	// test of settle's failure. nil in this process.
+	spin func(on bool)
 }
 
 // conns is how many TCP connections the backend has accepted so far.
@@ -40,27 +44,42 @@ func (b *backend) conns() int64 { c, _ := b.stat(); return c }
 // received is how many requests the backend has read so far.
 func (b *backend) received() int64 { _, r := b.stat(); return r }
 
-// settle waits until the backend process is close to idle (under a tenth
-// of a core over 20 ms), for at most 5 s, so that a round does not pay
+// settle waits until the backend process is close to idle (under a
+// twentieth of a core over the last 100 ms), so that a round does not pay
 // for the work a previous round left behind: a client that gave up on its
-// calls leaves the backend finishing handshakes and requests. It does
-// nothing for a backend in this process, whose CPU is the bench's.
-func (b *backend) settle() {
+// calls leaves the backend finishing handshakes and requests. It returns
+// an error when the backend is still busy after settleFor: the round
+// would measure the leftovers, and the bench must not print it as a
+// result. The window is 100 ms, not one 20 ms tick, because on a loaded
+// machine a busy process can get next to no CPU for a tick and look idle.
+// It does nothing for a backend in this process, whose CPU is the bench's.
+func (b *backend) settle() error {
 	if b.cpu == nil {
-		return
+		return nil
 	}
-	const tick = 20 * time.Millisecond
-	deadline := time.Now().Add(5 * time.Second)
-	last := b.cpu()
+	const (
+		tick   = 20 * time.Millisecond
+		window = 5 // ticks
+	)
+	deadline := time.Now().Add(settleFor)
+	seen := []time.Duration{b.cpu()} // the last window+1 readings
+	busy := time.Duration(0)
 	for time.Now().Before(deadline) {
 		time.Sleep(tick)
-		now := b.cpu()
-		if now-last < tick/10 {
-			return
+		seen = append(seen, b.cpu())
+		if len(seen) <= window {
+			continue
 		}
-		last = now
+		seen = seen[len(seen)-window-1:]
+		if busy = seen[window] - seen[0]; busy < window*tick/20 {
+			return nil
+		}
 	}
+	return fmt.Errorf("the backend process (pid %d) was not idle before it: still busy after %v (%v of CPU in its last %v)", b.pid, settleFor, busy.Round(time.Millisecond), window*tick)
 }
+
+// settleFor is how long settle waits for the backend process to go idle.
+const settleFor = 5 * time.Second
 
 // Close stops the backend (and ends its process).
 func (b *backend) Close() { b.stop() }
@@ -132,7 +151,8 @@ func newBackend(kind string, proc bool) *backend {
 
 // serve is the child's side of -backend-proc: it starts a server of kind,
 // prints its URL and certificate (base64 DER, or "-") on one line, then
-// answers each "stats" line on stdin with "conns received cpu-ns". It ends when
+// answers each line on stdin with "conns received cpu-ns" ("spin" and
+// "rest" start and end a busy loop first, for a test). It ends when
 // stdin closes, that is when the parent ends, whichever way.
 func serve(kind string) {
 	if kind == kindNATS {
@@ -149,9 +169,43 @@ func serve(kind string) {
 	fmt.Fprintln(out, s.URL, cert)
 	_ = out.Flush()
 	in := bufio.NewScanner(os.Stdin)
+	var spin chan struct{} // closed to end the spinners of a "spin" line
 	for in.Scan() {
+		switch in.Text() {
+		case "spin": // keep busy, for the test of settle
+			if spin == nil {
+				spin = make(chan struct{})
+				for range runtime.GOMAXPROCS(0) {
+					go spinUntil(spin)
+				}
+			}
+		case "rest":
+			if spin != nil {
+				close(spin)
+				spin = nil
+			}
+		}
 		fmt.Fprintln(out, s.conns.Load(), s.received.Load(), int64(cpuTime()))
 		_ = out.Flush()
+	}
+}
+
+// spinUntil burns CPU until stop is closed.
+func spinUntil(stop <-chan struct{}) {
+	for n := 0; ; n++ {
+		if n%1024 == 0 && closed(stop) {
+			return
+		}
+	}
+}
+
+// closed reports whether c is closed.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -196,11 +250,11 @@ func startProc(kind string) *backend {
 		}
 		b.tls = trust(der)
 	}
-	var mu sync.Mutex // serialises the stats exchanges
-	stats := func() (conns, received, cpu int64) {
+	var mu sync.Mutex // serialises the exchanges
+	ask := func(line string) (conns, received, cpu int64) {
 		mu.Lock()
 		defer mu.Unlock()
-		if _, err := io.WriteString(stdin, "stats\n"); err != nil || !in.Scan() {
+		if _, err := io.WriteString(stdin, line+"\n"); err != nil || !in.Scan() {
 			log.Fatalf("backend process (%s) is gone: %v", kind, err)
 		}
 		if _, err := fmt.Sscan(in.Text(), &conns, &received, &cpu); err != nil {
@@ -208,8 +262,9 @@ func startProc(kind string) *backend {
 		}
 		return conns, received, cpu
 	}
-	b.stat = func() (int64, int64) { c, r, _ := stats(); return c, r }
-	b.cpu = func() time.Duration { _, _, c := stats(); return time.Duration(c) }
+	b.stat = func() (int64, int64) { c, r, _ := ask("stats"); return c, r }
+	b.cpu = func() time.Duration { _, _, c := ask("stats"); return time.Duration(c) }
+	b.spin = func(on bool) { ask(tern(on, "spin", "rest")) }
 	b.stop = func() {
 		_ = stdin.Close()
 		cancel()

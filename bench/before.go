@@ -56,7 +56,10 @@ func (r *run) pct(p int) time.Duration {
 // in even rounds, backward in odd ones), after a warm-up round each from
 // an empty pool, and returns their runs by name. Every client is new, so
 // each warm-up is a cold start.
-func beforeRounds(be *backend, bc beforeCase, rounds int) map[string]*run {
+//
+// It returns an error naming the round when the backend process was not
+// idle before one (backend.settle): the ratios would be the leftovers'.
+func beforeRounds(be *backend, bc beforeCase, rounds int) (map[string]*run, error) {
 	t := target{url: be.URL + "/callback", query: "?appId=10000&command=" + command, tls: be.tls, size: bc.size}
 	clients := make([]*client, len(bc.clients))
 	runs := make(map[string]*run)
@@ -65,9 +68,14 @@ func beforeRounds(be *backend, bc beforeCase, rounds int) map[string]*run {
 		defer clients[i].close()
 		runs[name] = &run{}
 	}
+	name := func(cl *client, round string) string {
+		return fmt.Sprintf("before %s %s c=%d, %s, %s", bc.kind, size(bc.size), bc.c, cl.name, round)
+	}
 	for _, cl := range clients {
 		warm := &run{}
-		round(be, bc.c, max(bc.c, bc.calls/10), cl.call, warm)
+		if err := round(be, name(cl, "warm-up round"), bc.c, max(bc.c, bc.calls/10), cl.call, warm); err != nil {
+			return nil, err
+		}
 		r := runs[cl.name]
 		r.warmConns, r.warmFail = warm.maxConns, warm.failed
 		if cl.breaker != nil {
@@ -80,7 +88,9 @@ func beforeRounds(be *backend, bc beforeCase, rounds int) map[string]*run {
 			slices.Reverse(order)
 		}
 		for _, cl := range order {
-			round(be, bc.c, bc.calls, cl.call, runs[cl.name])
+			if err := round(be, name(cl, fmt.Sprintf("round %d of %d", i+1, rounds)), bc.c, bc.calls, cl.call, runs[cl.name]); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for _, cl := range clients {
@@ -93,12 +103,16 @@ func beforeRounds(be *backend, bc beforeCase, rounds int) map[string]*run {
 			}
 		}
 	}
-	return runs
+	return runs, nil
 }
 
-// round makes n calls from c goroutines and records them in into.
-func round(be *backend, c, n int, call func() error, into *run) {
-	be.settle()
+// round makes n calls from c goroutines and records them in into, once
+// the backend is idle; it returns an error naming the round, and
+// measures nothing, when the backend is not.
+func round(be *backend, name string, c, n int, call func() error, into *run) error {
+	if err := be.settle(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
 	lats := make([]time.Duration, n)
 	var next, failed atomic.Int64
 	var wg sync.WaitGroup
@@ -127,6 +141,7 @@ func round(be *backend, c, n int, call func() error, into *run) {
 	into.lat = append(into.lat, lats...)
 	into.rates = append(into.rates, float64(n)/elapsed.Seconds())
 	into.maxConns = max(into.maxConns, be.conns()-conns)
+	return nil
 }
 
 // spread is the median of the per-round ratios a/b, with their range.
@@ -137,6 +152,13 @@ func spread(a, b []float64) string {
 	}
 	slices.Sort(rs)
 	return fmt.Sprintf("%.2fx [%.2f-%.2f]", rs[len(rs)/2], rs[0], rs[len(rs)-1])
+}
+
+// versus is the throughput ratio of a to b and, next to it, the ratio of
+// their client CPU per call, each the median of the per-round ratios
+// with their range.
+func versus(a, b *run) string {
+	return spread(a.rates, b.rates) + "; CPU " + spread(a.cpu, b.cpu)
 }
 
 // median is the median of vs.
@@ -165,10 +187,10 @@ func (t *beforeTable) add(bc beforeCase, runs map[string]*run) {
 			kind += ", library TrustBodies: true"
 		}
 		mark := tern(l.failed+raw.failed+l.warmFail+raw.warmFail > 0, " †", "")
-		row := []string{kind, size(bc.size), fmt.Sprint(bc.c), fmt.Sprintf("%.0f/s", median(raw.rates)), spread(l.rates, raw.rates) + mark}
+		row := []string{kind, size(bc.size), fmt.Sprint(bc.c), fmt.Sprintf("%.0f/s", median(raw.rates)), versus(l, raw) + mark}
 		for _, p := range peerNames {
 			if r, ok := runs[p]; ok {
-				row = append(row, spread(l.rates, r.rates))
+				row = append(row, versus(l, r))
 			} else {
 				row = append(row, "")
 			}
@@ -188,10 +210,10 @@ func (t *beforeTable) print() {
 	if len(t.rows) == 0 {
 		return
 	}
-	fmt.Println("Before: throughput ratios, median of the rounds [min-max of the per-round ratios].")
+	fmt.Println("Before: throughput ratios, median of the rounds [min-max of the per-round ratios]; after \"CPU\", the ratio of the client CPU per call, likewise.")
 	fmt.Println("† calls failed (timed out, or refused by an open breaker, which answers at once): the ratio is not a speed.")
 	fmt.Println()
-	fmt.Println("| backend | body | conc. | raw | library / raw | / default client | / retryablehttp | / OpenIM-style | p99 / raw | client CPU per call, library / raw | cold start (warm-up round): new conns, failed calls, breaker refusals; library / raw | new conns in a measured round, most; library / raw | library breaker, all rounds | failed in measured rounds, library / raw |")
+	fmt.Println("| backend | body | conc. | raw | library / raw: throughput; CPU | / default client: throughput; CPU | / retryablehttp: throughput; CPU | / OpenIM-style: throughput; CPU | p99 / raw | client CPU per call, library / raw | cold start (warm-up round): new conns, failed calls, breaker refusals; library / raw | new conns in a measured round, most; library / raw | library breaker, all rounds | failed in measured rounds, library / raw |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range t.rows {
 		fmt.Printf("| %s |\n", strings.Join(r, " | "))

@@ -121,7 +121,13 @@ func main() {
 				bc.clients = append([]string{nameLibTrust}, bc.clients...)
 			}
 			start := time.Now()
-			runs := beforeRounds(be, bc, *rounds)
+			runs, err := beforeRounds(be, bc, *rounds)
+			if err != nil {
+				for _, be := range backends {
+					be.Close()
+				}
+				log.Fatalf("bench: %v", err)
+			}
 			bt.add(bc, runs)
 			log.Printf("before %s %s c=%d: %d calls per round, %v", bc.kind, size(bc.size), bc.c, bc.calls, time.Since(start).Round(time.Millisecond))
 		}

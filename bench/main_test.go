@@ -52,7 +52,7 @@ func TestBackendProcess(t *testing.T) {
 				require.NoError(t, post(cl, be.URL+"/callback", body))
 			}
 			assert.Greater(t, be.cpu(), cpu, "the backend process's CPU time after 200 requests")
-			be.settle()
+			require.NoError(t, be.settle(), "an idle backend")
 			be.Close()
 			err := syscall.Kill(be.pid, 0)
 			assert.True(t, errors.Is(err, syscall.ESRCH), "backend process %d after Close: %v, want gone", be.pid, err)
@@ -64,7 +64,8 @@ func TestBeforeRounds(t *testing.T) {
 	be := newBackend("http", false)
 	defer be.Close()
 	bc := beforeCase{kind: "http", size: 4096, c: 4, calls: 40, clients: []string{nameLib, nameRaw, nameOpenIM}}
-	runs := beforeRounds(be, bc, 3)
+	runs, err := beforeRounds(be, bc, 3)
+	require.NoError(t, err)
 	require.Len(t, runs, 3)
 	for name, r := range runs {
 		assert.Len(t, r.rates, 3, name)
@@ -79,6 +80,25 @@ func TestBeforeRounds(t *testing.T) {
 	assert.LessOrEqual(t, runs[nameRaw].maxConns, int64(bc.c), "raw: new connections in a round after the warm-up")
 	assert.Equal(t, "0 refused, now closed", runs[nameLib].breaker)
 	assert.Equal(t, int64(3*3*bc.calls+3*max(bc.c, bc.calls/10)), be.received(), "requests the backend read")
+}
+
+// TestSettleBusyBackend: a backend process kept busy makes settle, and so
+// the round after it, fail with an error naming the round; once it rests,
+// settle passes.
+func TestSettleBusyBackend(t *testing.T) {
+	be := newBackend("http", true)
+	defer be.Close()
+	be.spin(true)
+	err := be.settle()
+	require.Error(t, err, "a busy backend must fail settle")
+	assert.Contains(t, err.Error(), "not idle")
+	bc := beforeCase{kind: "http", size: 100, c: 2, calls: 10, clients: []string{nameLib, nameRaw}}
+	_, err = beforeRounds(be, bc, 1)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "before http 100 B c=2, library, warm-up round: ", "the error names the round")
+	assert.Zero(t, be.received(), "no round ran")
+	be.spin(false)
+	require.NoError(t, be.settle(), "the backend at rest")
 }
 
 // TestOrderedRows runs the ordered case at tiny scale: every queue and
