@@ -333,10 +333,13 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 		Storage:   jetstream.FileStorage,
 		Replicas:  o.Replicas,
 		MaxAge:    o.MaxAge,
+		// Direct gets for the order keys' checks (order.go).
+		AllowDirect: true,
 	})
 	if err != nil {
 		return nil, err
 	}
+	q.allowDirect(ctx)
 	q.dead, err = q.stream(ctx, jetstream.StreamConfig{
 		Name:      o.DeadLetterStream,
 		Subjects:  []string{o.DeadLetterSubject + ".>"},
@@ -389,6 +392,27 @@ func (q *Queue) stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstre
 		}
 	}
 	return nil, fmt.Errorf("%w: stream %s has subjects %q, want %q among them", ErrStreamMismatch, cfg.Name, got.Subjects, cfg.Subjects[0])
+}
+
+// allowDirect turns on direct gets on a work stream created without
+// them (by an earlier version, or by an operator), for the order keys'
+// checks: answered by any replica without the JetStream API's queue, a
+// fraction of the cost of a message get through it. If the stream cannot
+// be updated (no permission), the checks use the API, which is slower
+// and as correct.
+func (q *Queue) allowDirect(ctx context.Context) {
+	cfg := q.work.CachedInfo().Config
+	if cfg.AllowDirect {
+		return
+	}
+	cfg.AllowDirect = true
+	s, err := q.js.UpdateStream(ctx, cfg)
+	if err != nil {
+		q.o.Logger.Warn("natsqueue: cannot allow direct gets on the stream; order key checks use the JetStream API",
+			slog.String("stream", cfg.Name), slog.String("error", err.Error()))
+		return
+	}
+	q.work = s
 }
 
 // consume creates or updates the shared durable consumer and starts
