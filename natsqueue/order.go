@@ -25,7 +25,9 @@ import (
 // may go: a node handed a keyed event asks the stream for the first
 // message stored on the key's subject after the last event of the key it
 // knows answered (a message get with next_by_subj from done+1, see
-// keyHold.done), and delivers the event only if it is that one.
+// keyHold.done), and delivers the event only if it is that one. An event
+// that JetStream stored only because no other event of its key was
+// stored needs no asking (keyFirst).
 //
 // Why that keeps the order (an event is sent only once every earlier
 // event of its key was answered 2xx or dead-lettered), by induction over
@@ -72,8 +74,12 @@ import (
 // them back with a growing delay, and such a hand-back counts as a
 // postponement (see postponements).
 
-// hdrOrderKey carries the event's order key.
-const hdrOrderKey = "Callback-Order-Key"
+// hdrOrderKey carries the event's order key; hdrKeyFirst marks an event
+// stored when no other event of its key was (see keyFirst).
+const (
+	hdrOrderKey = "Callback-Order-Key"
+	hdrKeyFirst = "Callback-Key-First"
+)
 
 // The polls of a held key whose wake did not come, and the delay of an
 // event handed back because the node holds too many.
@@ -126,6 +132,9 @@ type keyed struct {
 	// from the start and found behind its predecessor whose ack the
 	// server has not processed yet. Made anew once it holds maxRecent.
 	recent map[string]uint64
+
+	busyMu sync.Mutex
+	busy   map[string]time.Time // by subject: when an offer as first failed (keyFirst)
 }
 
 // keyHold is one key's events on this node.
@@ -150,9 +159,10 @@ type keyHold struct {
 }
 
 type heldMsg struct {
-	msg jetstream.Msg
-	ev  callback.Event
-	seq uint64
+	msg   jetstream.Msg
+	ev    callback.Event
+	seq   uint64
+	first bool // stored as its key's only event (hdrKeyFirst)
 }
 
 func (q *Queue) wakeSubject() string { return wakeSubjectRoot + q.o.Stream + ".next" }
@@ -309,7 +319,7 @@ func (k *keyed) nextDue() *keyHold {
 // takeKeyed takes in a keyed event handed out by the server. It returns
 // the delivery when the event may go now; otherwise it is held, or handed
 // back when the node holds too many.
-func (q *Queue) takeKeyed(ctx context.Context, msg jetstream.Msg, ev callback.Event, seq uint64, delivered uint64) *delivery {
+func (q *Queue) takeKeyed(ctx context.Context, msg jetstream.Msg, ev callback.Event, seq uint64, delivered uint64, first bool) *delivery {
 	k := &q.keyed
 	subject := msg.Subject()
 	k.mu.Lock()
@@ -329,7 +339,7 @@ func (q *Queue) takeKeyed(ctx context.Context, msg jetstream.Msg, ev callback.Ev
 	})
 	switch {
 	case found: // handed out again (a lost in-progress ack): the new hand-out is the one to settle
-		kh.held[i] = heldMsg{msg, ev, seq}
+		kh.held[i] = heldMsg{msg, ev, seq, first}
 	case k.held >= k.max && (i > 0 || kh.out):
 		k.forget(kh)
 		k.mu.Unlock()
@@ -337,7 +347,7 @@ func (q *Queue) takeKeyed(ctx context.Context, msg jetstream.Msg, ev callback.Ev
 		_ = msg.NakWithDelay(min(overflowMax, overflowMin<<min(delivered, 10)))
 		return nil
 	default:
-		kh.held = slices.Insert(kh.held, i, heldMsg{msg, ev, seq})
+		kh.held = slices.Insert(kh.held, i, heldMsg{msg, ev, seq, first})
 		k.held++
 	}
 	k.mu.Unlock()
@@ -398,6 +408,11 @@ func (q *Queue) checkKey(ctx context.Context, kh *keyHold) *delivery {
 			_ = first.msg.Ack() // a lost one costs a redelivery, settled the same way
 			continue
 		}
+		if first.first {
+			// Stored when no other event of its key was: nothing before
+			// it, so nothing to ask (keyFirst).
+			return q.handOut(kh)
+		}
 		kh.checking = true
 		start := kh.done + 1
 		k.mu.Unlock()
@@ -416,18 +431,7 @@ func (q *Queue) checkKey(ctx context.Context, kh *keyHold) *delivery {
 		}
 		switch {
 		case err == nil && raw.Sequence == first.seq:
-			kh.held = slices.Delete(kh.held, 0, 1)
-			k.held--
-			// No wake owed: any other node's event of the key comes
-			// after this one, and this one's settle tells them.
-			kh.out, kh.poll, kh.ahead, kh.wake = true, 0, "", false
-			if kh.timer != nil {
-				kh.timer.Stop()
-			}
-			k.mu.Unlock()
-			d := q.deliver(first.msg, first.ev, first.seq)
-			d.key = kh
-			return d
+			return q.handOut(kh)
 		case err == nil && raw.Sequence > first.seq, gone:
 			// The first held is no longer stored: settled by another node
 			// that was handed it after a lost in-progress ack.
@@ -455,6 +459,67 @@ func (q *Queue) checkKey(ctx context.Context, kh *keyHold) *delivery {
 		}
 		return nil
 	}
+}
+
+// handOut hands the first held event of kh, the key's next, to a
+// worker; called with mu held, which it unlocks.
+func (q *Queue) handOut(kh *keyHold) *delivery {
+	k := &q.keyed
+	first := kh.held[0]
+	kh.held = slices.Delete(kh.held, 0, 1)
+	k.held--
+	// No wake owed: any other node's event of the key comes after this
+	// one, and this one's settle tells them.
+	kh.out, kh.poll, kh.ahead, kh.wake = true, 0, "", false
+	if kh.timer != nil {
+		kh.timer.Stop()
+	}
+	k.mu.Unlock()
+	d := q.deliver(first.msg, first.ev, first.seq)
+	d.key = kh
+	return d
+}
+
+// keyFirst: After's node publishes a keyed event expecting no message
+// stored on its key's subject (Nats-Expected-Last-Subject-Sequence 0),
+// marked hdrKeyFirst. JetStream stores it only if none is: every
+// earlier event of its key was removed, that is answered, and none can
+// come before it later (a subject's sequences only grow). So the node
+// handed it delivers it without asking, on every hand-out. If another
+// event of the key is stored, the publish fails and is made again
+// without the expectation and the mark, and the event is checked as any
+// other when handed out; the publishing node then offers no event of
+// that key as first for busyFor, sparing a busy key's events the failed
+// publish. A dead letter is stored without the mark, and so replayed.
+
+// busyFor is how long a node publishes a key's events without offering
+// them as first after one such offer failed; maxBusy bounds the keys it
+// remembers so (the map is made anew when full).
+const (
+	busyFor = time.Second
+	maxBusy = 4096
+)
+
+// mayBeFirst reports whether an event of the key of subject is offered
+// as its key's first (see keyFirst).
+func (k *keyed) mayBeFirst(subject string) bool {
+	k.busyMu.Lock()
+	defer k.busyMu.Unlock()
+	t, ok := k.busy[subject]
+	return !ok || time.Since(t) > busyFor
+}
+
+// busyKey notes that an event of the key of subject was not its first.
+func (k *keyed) busyKey(subject string) {
+	k.busyMu.Lock()
+	defer k.busyMu.Unlock()
+	if len(k.busy) >= maxBusy {
+		k.busy = nil
+	}
+	if k.busy == nil {
+		k.busy = make(map[string]time.Time)
+	}
+	k.busy[subject] = time.Now()
 }
 
 // subjectEmpty reports whether the stream leader holds no message on
