@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -123,5 +125,64 @@ func BenchmarkListDeadLetters(b *testing.B) {
 		if err != nil || len(page) != letters {
 			b.Fatalf("%d dead letters, err %v", len(page), err)
 		}
+	}
+}
+
+// BenchmarkOrdered measures the delivery rate of natsqueue.Embedded with
+// one app's events unkeyed and under 64 and 10,000 order keys (event i
+// under key i mod keys), from 64 senders to 16 workers: the natsqueue
+// half of bench's ordered case, in one process, for profiles
+// (-cpuprofile) of the keyed path against the unkeyed one.
+//
+//	go test -run '^$' -bench Ordered -benchtime 5000x -count 5 ./natsqueue/
+func BenchmarkOrdered(b *testing.B) {
+	for _, keys := range []int{0, 64, 10000} {
+		b.Run("keys="+strconv.Itoa(keys), func(b *testing.B) {
+			var got atomic.Int64
+			app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got.Add(1)
+				_, _ = w.Write([]byte(`{"code":200}`))
+			}))
+			defer app.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			q, err := natsqueue.Embedded(ctx, b.TempDir(), natsqueue.Options{Logger: quiet})
+			cancel()
+			require.NoError(b, err)
+			d, err := callback.New(callback.Config{URL: app.URL, Queue: q.ForDispatcher(), Logger: quiet, Workers: 16,
+				AfterLimit: callback.AfterLimit{Rate: -1}})
+			require.NoError(b, err)
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				require.NoError(b, d.Close(ctx))
+			}()
+			ctxs := []context.Context{context.Background()}
+			if keys > 0 {
+				ctxs = make([]context.Context, keys)
+				for i := range ctxs {
+					ctxs[i] = callback.WithOrderKey(context.Background(), "conversation-"+strconv.Itoa(i))
+				}
+			}
+			ev := []byte(`{"from":"alice","to":"bob","text":"hello, this is a message of about a hundred bytes"}`)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for range 64 {
+				wg.Go(func() {
+					for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+						if err := d.After(ctxs[int(i)%len(ctxs)], 1, "message.send.after", ev); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			for got.Load() < int64(b.N) {
+				time.Sleep(time.Millisecond)
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "delivered/s")
+		})
 	}
 }

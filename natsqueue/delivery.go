@@ -64,17 +64,15 @@ func (d *delivery) Event() callback.Event { return d.ev }
 // an ack lost in a crash means one more delivery, which the App backend
 // deduplicates by webhook-id.
 //
-// An event with an order key is acked with the server's confirmation
-// (bounded by ctx), so that the key's next event, which may go only once
-// this one is removed from the stream, finds it removed.
-func (d *delivery) Ack(ctx context.Context) error {
+// An event with an order key is acked the same way: the check of the
+// key's next event starts after this one, removed or not (order.go).
+func (d *delivery) Ack(context.Context) error {
 	d.settle()
 	postponed.forget(d.q, d.seq)
-	if d.key == nil {
-		return d.msg.Ack()
+	err := d.msg.Ack()
+	if d.key != nil {
+		d.q.settledKey(d.key, d.seq, true, 0)
 	}
-	err := d.msg.DoubleAck(ctx)
-	d.q.settledKey(d.key, true, 0)
 	return err
 }
 
@@ -83,7 +81,7 @@ func (d *delivery) Ack(ctx context.Context) error {
 func (d *delivery) Retry(_ context.Context, delay time.Duration) error {
 	d.settle()
 	if d.key != nil {
-		defer d.q.settledKey(d.key, false, delay) // the key's next events wait for it still
+		defer d.q.settledKey(d.key, d.seq, false, delay) // the key's next events wait for it still
 	}
 	if delay <= 0 {
 		return d.q.handBack(d.msg) // stored, unlike a plain Nak (see handBackDelay), and confirmed before Close ends
@@ -123,7 +121,7 @@ func (d *delivery) DeadLetter(ctx context.Context, reason error) error {
 	postponed.forget(d.q, d.seq)
 	err = d.msg.TermWithReason("dead letter")
 	if d.key != nil {
-		d.q.settledKey(d.key, true, 0) // the rest of its key go on
+		d.q.settledKey(d.key, d.seq, true, 0) // the rest of its key go on
 	}
 	return err
 }

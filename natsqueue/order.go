@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,27 +20,66 @@ import (
 // Order keys (callback.WithOrderKey) across nodes. An event under a key
 // is stored on a subject of its own key, Subject.app.k.<token>, and
 // JetStream keeps the order of a subject. A work-queue stream removes an
-// event once it is acked or terminated (delivered or dead-lettered), so
-// the event a key may send next is always the first message stored on
-// its subject: a node that is handed a keyed event asks the stream for
-// the first message of the subject (a message get, next_by_subj) and
-// delivers the event only if it is that one. Whatever the order of the
-// hand-outs, retries, crashes and fail-overs, the stream itself says
-// which event is next, and nothing else has to agree.
+// event only once it is acked (after a 2xx) or terminated (after its
+// dead letter is stored), so the stream itself says which event of a key
+// may go: a node handed a keyed event asks the stream for the first
+// message stored on the key's subject after the last event of the key it
+// knows answered (a message get with next_by_subj from done+1, see
+// keyHold.done), and delivers the event only if it is that one. An event
+// that JetStream stored only because no other event of its key was
+// stored needs no asking (keyFirst).
+//
+// Why that keeps the order (an event is sent only once every earlier
+// event of its key was answered 2xx or dead-lettered), by induction over
+// the events sent: the earlier events of a key are those up to done,
+// answered by what done means, and those between done and the event,
+// which the stream no longer stores and so were acked or terminated,
+// that is answered. done only grows to the sequence of an event answered
+// here, or named by another node's wake, which it sends only for an
+// event answered there; and an event was sent only once every earlier
+// one was answered, so every event up to it is. A retry (Nak) is no
+// answer and leaves done as it is. The stream decides, not the nodes:
+// whatever the order of hand-outs, retries, crashes and fail-overs,
+// nothing else has to agree.
+//
+// So an event is acked with a plain ack, not a confirmed one, and the
+// key's next is checked at once: the check starts after the acked event,
+// whether the server has removed it yet or not. An ack lost in a crash
+// brings the event back after AckWait, perhaps after later events of its
+// key: a repeat of an answered event (at least once; the App deduplicates
+// by webhook-id). A node handed an event that its done covers acks it
+// again without sending it.
+//
+// The checks are direct gets (the stream allows them, see allowDirect):
+// answered without the JetStream API's queue, in replicated streams by
+// any replica. A replica stores a prefix of the stream's log less the
+// events whose acks it applied, so its "the first after done is this
+// one" is the leader's too. A replica behind the leader may not have the
+// event yet: "none stored" is checked with the leader (stream info of the
+// subject) before the held event is taken as settled elsewhere; a replica
+// behind on removals names an event ahead, which costs a poll.
 //
 // An event that is not next is held on the node that got it, not handed
 // back: it keeps its place in the consumer's acks with in-progress acks,
 // costs no attempt, and is checked again when the event ahead of it is
 // settled: at once when that one was out on this node, and otherwise when
 // the node that settled it says so on the wake subject (core NATS,
-// _natsqueue.<Stream>.next, the key's subject as payload), or, should
-// that word be lost, by a poll that backs off from pollMin to pollMax.
+// _natsqueue.<Stream>.next: lines of a key's subject and the sequence
+// answered, gathered for up to wakeDelay into one message), or, should
+// that word be lost, by a poll that backs off from pollMin to pollMax. A
+// node sends a wake only when the key's next event is not one it holds
+// (none held, or the check after the settle names another), since the
+// holders of any later event wait for that next one.
 // A node holds at most Options.MaxWaiting events so; beyond that it hands
 // them back with a growing delay, and such a hand-back counts as a
 // postponement (see postponements).
 
-// hdrOrderKey carries the event's order key.
-const hdrOrderKey = "Callback-Order-Key"
+// hdrOrderKey carries the event's order key; hdrKeyFirst marks an event
+// stored when no other event of its key was (see keyFirst).
+const (
+	hdrOrderKey = "Callback-Order-Key"
+	hdrKeyFirst = "Callback-Key-First"
+)
 
 // The polls of a held key whose wake did not come, and the delay of an
 // event handed back because the node holds too many.
@@ -49,8 +89,11 @@ const (
 	overflowMin     = 100 * time.Millisecond
 	overflowMax     = 30 * time.Second
 	defaultWaiting  = 4096
-	checkTimeout    = 5 * time.Second
+	checkTimeout    = time.Second
 	wakeSubjectRoot = "_natsqueue."
+	wakeDelay       = time.Millisecond
+	wakeBatch       = 16 << 10 // bytes of wakes published at once
+	maxRecent       = 1024     // keys.recent
 )
 
 // keyToken returns the subject token of an order key: a hash, as a key
@@ -83,6 +126,15 @@ type keyed struct {
 	wake    *nats.Subscription  // other nodes' word that a key's event was settled
 	alive   *time.Timer         // in-progress acks of the held events
 	stopped bool
+	wakes   wakes // to other nodes, gathered
+	// recent keeps the done of keys forgotten lately (by subject), so
+	// that the key's next event, handed out just after, is not checked
+	// from the start and found behind its predecessor whose ack the
+	// server has not processed yet. Made anew once it holds maxRecent.
+	recent map[string]uint64
+
+	busyMu sync.Mutex
+	busy   map[string]time.Time // by subject: when an offer as first failed (keyFirst)
 }
 
 // keyHold is one key's events on this node.
@@ -95,12 +147,22 @@ type keyHold struct {
 	poll     time.Duration
 	timer    *time.Timer
 	ahead    string // the webhook-id of the event the first held one waits for, when known
+	// done is the highest stream sequence of the key known answered (2xx
+	// or dead-lettered): settled here, or by word of another node's wake.
+	// Every event of the key up to it was answered (see the package
+	// comment); checks ask for the first event after it.
+	done uint64
+	// wake: an event of the key was settled here and the other nodes
+	// have not been told; told by the next check unless it finds an event
+	// held here to be the key's next (see settledKey).
+	wake bool
 }
 
 type heldMsg struct {
-	msg jetstream.Msg
-	ev  callback.Event
-	seq uint64
+	msg   jetstream.Msg
+	ev    callback.Event
+	seq   uint64
+	first bool // stored as its key's only event (hdrKeyFirst)
 }
 
 func (q *Queue) wakeSubject() string { return wakeSubjectRoot + q.o.Stream + ".next" }
@@ -112,11 +174,13 @@ func (q *Queue) startKeyed() error {
 	k.keys = make(map[string]*keyHold)
 	k.kick = make(chan struct{}, 1)
 	k.max = q.o.MaxWaiting
-	sub, err := q.nc.Subscribe(q.wakeSubject(), func(m *nats.Msg) { q.woken(string(m.Data)) })
+	sub, err := q.nc.Subscribe(q.wakeSubject(), func(m *nats.Msg) { q.woken(m.Data) })
 	if err != nil {
 		return err
 	}
 	k.wake = sub
+	k.wakes.timer = time.AfterFunc(time.Hour, q.flushWakes)
+	k.wakes.timer.Stop()
 	k.mu.Lock()
 	k.alive = time.AfterFunc(q.o.AckWait/3, q.keepHeld)
 	k.mu.Unlock()
@@ -140,15 +204,83 @@ func (q *Queue) keepHeld() {
 	k.alive.Reset(q.o.AckWait / 3)
 }
 
-// woken marks the key of subject due, if this node holds events of it.
-func (q *Queue) woken(subject string) {
+// woken takes other nodes' word that events of keys were settled (the
+// payload: lines of a key's subject and the stream sequence up to which
+// its events are answered, see publishWake) and marks each key due that
+// this node holds events of.
+func (q *Queue) woken(data []byte) {
 	k := &q.keyed
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if kh := k.keys[subject]; kh != nil {
-		kh.poll = 0
-		k.markDue(kh)
+	for line := range strings.Lines(string(data)) {
+		subject, seqText, _ := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+		seq, err := strconv.ParseUint(seqText, 10, 64)
+		if kh := k.keys[subject]; kh != nil && err == nil {
+			kh.done = max(kh.done, seq)
+			kh.poll = 0
+			k.markDue(kh)
+		}
 	}
+}
+
+// wakes gathers the wakes a node sends within wakeDelay into one
+// message, so that a node that settles many keys' events a second sends
+// few messages, at the cost of up to wakeDelay for a key whose next event
+// another node holds.
+type wakes struct {
+	mu      sync.Mutex
+	buf     []byte
+	timer   *time.Timer // publishes buf; armed while buf holds any
+	stopped bool
+}
+
+// publishWake tells the other nodes, within wakeDelay, that the events of
+// the key of subject up to stream sequence seq are answered. A lost one
+// costs them a poll.
+func (q *Queue) publishWake(subject string, seq uint64) {
+	w := &q.keyed.wakes
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped { // an attempt that ended after stop
+		_ = q.nc.Publish(q.wakeSubject(), []byte(subject+" "+strconv.FormatUint(seq, 10)+"\n"))
+		return
+	}
+	armed := len(w.buf) > 0
+	w.buf = append(w.buf, subject...)
+	w.buf = append(w.buf, ' ')
+	w.buf = strconv.AppendUint(w.buf, seq, 10)
+	w.buf = append(w.buf, '\n')
+	switch {
+	case len(w.buf) >= wakeBatch:
+		q.flushWakesLocked()
+	case !armed:
+		w.timer.Reset(wakeDelay)
+	}
+}
+
+// flushWakes publishes the wakes gathered.
+func (q *Queue) flushWakes() {
+	q.keyed.wakes.mu.Lock()
+	defer q.keyed.wakes.mu.Unlock()
+	q.flushWakesLocked()
+}
+
+func (q *Queue) flushWakesLocked() {
+	w := &q.keyed.wakes
+	if len(w.buf) == 0 {
+		return
+	}
+	w.timer.Stop()
+	_ = q.nc.Publish(q.wakeSubject(), w.buf) // copies buf; a lost one costs a poll
+	w.buf = w.buf[:0]
+}
+
+// takeWake returns whether kh owes the other nodes a wake, and clears
+// it, with mu held.
+func (kh *keyHold) takeWake() bool {
+	w := kh.wake
+	kh.wake = false
+	return w
 }
 
 // markDue queues kh for a check by a worker, with mu held.
@@ -187,13 +319,13 @@ func (k *keyed) nextDue() *keyHold {
 // takeKeyed takes in a keyed event handed out by the server. It returns
 // the delivery when the event may go now; otherwise it is held, or handed
 // back when the node holds too many.
-func (q *Queue) takeKeyed(ctx context.Context, msg jetstream.Msg, ev callback.Event, seq uint64, delivered uint64) *delivery {
+func (q *Queue) takeKeyed(ctx context.Context, msg jetstream.Msg, ev callback.Event, seq uint64, delivered uint64, first bool) *delivery {
 	k := &q.keyed
 	subject := msg.Subject()
 	k.mu.Lock()
 	kh := k.keys[subject]
 	if kh == nil {
-		kh = &keyHold{subject: subject}
+		kh = &keyHold{subject: subject, done: k.recent[subject]}
 		k.keys[subject] = kh
 	}
 	i, found := slices.BinarySearchFunc(kh.held, seq, func(h heldMsg, s uint64) int {
@@ -207,7 +339,7 @@ func (q *Queue) takeKeyed(ctx context.Context, msg jetstream.Msg, ev callback.Ev
 	})
 	switch {
 	case found: // handed out again (a lost in-progress ack): the new hand-out is the one to settle
-		kh.held[i] = heldMsg{msg, ev, seq}
+		kh.held[i] = heldMsg{msg, ev, seq, first}
 	case k.held >= k.max && (i > 0 || kh.out):
 		k.forget(kh)
 		k.mu.Unlock()
@@ -215,7 +347,7 @@ func (q *Queue) takeKeyed(ctx context.Context, msg jetstream.Msg, ev callback.Ev
 		_ = msg.NakWithDelay(min(overflowMax, overflowMin<<min(delivered, 10)))
 		return nil
 	default:
-		kh.held = slices.Insert(kh.held, i, heldMsg{msg, ev, seq})
+		kh.held = slices.Insert(kh.held, i, heldMsg{msg, ev, seq, first})
 		k.held++
 	}
 	k.mu.Unlock()
@@ -230,27 +362,64 @@ func (k *keyed) forget(kh *keyHold) {
 	if kh.timer != nil {
 		kh.timer.Stop()
 	}
+	if k.keys[kh.subject] != kh {
+		return
+	}
 	delete(k.keys, kh.subject)
+	if kh.done > 0 {
+		if len(k.recent) >= maxRecent {
+			k.recent = nil
+		}
+		if k.recent == nil {
+			k.recent = make(map[string]uint64)
+		}
+		k.recent[kh.subject] = kh.done
+	}
 }
 
 // checkKey asks the stream whether the first event held of kh is the
-// first of its key, and returns its delivery if it is. Otherwise it
-// schedules the next check: a poll, unless the event ahead is out here.
+// first stored of its key after the last one known answered (kh.done),
+// and returns its delivery if it is. Otherwise it schedules the next
+// check (a poll, unless the event ahead is out here) and tells the other
+// nodes of a settle here they were not told of (kh.wake): the key's next
+// event is not this node's, and the node that holds it may wait for it.
 func (q *Queue) checkKey(ctx context.Context, kh *keyHold) *delivery {
 	k := &q.keyed
 	for {
 		k.mu.Lock()
 		if kh.out || kh.checking || len(kh.held) == 0 || k.stopped {
+			wake := kh.takeWake()
 			k.forget(kh)
+			done := kh.done
 			k.mu.Unlock()
+			if wake {
+				q.publishWake(kh.subject, done)
+			}
 			return nil
 		}
-		kh.checking = true
 		first := kh.held[0]
+		if first.seq <= kh.done {
+			// Answered already (handed out again after a lost ack or
+			// in-progress ack): acked again, which removes it if it is
+			// still stored.
+			kh.held = slices.Delete(kh.held, 0, 1)
+			k.held--
+			k.mu.Unlock()
+			_ = first.msg.Ack() // a lost one costs a redelivery, settled the same way
+			continue
+		}
+		if first.first {
+			// Stored when no other event of its key was: nothing before
+			// it, so nothing to ask (keyFirst).
+			return q.handOut(kh)
+		}
+		kh.checking = true
+		start := kh.done + 1
 		k.mu.Unlock()
 
 		cctx, cancel := context.WithTimeout(ctx, checkTimeout)
-		raw, err := q.work.GetMsg(cctx, 0, jetstream.WithGetMsgSubject(kh.subject))
+		raw, err := q.work.GetMsg(cctx, start, jetstream.WithGetMsgSubject(kh.subject))
+		gone := errors.Is(err, jetstream.ErrMsgNotFound) && q.subjectEmpty(cctx, kh.subject)
 		cancel()
 
 		k.mu.Lock()
@@ -262,17 +431,8 @@ func (q *Queue) checkKey(ctx context.Context, kh *keyHold) *delivery {
 		}
 		switch {
 		case err == nil && raw.Sequence == first.seq:
-			kh.held = slices.Delete(kh.held, 0, 1)
-			k.held--
-			kh.out, kh.poll, kh.ahead = true, 0, ""
-			if kh.timer != nil {
-				kh.timer.Stop()
-			}
-			k.mu.Unlock()
-			d := q.deliver(first.msg, first.ev, first.seq)
-			d.key = kh
-			return d
-		case err == nil && raw.Sequence > first.seq, errors.Is(err, jetstream.ErrMsgNotFound):
+			return q.handOut(kh)
+		case err == nil && raw.Sequence > first.seq, gone:
 			// The first held is no longer stored: settled by another node
 			// that was handed it after a lost in-progress ack.
 			kh.held = slices.Delete(kh.held, 0, 1)
@@ -281,15 +441,94 @@ func (q *Queue) checkKey(ctx context.Context, kh *keyHold) *delivery {
 			continue
 		case err == nil:
 			kh.ahead = raw.Header.Get(hdrID)
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			// Not stored on the server that answered, which may be a
+			// replica behind the leader (direct gets), while the leader
+			// has it: look again.
 		default:
 			if ctx.Err() == nil {
 				q.o.Logger.Warn("natsqueue: order key check failed; polling", slog.String("error", err.Error()))
 			}
 		}
+		wake := kh.takeWake()
+		done := kh.done
 		k.schedule(kh, 0)
 		k.mu.Unlock()
+		if wake {
+			q.publishWake(kh.subject, done)
+		}
 		return nil
 	}
+}
+
+// handOut hands the first held event of kh, the key's next, to a
+// worker; called with mu held, which it unlocks.
+func (q *Queue) handOut(kh *keyHold) *delivery {
+	k := &q.keyed
+	first := kh.held[0]
+	kh.held = slices.Delete(kh.held, 0, 1)
+	k.held--
+	// No wake owed: any other node's event of the key comes after this
+	// one, and this one's settle tells them.
+	kh.out, kh.poll, kh.ahead, kh.wake = true, 0, "", false
+	if kh.timer != nil {
+		kh.timer.Stop()
+	}
+	k.mu.Unlock()
+	d := q.deliver(first.msg, first.ev, first.seq)
+	d.key = kh
+	return d
+}
+
+// keyFirst: After's node publishes a keyed event expecting no message
+// stored on its key's subject (Nats-Expected-Last-Subject-Sequence 0),
+// marked hdrKeyFirst. JetStream stores it only if none is: every
+// earlier event of its key was removed, that is answered, and none can
+// come before it later (a subject's sequences only grow). So the node
+// handed it delivers it without asking, on every hand-out. If another
+// event of the key is stored, the publish fails and is made again
+// without the expectation and the mark, and the event is checked as any
+// other when handed out; the publishing node then offers no event of
+// that key as first for busyFor, sparing a busy key's events the failed
+// publish. A dead letter is stored without the mark, and so replayed.
+
+// busyFor is how long a node publishes a key's events without offering
+// them as first after one such offer failed; maxBusy bounds the keys it
+// remembers so (the map is made anew when full).
+const (
+	busyFor = time.Second
+	maxBusy = 4096
+)
+
+// mayBeFirst reports whether an event of the key of subject is offered
+// as its key's first (see keyFirst).
+func (k *keyed) mayBeFirst(subject string) bool {
+	k.busyMu.Lock()
+	defer k.busyMu.Unlock()
+	t, ok := k.busy[subject]
+	return !ok || time.Since(t) > busyFor
+}
+
+// busyKey notes that an event of the key of subject was not its first.
+func (k *keyed) busyKey(subject string) {
+	k.busyMu.Lock()
+	defer k.busyMu.Unlock()
+	if len(k.busy) >= maxBusy {
+		k.busy = nil
+	}
+	if k.busy == nil {
+		k.busy = make(map[string]time.Time)
+	}
+	k.busy[subject] = time.Now()
+}
+
+// subjectEmpty reports whether the stream leader holds no message on
+// subject: an event handed out on it and not found there was removed
+// (acked or terminated). Its own errors count as not empty: the check is
+// made again.
+func (q *Queue) subjectEmpty(ctx context.Context, subject string) bool {
+	info, err := q.work.Info(ctx, jetstream.WithSubjectFilter(subject))
+	return err == nil && info.State.Subjects[subject] == 0
 }
 
 // schedule sets kh's next poll, at least after, with mu held.
@@ -307,26 +546,35 @@ func (k *keyed) schedule(kh *keyHold, after time.Duration) {
 	kh.timer.Reset(wait)
 }
 
-// settledKey is called when the event of kh out here was settled: sent
-// (acked), dead-lettered, or handed back for a retry after delay. The
-// key's held events are checked at once, or after the retry's delay.
-func (q *Queue) settledKey(kh *keyHold, done bool, delay time.Duration) {
-	if done {
-		_ = q.nc.Publish(q.wakeSubject(), []byte(kh.subject)) // a lost one costs a poll
-	}
+// settledKey is called when the event of kh out here, of stream
+// sequence seq, was settled: answered (done: acked after a 2xx, or
+// dead-lettered), or handed back for a retry after delay. The key's held
+// events are checked at once, or after the retry's delay. With none held
+// here the other nodes are told at once of an answered event; otherwise
+// the check tells them if the key's next event is not one held here.
+func (q *Queue) settledKey(kh *keyHold, seq uint64, done bool, delay time.Duration) {
 	k := &q.keyed
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	kh.out = false
+	if done {
+		kh.done = max(kh.done, seq)
+	}
+	wake := false
 	switch {
 	case len(kh.held) == 0:
+		wake = done
 		k.forget(kh)
 	case done:
+		kh.wake = true
 		kh.poll = 0
 		k.markDue(kh)
 	default:
 		kh.poll = 0
 		k.schedule(kh, delay)
+	}
+	k.mu.Unlock()
+	if wake {
+		q.publishWake(kh.subject, seq)
 	}
 }
 
@@ -348,11 +596,18 @@ func (q *Queue) stopKeyed() {
 		for _, h := range kh.held {
 			_ = q.handBack(h.msg) // a lost one costs a redelivery after AckWait
 		}
+		if kh.takeWake() {
+			q.publishWake(kh.subject, kh.done)
+		}
 		k.held -= len(kh.held)
 		kh.held = nil
 	}
 	k.due = nil
 	_ = k.wake.Unsubscribe()
+	k.wakes.mu.Lock()
+	q.flushWakesLocked()
+	k.wakes.stopped = true
+	k.wakes.mu.Unlock()
 }
 
 // WaitingForKey returns how many events this node holds behind an

@@ -17,6 +17,7 @@ import (
 
 	"github.com/imcallback/callback"
 	"github.com/imcallback/callback/natsqueue"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // keyed is the body of an ordered test event: its app, key and number
@@ -376,4 +377,52 @@ func TestCrashOrdered(t *testing.T) {
 	a.mu.Unlock()
 	require.Eventually(t, func() bool { return nodeB.q.WaitingForKey() == 0 }, 30*time.Second, 10*time.Millisecond)
 	nodeA.close(t, time.Second) // reclaim A's goroutines; its connection is gone
+}
+
+// Two nodes pulling one event at a time, so that a key's events
+// alternate between them, on few keys: most events go after an event
+// of their key that the other node settled, so the check that lets
+// them go starts after the sequence the other node's wake named, and
+// the node's own settles are taken as answered before the server has
+// removed them. A third of first attempts fail: a retried event must
+// hold its key on both nodes (a retry is no answer). Each key's events
+// reach the App one at a time, in order, all of them.
+func TestOrderKeyTwoNodesInterleaved(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	a := newOrderApp(t, func(keyed) bool { return rand.N(3) == 0 }, 2*time.Millisecond, nil)
+	cfg := func(name string) callback.Config {
+		return callback.Config{URL: a.URL + "?node=" + name, RetrySchedule: retryFast, Breaker: callback.Breaker{Disabled: true}, AfterLimit: callback.AfterLimit{Rate: -1}}
+	}
+	opts := natsqueue.Options{Prefetch: 1}
+	nodeA := newNode(t, connect(t, srv.ClientURL()), opts, cfg("a"))
+	nodeB := newNode(t, connect(t, srv.ClientURL()), opts, cfg("b"))
+	const keys, events = 4, 150
+	afterKeyed(t, []*callback.Dispatcher{nodeA.d}, 7, keyNames("conv-", keys), events)
+	waitWithin(t, "every keyed event delivered", 120*time.Second, func() bool { return a.count() == keys*events })
+	assert.Empty(t, a.problems())
+	nodes := a.byNode()
+	assert.Positive(t, nodes["a"], "node a delivered nothing")
+	assert.Positive(t, nodes["b"], "node b delivered nothing")
+	t.Logf("delivered by node: %v", nodes)
+	require.Eventually(t, func() bool { return nodeA.q.WaitingForKey()+nodeB.q.WaitingForKey() == 0 }, 30*time.Second, 10*time.Millisecond)
+}
+
+// A work stream made without direct gets (by an earlier version, or an
+// operator) is given them when a Queue starts on it: the order keys'
+// checks are direct gets.
+func TestAllowDirectOnExistingStream(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	nc := connect(t, srv.ClientURL())
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "CALLBACK_AFTER", Subjects: []string{"callback.after.>"},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage})
+	require.NoError(t, err)
+	q, err := natsqueue.New(ctx, nc, natsqueue.Options{Logger: quiet})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, q.Close()) }()
+	s, err := js.Stream(ctx, "CALLBACK_AFTER")
+	require.NoError(t, err)
+	assert.True(t, s.CachedInfo().Config.AllowDirect)
 }

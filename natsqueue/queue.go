@@ -333,10 +333,13 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 		Storage:   jetstream.FileStorage,
 		Replicas:  o.Replicas,
 		MaxAge:    o.MaxAge,
+		// Direct gets for the order keys' checks (order.go).
+		AllowDirect: true,
 	})
 	if err != nil {
 		return nil, err
 	}
+	q.allowDirect(ctx)
 	q.dead, err = q.stream(ctx, jetstream.StreamConfig{
 		Name:      o.DeadLetterStream,
 		Subjects:  []string{o.DeadLetterSubject + ".>"},
@@ -391,6 +394,27 @@ func (q *Queue) stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstre
 	return nil, fmt.Errorf("%w: stream %s has subjects %q, want %q among them", ErrStreamMismatch, cfg.Name, got.Subjects, cfg.Subjects[0])
 }
 
+// allowDirect turns on direct gets on a work stream created without
+// them (by an earlier version, or by an operator), for the order keys'
+// checks: answered by any replica without the JetStream API's queue, a
+// fraction of the cost of a message get through it. If the stream cannot
+// be updated (no permission), the checks use the API, which is slower
+// and as correct.
+func (q *Queue) allowDirect(ctx context.Context) {
+	cfg := q.work.CachedInfo().Config
+	if cfg.AllowDirect {
+		return
+	}
+	cfg.AllowDirect = true
+	s, err := q.js.UpdateStream(ctx, cfg)
+	if err != nil {
+		q.o.Logger.Warn("natsqueue: cannot allow direct gets on the stream; order key checks use the JetStream API",
+			slog.String("stream", cfg.Name), slog.String("error", err.Error()))
+		return
+	}
+	q.work = s
+}
+
 // consume creates or updates the shared durable consumer and starts
 // pulling from it.
 func (q *Queue) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
@@ -440,16 +464,31 @@ func (q *Queue) put(ctx context.Context, ev callback.Event) error {
 		return callback.ErrClosed
 	}
 	m := eventMsg(q.o.Subject, ev)
-	id := msgID(ev, "")
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID(ev, "")), jetstream.WithExpectStream(q.o.Stream)}
+	// A keyed event is first offered as its key's only one (order.go,
+	// keyFirst); if another is stored, it is published as any other.
+	first := ev.OrderKey != "" && q.keyed.mayBeFirst(m.Subject)
+	if first {
+		m.Header[hdrKeyFirst] = []string{"1"}
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
+	}
 	ctx, cancel := context.WithTimeout(ctx, q.o.PublishTimeout)
 	defer cancel()
 	pause := publishPauseMin
 	for {
 		one, cancelOne := context.WithTimeout(ctx, publishAttempt)
-		_, err := q.js.PublishMsg(one, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(q.o.Stream))
+		_, err := q.js.PublishMsg(one, m, opts...)
 		cancelOne()
 		if err == nil {
 			return nil
+		}
+		if first && notFirst(err) {
+			first = false
+			q.keyed.busyKey(m.Subject)
+			m.Header.Del(hdrKeyFirst)
+			m.Header.Del(jetstream.ExpectedLastSubjSeqHeader)
+			opts = opts[:2]
+			continue
 		}
 		if !publishAgain(err) || ctx.Err() != nil {
 			return fmt.Errorf("%w: %w", ErrPublish, err)
@@ -486,6 +525,15 @@ func publishAgain(err error) bool {
 	}
 	var api *jetstream.APIError
 	return errors.As(err, &api) && (api.Code >= 500 || api.ErrorCode == errCodeInProcess)
+}
+
+// notFirst reports whether a publish failed because another message is
+// stored on its subject (JetStream's "wrong last sequence", which a
+// replicated stream may give in its own code).
+func notFirst(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // eventMsg returns the message of ev on its subject under prefix (see
@@ -686,7 +734,8 @@ func (q *Queue) get(ctx context.Context) (callback.Delivery, error) {
 		}
 		ev.Attempts = int(meta.NumDelivered) - 1
 		if ev.OrderKey != "" {
-			if d := q.takeKeyed(ctx, msg, ev, meta.Sequence.Stream, meta.NumDelivered); d != nil {
+			certified := msg.Headers().Get(hdrKeyFirst) != ""
+			if d := q.takeKeyed(ctx, msg, ev, meta.Sequence.Stream, meta.NumDelivered, certified); d != nil {
 				return d, nil
 			}
 			continue
