@@ -156,16 +156,24 @@ func main() {
 			if i > 0 {
 				qs = slices.DeleteFunc(slices.Clone(queues), func(q string) bool { return q == queueRaw })
 			}
-			deliveryRows(t, deliveryRounds(be, qs, *events, *durableEvents, *rounds, senders), senders)
+			ds, err := deliveryRounds(be, qs, *events, *durableEvents, *rounds, senders)
+			if err != nil {
+				be.Close()
+				log.Fatalf("bench: %v", err)
+			}
+			deliveryRows(t, ds, senders)
 		}
 		be.Close()
 	}
 	if run("ordered") {
 		be := newBackend("http", *proc)
 		senders := ints(*senderList)
-		orderedRows(t, orderedRounds(be, []string{queueMemory, queueNATS}, ints(*orderKeys), *events, *durableEvents, *rounds, senders[len(senders)-1]),
-			ints(*orderKeys), senders[len(senders)-1])
+		ds, err := orderedRounds(be, []string{queueMemory, queueNATS}, ints(*orderKeys), *events, *durableEvents, *rounds, senders[len(senders)-1])
 		be.Close()
+		if err != nil {
+			log.Fatalf("bench: %v", err)
+		}
+		orderedRows(t, ds, ints(*orderKeys), senders[len(senders)-1])
 		orderedCostRow(t, *rounds)
 	}
 	if run("memory") {

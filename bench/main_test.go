@@ -83,8 +83,8 @@ func TestBeforeRounds(t *testing.T) {
 }
 
 // TestSettleBusyBackend: a backend process kept busy makes settle, and so
-// the round after it, fail with an error naming the round; once it rests,
-// settle passes.
+// the Before, delivery and ordered round after it, fail with an error
+// naming the round; once it rests, settle passes.
 func TestSettleBusyBackend(t *testing.T) {
 	be := newBackend("http", true)
 	defer be.Close()
@@ -96,9 +96,16 @@ func TestSettleBusyBackend(t *testing.T) {
 	_, err = beforeRounds(be, bc, 1)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "before http 100 B c=2, library, warm-up round: ", "the error names the round")
+	_, err = deliveryRounds(be, []string{queueMemory, queueRaw}, 10, 10, 1, 1)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "delivery memory, 1 sender, warm-up round: the backend process", "the error names the round")
+	_, err = orderedRounds(be, []string{queueMemory}, []int{3}, 10, 10, 1, 2)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ordered memory, 0 keys, 2 senders, warm-up round: the backend process", "the error names the round")
 	assert.Zero(t, be.received(), "no round ran")
 	be.spin(false)
 	require.NoError(t, be.settle(), "the backend at rest")
+
 }
 
 // TestOrderedRows runs the ordered case at tiny scale: every queue and
@@ -108,7 +115,8 @@ func TestOrderedRows(t *testing.T) {
 	be := newBackend("http", false)
 	defer be.Close()
 	keyCounts := []int{3, 50}
-	ds := orderedRounds(be, []string{queueMemory, queueNATS}, keyCounts, 200, 60, 2, 4)
+	ds, err := orderedRounds(be, []string{queueMemory, queueNATS}, keyCounts, 200, 60, 2, 4)
+	require.NoError(t, err)
 	require.Len(t, ds, 6)
 	for name, rs := range ds {
 		require.Len(t, rs, 2, name)
