@@ -79,6 +79,16 @@ func TestBeforeRounds(t *testing.T) {
 	assert.LessOrEqual(t, runs[nameLib].maxConns, int64(bc.c), "library: new connections in a round after the warm-up")
 	assert.LessOrEqual(t, runs[nameRaw].maxConns, int64(bc.c), "raw: new connections in a round after the warm-up")
 	assert.Equal(t, "0 refused, now closed", runs[nameLib].breaker)
+	for name, r := range runs {
+		assert.Len(t, r.conns, 3, name)
+		assert.Len(t, r.cores, 3, name)
+		assert.Nil(t, r.beCPU, "%s: no backend process, no backend CPU", name)
+	}
+	tb := &beforeTable{}
+	tb.add(bc, runs)
+	require.Len(t, tb.clients, 3, "a row per client")
+	assert.Equal(t, []string{nameLib, nameRaw, nameOpenIM}, []string{tb.clients[0][3], tb.clients[1][3], tb.clients[2][3]})
+	assert.Equal(t, "-", tb.clients[0][6], "backend CPU in this process")
 	assert.Equal(t, int64(3*3*bc.calls+3*max(bc.c, bc.calls/10)), be.received(), "requests the backend read")
 }
 
@@ -106,6 +116,15 @@ func TestSettleBusyBackend(t *testing.T) {
 	be.spin(false)
 	require.NoError(t, be.settle(), "the backend at rest")
 
+	// At rest, a round measures the backend process's CPU and connections.
+	runs, err := beforeRounds(be, bc, 1)
+	require.NoError(t, err)
+	for name, r := range runs {
+		require.Len(t, r.beCPU, 1, name)
+		assert.Positive(t, r.beCPU[0], "%s: the backend process's CPU per call", name)
+		require.Len(t, r.conns, 1, name)
+		assert.LessOrEqual(t, r.conns[0], float64(bc.c), "%s: new connections after the warm-up", name)
+	}
 }
 
 // TestOrderedRows runs the ordered case at tiny scale: every queue and
