@@ -101,3 +101,81 @@ func TestKeyLinesOfOneHash(t *testing.T) {
 		t.Fatalf("%d keys under %d hashes, %d waiting; want none", q.nkeys, len(q.keys), q.keyWait)
 	}
 }
+
+// TestLineFifoChunks: a line gives its events back in order across its
+// chunks, pushes and pops interleaved, and an emptied line keeps its
+// chunk: its next events, up to a chunk's worth, allocate nothing, in
+// the line and in a spare line reused for another key.
+func TestLineFifoChunks(t *testing.T) {
+	var f lineFifo
+	var pushed, popped uint64
+	push := func(n int) {
+		for range n {
+			pushed++
+			f.push(inbound{ev: Event{seq: pushed}})
+		}
+	}
+	pop := func(n int) {
+		for range n {
+			popped++
+			if got := f.peek().ev.seq; got != popped {
+				t.Fatalf("peek: event %d, want %d", got, popped)
+			}
+			if got := f.pop().ev.seq; got != popped {
+				t.Fatalf("pop: event %d, want %d", got, popped)
+			}
+		}
+		if f.n != int(pushed-popped) {
+			t.Fatalf("%d events counted, want %d", f.n, pushed-popped)
+		}
+	}
+	for _, step := range [][2]int{{1, 1}, {3, 2}, {40, 10}, {200, 150}, {5, 86}, {300, 300}, {1, 1}} {
+		push(step[0])
+		pop(step[1])
+	}
+	if f.n != 0 || f.head == nil || f.head != f.tail || f.head.next != nil {
+		t.Fatalf("emptied line: %d events, head %p, tail %p; want none, one chunk kept", f.n, f.head, f.tail)
+	}
+	kept := len(f.head.evs)
+	if allocs := testing.AllocsPerRun(100, func() { push(kept); pop(kept) }); allocs != 0 {
+		t.Errorf("an emptied line's next %d events allocated %.0f times, want none", kept, allocs)
+	}
+
+	// The same through the queue: a line settled for good goes to the
+	// spare lines with its chunk, and the next key to wait reuses both.
+	q := newMemQueue(1000, 1000, 1, nil)
+	evs := make([]Event, 4) // made once: the test's own events allocate nothing
+	var last Event
+	cycle := func(key string, waiting int) {
+		h := q.keyHash(1, key)
+		for i := range evs[:waiting+1] {
+			evs[i] = Event{AppID: 1, OrderKey: key, seq: uint64(i + 1)}
+			q.queueKeyed(h, nil, &evs[i])
+		}
+		last = evs[0]
+		for {
+			next, ok := q.nextOfKeyHashed(h, &last)
+			if !ok {
+				break
+			}
+			last = next.ev
+		}
+	}
+	cycle("a", 3)
+	if len(q.spare) != 1 {
+		t.Fatalf("%d spare lines after one key settled; want 1", len(q.spare))
+	}
+	if q.spare[0].evs.head == nil {
+		t.Fatal("the spare line kept no chunk")
+	}
+	chunk := q.spare[0].evs.head
+	if allocs := testing.AllocsPerRun(100, func() { cycle("b", 2) }); allocs != 0 {
+		t.Errorf("a key's line taken from the spares allocated %.0f times, want none", allocs)
+	}
+	if len(q.spare) != 1 || q.spare[0].evs.head != chunk {
+		t.Errorf("the spare line did not keep its chunk")
+	}
+	if q.nkeys != 0 || q.keyWait != 0 {
+		t.Errorf("%d keys, %d waiting; want none", q.nkeys, q.keyWait)
+	}
+}

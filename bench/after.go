@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -99,8 +100,13 @@ const (
 // server calls it from its request goroutines; one sender measures how
 // long one After call takes, not how fast the queue delivers). The raw
 // pool has no senders. Each event is another app's.
-func deliveryRound(be *backend, queue string, n, senders int) delivered {
-	return keyedRound(be, queue, n, senders, keying{})
+//
+// Like a Before round, it first waits for the backend process to be idle
+// (backend.settle) and returns an error prefixed with name, measuring
+// nothing, when it is not; so does natsqueue-proc's NATS server process,
+// fresh each round, once it has started.
+func deliveryRound(be *backend, name, queue string, n, senders int) (delivered, error) {
+	return keyedRound(be, name, queue, n, senders, keying{})
 }
 
 // keying is how a delivery round spreads its events over apps and order
@@ -112,7 +118,10 @@ type keying struct {
 }
 
 // keyedRound is deliveryRound with the events spread by k.
-func keyedRound(be *backend, queue string, n, senders int, k keying) delivered {
+func keyedRound(be *backend, name, queue string, n, senders int, k keying) (delivered, error) {
+	if err := be.settle(); err != nil {
+		return delivered{}, fmt.Errorf("%s: %w", name, err)
+	}
 	url := be.URL + "/callback"
 	if queue == queueRaw {
 		cl := rawClient(deliveryWorkers, be.tls)
@@ -131,7 +140,7 @@ func keyedRound(be *backend, queue string, n, senders int, k keying) delivered {
 			})
 		}
 		wg.Wait()
-		return delivered{rate: float64(n) / time.Since(start).Seconds(), cpuNs: float64(cpuTime()-cpu) / float64(n)}
+		return delivered{rate: float64(n) / time.Since(start).Seconds(), cpuNs: float64(cpuTime()-cpu) / float64(n)}, nil
 	}
 	cfg := callback.Config{
 		URL: url, TLSConfig: be.tls, Workers: deliveryWorkers, QueueSize: n, Logger: slog.New(slog.DiscardHandler),
@@ -153,6 +162,9 @@ func keyedRound(be *backend, queue string, n, senders int, k keying) delivered {
 	case queueNATSProc:
 		ns := startProc(kindNATS) // a fresh store each round, as Embedded's
 		defer ns.Close()
+		if err := ns.settle(); err != nil {
+			return delivered{}, fmt.Errorf("%s: NATS server: %w", name, err)
+		}
 		serverCPU = ns.cpu
 		nc, err := nats.Connect(ns.URL, nats.Name("imcallback-bench"))
 		if err != nil {
@@ -203,16 +215,22 @@ func keyedRound(be *backend, queue string, n, senders int, k keying) delivered {
 		callNs:      float64(calls.Load()) / float64(n),
 		cpuNs:       float64(cpuTime()-cpu) / float64(n),
 		serverCPUNs: float64(serverCPU()-scpu) / float64(n),
-	}
+	}, nil
 }
 
 // deliveryRounds runs the queues' delivery rounds of n events each (the
 // natsqueue's durableN), from senders goroutines, alternating their order,
-// after a warm-up round each.
-func deliveryRounds(be *backend, queues []string, n, durableN, rounds, senders int) map[string][]delivered {
+// after a warm-up round each. It returns an error naming the round when
+// the backend process was not idle before one.
+func deliveryRounds(be *backend, queues []string, n, durableN, rounds, senders int) (map[string][]delivered, error) {
 	events := func(q string) int { return tern(q == queueNATS || q == queueNATSProc, durableN, n) }
+	name := func(q, round string) string {
+		return fmt.Sprintf("delivery %s, %d sender%s, %s", q, senders, tern(senders == 1, "", "s"), round)
+	}
 	for _, q := range queues {
-		deliveryRound(be, q, max(1, events(q)/10), senders)
+		if _, err := deliveryRound(be, name(q, "warm-up round"), q, max(1, events(q)/10), senders); err != nil {
+			return nil, err
+		}
 	}
 	out := make(map[string][]delivered)
 	for i := range rounds {
@@ -221,17 +239,23 @@ func deliveryRounds(be *backend, queues []string, n, durableN, rounds, senders i
 			slices.Reverse(order)
 		}
 		for _, q := range order {
-			out[q] = append(out[q], deliveryRound(be, q, events(q), senders))
+			d, err := deliveryRound(be, name(q, fmt.Sprintf("round %d of %d", i+1, rounds)), q, events(q), senders)
+			if err != nil {
+				return nil, err
+			}
+			out[q] = append(out[q], d)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // orderedRounds runs delivery rounds of one app's events on each of
 // queues (n events each, the natsqueue's durableN), unkeyed and with each
 // of keyCounts order keys, from senders goroutines, alternating their
-// order, after a warm-up round each. The result is by orderedName.
-func orderedRounds(be *backend, queues []string, keyCounts []int, n, durableN, rounds, senders int) map[string][]delivered {
+// order, after a warm-up round each. The result is by orderedName. It
+// returns an error naming the round when the backend process was not idle
+// before one.
+func orderedRounds(be *backend, queues []string, keyCounts []int, n, durableN, rounds, senders int) (map[string][]delivered, error) {
 	type variant struct {
 		queue string
 		keys  int
@@ -243,8 +267,14 @@ func orderedRounds(be *backend, queues []string, keyCounts []int, n, durableN, r
 		}
 	}
 	events := func(q string) int { return tern(q == queueNATS || q == queueNATSProc, durableN, n) }
+	round := func(v variant, round string, n int) (delivered, error) {
+		name := fmt.Sprintf("ordered %s, %d keys, %d sender%s, %s", v.queue, v.keys, senders, tern(senders == 1, "", "s"), round)
+		return keyedRound(be, name, v.queue, n, senders, keying{oneApp: true, keys: v.keys})
+	}
 	for _, v := range vs {
-		keyedRound(be, v.queue, max(1, events(v.queue)/10), senders, keying{oneApp: true, keys: v.keys})
+		if _, err := round(v, "warm-up round", max(1, events(v.queue)/10)); err != nil {
+			return nil, err
+		}
 	}
 	out := make(map[string][]delivered)
 	for i := range rounds {
@@ -253,11 +283,15 @@ func orderedRounds(be *backend, queues []string, keyCounts []int, n, durableN, r
 			slices.Reverse(order)
 		}
 		for _, v := range order {
+			d, err := round(v, fmt.Sprintf("round %d of %d", i+1, rounds), events(v.queue))
+			if err != nil {
+				return nil, err
+			}
 			name := orderedName(v.queue, v.keys)
-			out[name] = append(out[name], keyedRound(be, v.queue, events(v.queue), senders, keying{oneApp: true, keys: v.keys}))
+			out[name] = append(out[name], d)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // orderedName names the rounds of queue with keys order keys (0: unkeyed).

@@ -39,6 +39,9 @@ type run struct {
 	lat       []time.Duration
 	rates     []float64 // calls per second, per measured round
 	cpu       []float64 // this process's CPU time per call in ns, per measured round
+	beCPU     []float64 // the backend process's CPU time per call in ns, per measured round; nil in this process
+	cores     []float64 // cores the client and the backend process used together, per measured round
+	conns     []float64 // new connections the backend accepted, per measured round
 	maxConns  int64     // most new connections in one measured round
 	warmConns int64     // new connections in the warm-up round, from an empty pool
 	warmFail  int       // calls that failed in the warm-up round
@@ -117,6 +120,10 @@ func round(be *backend, name string, c, n int, call func() error, into *run) err
 	var next, failed atomic.Int64
 	var wg sync.WaitGroup
 	conns := be.conns()
+	var beCPU time.Duration
+	if be.cpu != nil {
+		beCPU = be.cpu()
+	}
 	cpu := cpuTime()
 	start := time.Now()
 	for range c {
@@ -136,11 +143,21 @@ func round(be *backend, name string, c, n int, call func() error, into *run) err
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	into.cpu = append(into.cpu, float64(cpuTime()-cpu)/float64(n))
+	client := cpuTime() - cpu
+	used := client
+	if be.cpu != nil {
+		beCPU = be.cpu() - beCPU
+		used += beCPU
+		into.beCPU = append(into.beCPU, float64(beCPU)/float64(n))
+	}
+	into.cpu = append(into.cpu, float64(client)/float64(n))
+	into.cores = append(into.cores, used.Seconds()/elapsed.Seconds())
 	into.failed += int(failed.Load())
 	into.lat = append(into.lat, lats...)
 	into.rates = append(into.rates, float64(n)/elapsed.Seconds())
-	into.maxConns = max(into.maxConns, be.conns()-conns)
+	newConns := be.conns() - conns
+	into.conns = append(into.conns, float64(newConns))
+	into.maxConns = max(into.maxConns, newConns)
 	return nil
 }
 
@@ -168,12 +185,32 @@ func median(vs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// beforeTable prints the Before measurements as ratios.
-type beforeTable struct{ rows [][]string }
+// beforeTable prints the Before measurements as ratios (rows), then each
+// client's own figures (clients).
+type beforeTable struct{ rows, clients [][]string }
 
-// add appends the rows of one case: one for each library client in runs.
+// add appends the rows of one case: one for each library client in runs,
+// and one for each client in the clients table.
 func (t *beforeTable) add(bc beforeCase, runs map[string]*run) {
 	raw := runs[nameRaw]
+	for _, name := range bc.clients {
+		r := runs[name]
+		be, sum := "-", "-"
+		if r.beCPU != nil {
+			total := make([]float64, len(r.cpu))
+			for i := range total {
+				total[i] = r.cpu[i] + r.beCPU[i]
+			}
+			be, sum = fmt.Sprintf("%.1f µs", median(r.beCPU)/1e3), fmt.Sprintf("%.1f µs", median(total)/1e3)
+		}
+		t.clients = append(t.clients, []string{bc.kind, size(bc.size), fmt.Sprint(bc.c), name,
+			fmt.Sprintf("%.0f/s", median(r.rates)),
+			fmt.Sprintf("%.1f µs", median(r.cpu)/1e3), be, sum,
+			fmt.Sprintf("%.2f", median(r.cores)),
+			fmt.Sprintf("%.0f [%.0f-%.0f]", median(r.conns), slices.Min(r.conns), slices.Max(r.conns)),
+			fmt.Sprint(r.warmConns),
+			fmt.Sprint(r.failed + r.warmFail)})
+	}
 	for _, lib := range []string{nameLib, nameLibH2, nameLibTrust} {
 		l, ok := runs[lib]
 		if !ok {
@@ -216,6 +253,15 @@ func (t *beforeTable) print() {
 	fmt.Println("| backend | body | conc. | raw | library / raw: throughput; CPU | / default client: throughput; CPU | / retryablehttp: throughput; CPU | / OpenIM-style: throughput; CPU | p99 / raw | client CPU per call, library / raw | cold start (warm-up round): new conns, failed calls, breaker refusals; library / raw | new conns in a measured round, most; library / raw | library breaker, all rounds | failed in measured rounds, library / raw |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range t.rows {
+		fmt.Printf("| %s |\n", strings.Join(r, " | "))
+	}
+	fmt.Println()
+	fmt.Println("Before, every client: medians of its measured rounds. CPU per call is this process's (client) and the backend process's (\"-\" with -backend-proc=false)")
+	fmt.Println("over each round, divided by its calls; cores are both processes' CPU over the round's wall time; new connections are the ones the backend accepted.")
+	fmt.Println()
+	fmt.Println("| backend | body | conc. | client | throughput | client CPU per call | backend CPU per call | client + backend CPU per call | cores used, client + backend | new conns per measured round, median [min-max] | new conns in the warm-up round | failed calls, all rounds |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range t.clients {
 		fmt.Printf("| %s |\n", strings.Join(r, " | "))
 	}
 	fmt.Println()

@@ -19,6 +19,18 @@
 // bodies, then 4 KiB and 64 KiB bodies on http at concurrency 64; with any
 // of them given, every combination of the three.
 //
+// Before prints two tables: the ratios of the library to raw and to each
+// peer (throughput, then client CPU per call, each a median of the
+// per-round ratios with their range), then every client's own figures:
+// its throughput, its client CPU per call, the backend process's CPU per
+// call over its rounds and the two summed, the cores both processes used,
+// and the new connections the backend accepted per measured round.
+//
+// Every round that uses the App backend process (Before, delivery,
+// durable, ordered; natsqueue-proc's NATS server process too) first waits
+// for it to be near idle, and the run stops with a non-zero exit naming
+// the round when it is still busy after 5 s.
+//
 // The ordered case delivers one app's events unkeyed and under each of
 // -order-keys order keys (callback.WithOrderKey, event i under key i mod
 // keys), on the memory queue and natsqueue.Embedded, from the last
@@ -156,16 +168,24 @@ func main() {
 			if i > 0 {
 				qs = slices.DeleteFunc(slices.Clone(queues), func(q string) bool { return q == queueRaw })
 			}
-			deliveryRows(t, deliveryRounds(be, qs, *events, *durableEvents, *rounds, senders), senders)
+			ds, err := deliveryRounds(be, qs, *events, *durableEvents, *rounds, senders)
+			if err != nil {
+				be.Close()
+				log.Fatalf("bench: %v", err)
+			}
+			deliveryRows(t, ds, senders)
 		}
 		be.Close()
 	}
 	if run("ordered") {
 		be := newBackend("http", *proc)
 		senders := ints(*senderList)
-		orderedRows(t, orderedRounds(be, []string{queueMemory, queueNATS}, ints(*orderKeys), *events, *durableEvents, *rounds, senders[len(senders)-1]),
-			ints(*orderKeys), senders[len(senders)-1])
+		ds, err := orderedRounds(be, []string{queueMemory, queueNATS}, ints(*orderKeys), *events, *durableEvents, *rounds, senders[len(senders)-1])
 		be.Close()
+		if err != nil {
+			log.Fatalf("bench: %v", err)
+		}
+		orderedRows(t, ds, ints(*orderKeys), senders[len(senders)-1])
 		orderedCostRow(t, *rounds)
 	}
 	if run("memory") {

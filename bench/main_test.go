@@ -79,12 +79,22 @@ func TestBeforeRounds(t *testing.T) {
 	assert.LessOrEqual(t, runs[nameLib].maxConns, int64(bc.c), "library: new connections in a round after the warm-up")
 	assert.LessOrEqual(t, runs[nameRaw].maxConns, int64(bc.c), "raw: new connections in a round after the warm-up")
 	assert.Equal(t, "0 refused, now closed", runs[nameLib].breaker)
+	for name, r := range runs {
+		assert.Len(t, r.conns, 3, name)
+		assert.Len(t, r.cores, 3, name)
+		assert.Nil(t, r.beCPU, "%s: no backend process, no backend CPU", name)
+	}
+	tb := &beforeTable{}
+	tb.add(bc, runs)
+	require.Len(t, tb.clients, 3, "a row per client")
+	assert.Equal(t, []string{nameLib, nameRaw, nameOpenIM}, []string{tb.clients[0][3], tb.clients[1][3], tb.clients[2][3]})
+	assert.Equal(t, "-", tb.clients[0][6], "backend CPU in this process")
 	assert.Equal(t, int64(3*3*bc.calls+3*max(bc.c, bc.calls/10)), be.received(), "requests the backend read")
 }
 
 // TestSettleBusyBackend: a backend process kept busy makes settle, and so
-// the round after it, fail with an error naming the round; once it rests,
-// settle passes.
+// the Before, delivery and ordered round after it, fail with an error
+// naming the round; once it rests, settle passes.
 func TestSettleBusyBackend(t *testing.T) {
 	be := newBackend("http", true)
 	defer be.Close()
@@ -96,9 +106,25 @@ func TestSettleBusyBackend(t *testing.T) {
 	_, err = beforeRounds(be, bc, 1)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "before http 100 B c=2, library, warm-up round: ", "the error names the round")
+	_, err = deliveryRounds(be, []string{queueMemory, queueRaw}, 10, 10, 1, 1)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "delivery memory, 1 sender, warm-up round: the backend process", "the error names the round")
+	_, err = orderedRounds(be, []string{queueMemory}, []int{3}, 10, 10, 1, 2)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ordered memory, 0 keys, 2 senders, warm-up round: the backend process", "the error names the round")
 	assert.Zero(t, be.received(), "no round ran")
 	be.spin(false)
 	require.NoError(t, be.settle(), "the backend at rest")
+
+	// At rest, a round measures the backend process's CPU and connections.
+	runs, err := beforeRounds(be, bc, 1)
+	require.NoError(t, err)
+	for name, r := range runs {
+		require.Len(t, r.beCPU, 1, name)
+		assert.Positive(t, r.beCPU[0], "%s: the backend process's CPU per call", name)
+		require.Len(t, r.conns, 1, name)
+		assert.LessOrEqual(t, r.conns[0], float64(bc.c), "%s: new connections after the warm-up", name)
+	}
 }
 
 // TestOrderedRows runs the ordered case at tiny scale: every queue and
@@ -108,7 +134,8 @@ func TestOrderedRows(t *testing.T) {
 	be := newBackend("http", false)
 	defer be.Close()
 	keyCounts := []int{3, 50}
-	ds := orderedRounds(be, []string{queueMemory, queueNATS}, keyCounts, 200, 60, 2, 4)
+	ds, err := orderedRounds(be, []string{queueMemory, queueNATS}, keyCounts, 200, 60, 2, 4)
+	require.NoError(t, err)
 	require.Len(t, ds, 6)
 	for name, rs := range ds {
 		require.Len(t, rs, 2, name)
