@@ -513,7 +513,9 @@ func storedOnKey(t testing.TB, js jetstream.JetStream, app int, key string) []*j
 // from a refused guess, or one taken from a refusal other than the
 // event's own, fails. Two nodes publish the key's events alternately
 // (every guess but the first is refused once), then from eight
-// goroutines each at once (guesses refused, some twice). Once the App
+// goroutines at once, four on each node (a node publishes one event of
+// a key at a time, so guesses are refused for the other node's events,
+// some twice). Once the App
 // answers, the events arrive in the order the stream stored them, one at
 // a time, unmarked ones included.
 func TestOrderKeyRefusedMark(t *testing.T) {

@@ -476,11 +476,16 @@ func (q *Queue) put(ctx context.Context, ev callback.Event) error {
 		m.Header[hdrKeyAfter] = []string{strconv.FormatUint(after, 10)}
 		opts = append(opts[:2], jetstream.WithExpectLastSequencePerSubject(after))
 	}
-	if keyed {
-		mark(q.keyed.lastPublished(m.Subject))
-	}
 	ctx, cancel := context.WithTimeout(ctx, q.o.PublishTimeout)
 	defer cancel()
+	if keyed {
+		turn, err := q.keyed.takeTurn(ctx, m.Subject)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrPublish, err)
+		}
+		defer q.keyed.endTurn(m.Subject, turn)
+		mark(q.keyed.lastPublished(m.Subject))
+	}
 	pause := publishPauseMin
 	for {
 		one, cancelOne := context.WithTimeout(ctx, publishAttempt)
