@@ -497,7 +497,8 @@ func (q *Queue) handOut(kh *keyHold) *delivery {
 // counting, in the same step as it stores the event (a single server
 // under the stream's lock; a replicated stream's leader before it
 // proposes the event, refusing an expectation while any other message
-// of the subject is proposed and not applied). So a marked event of
+// of the subject is proposed and not applied: what KV's compare-and-set
+// rests on too). So a marked event of
 // sequence S was stored when every message of its subject between P and
 // S had been removed, that is answered, and P, if not 0, was stored. The
 // events before it are then those up to P, and those after P, all
