@@ -2,11 +2,15 @@ package natsqueue_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,13 +41,14 @@ type keyed struct {
 type orderApp struct {
 	*httptest.Server
 	fail       func(keyed) bool
+	refuse     func(ev keyed, tries int) bool // 503 when it says so, given the attempts made before; nil: none
 	maxLatency time.Duration
 	answer     map[string]http.HandlerFunc // by key, unchecked
 
 	mu         sync.Mutex
 	next       map[string]int // app/key -> number of the next event due
 	busy       map[string]int // app/key -> the event in flight
-	tried      map[keyed]bool
+	tries      map[keyed]int
 	delivered  int
 	nodes      map[string]int // 2xx answers by the node query parameter
 	violations []string
@@ -52,7 +57,7 @@ type orderApp struct {
 
 func newOrderApp(t testing.TB, fail func(keyed) bool, maxLatency time.Duration, answer map[string]http.HandlerFunc) *orderApp {
 	a := &orderApp{fail: fail, maxLatency: maxLatency, answer: answer,
-		next: map[string]int{}, busy: map[string]int{}, tried: map[keyed]bool{}, nodes: map[string]int{},
+		next: map[string]int{}, busy: map[string]int{}, tries: map[keyed]int{}, nodes: map[string]int{},
 		seen: make(chan string, 1024)}
 	a.Server = httptest.NewServer(http.HandlerFunc(a.serve))
 	t.Cleanup(a.Close)
@@ -87,10 +92,10 @@ func (a *orderApp) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	a.busy[ak] = ev.N
 	status := http.StatusOK
-	if !a.tried[ev] && a.fail != nil && a.fail(ev) {
+	if (a.tries[ev] == 0 && a.fail != nil && a.fail(ev)) || (a.refuse != nil && a.refuse(ev, a.tries[ev])) {
 		status = http.StatusServiceUnavailable
 	}
-	a.tried[ev] = true
+	a.tries[ev]++
 	a.mu.Unlock()
 	if a.maxLatency > 0 {
 		time.Sleep(rand.N(a.maxLatency))
@@ -425,4 +430,185 @@ func TestAllowDirectOnExistingStream(t *testing.T) {
 	s, err := js.Stream(ctx, "CALLBACK_AFTER")
 	require.NoError(t, err)
 	assert.True(t, s.CachedInfo().Config.AllowDirect)
+}
+
+// afterAlternating queues events 0 to n-1 of key of app, in order, each
+// through the next of the Dispatchers given in turn: each publish's
+// guess of the key's last stored event is the event its node published
+// last, which another node's publish has since followed, so JetStream
+// refuses it and the event is marked with the sequence the refusal
+// names.
+func afterAlternating(t testing.TB, ds []*callback.Dispatcher, app int, key string, n int) {
+	t.Helper()
+	ctx := callback.WithOrderKey(context.Background(), key)
+	for i := range n {
+		b, _ := json.Marshal(keyed{app, key, i})
+		if err := ds[i%len(ds)].After(ctx, app, "group.message.after", b); err != nil {
+			t.Errorf("After %s/%d: %v", key, i, err)
+			return
+		}
+	}
+}
+
+// Two nodes pulling one event at a time; each key's events are
+// published alternately through both, so that each is marked with its
+// predecessor (Callback-Key-After) after a refused guess, and the
+// predecessor is mostly handed to the other node. The first event of
+// each key is answered 503 three times: the events marked behind it wait
+// on the other node while it is retried, and every event behind a
+// retried one waits likewise (a quarter of first attempts fail). Each
+// key's events reach the App one at a time, in order, all of them.
+func TestOrderKeyMarkedWaitsForOtherNode(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	a := newOrderApp(t, func(keyed) bool { return rand.N(4) == 0 }, 2*time.Millisecond, nil)
+	a.refuse = func(ev keyed, tries int) bool { return ev.N == 0 && tries < 3 }
+	cfg := func(name string) callback.Config {
+		return callback.Config{URL: a.URL + "?node=" + name, RetrySchedule: retryFast, Breaker: callback.Breaker{Disabled: true}, AfterLimit: callback.AfterLimit{Rate: -1}}
+	}
+	opts := natsqueue.Options{Prefetch: 1}
+	nodeA := newNode(t, connect(t, srv.ClientURL()), opts, cfg("a"))
+	nodeB := newNode(t, connect(t, srv.ClientURL()), opts, cfg("b"))
+	ds := []*callback.Dispatcher{nodeA.d, nodeB.d}
+	const keys, events = 4, 60
+	var wg sync.WaitGroup
+	for _, k := range keyNames("conv-", keys) {
+		wg.Go(func() { afterAlternating(t, ds, 7, k, events) })
+	}
+	wg.Wait()
+	waitWithin(t, "every keyed event delivered", 120*time.Second, func() bool { return a.count() == keys*events })
+	assert.Empty(t, a.problems())
+	nodes := a.byNode()
+	assert.Positive(t, nodes["a"], "node a delivered nothing")
+	assert.Positive(t, nodes["b"], "node b delivered nothing")
+	t.Logf("delivered by node: %v", nodes)
+	require.Eventually(t, func() bool { return nodeA.q.WaitingForKey()+nodeB.q.WaitingForKey() == 0 }, 30*time.Second, 10*time.Millisecond)
+}
+
+// storedOnKey returns the messages the work stream stores on the subject
+// of app's order key, in their order.
+func storedOnKey(t testing.TB, js jetstream.JetStream, app int, key string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, "CALLBACK_AFTER")
+	require.NoError(t, err)
+	h := sha256.Sum256([]byte(key))
+	subject := fmt.Sprintf("callback.after.%d.k.%s", app, hex.EncodeToString(h[:16]))
+	var out []*jetstream.RawStreamMsg
+	for seq := uint64(1); ; {
+		raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out
+		}
+		require.NoError(t, err)
+		out = append(out, raw)
+		seq = raw.Sequence + 1
+	}
+}
+
+// A keyed publish whose guess of the key's last stored event is wrong is
+// refused, and published again marked with the event the refusal names,
+// or, refused again, unmarked. While the App holds the key's first event
+// (nothing is removed), every stored event's mark must name the event
+// stored before it on the key's subject (0 for the first): a mark left
+// from a refused guess, or one taken from a refusal other than the
+// event's own, fails. Two nodes publish the key's events alternately
+// (every guess but the first is refused once), then from eight
+// goroutines at once, four on each node (a node publishes one event of
+// a key at a time, so guesses are refused for the other node's events,
+// some twice). Once the App
+// answers, the events arrive in the order the stream stored them, one at
+// a time, unmarked ones included.
+func TestOrderKeyRefusedMark(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var got []int // event numbers, in the order the App answered them 2xx
+	inFlight := atomic.Int32{}
+	overlap := atomic.Bool{}
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev keyed
+		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		if inFlight.Add(1) > 1 {
+			overlap.Store(true)
+		}
+		defer inFlight.Add(-1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		mu.Lock()
+		got = append(got, ev.N)
+		mu.Unlock()
+		_, _ = w.Write([]byte(`{"code":0}`))
+	}))
+	t.Cleanup(app.Close)
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	cfg := callback.Config{URL: app.URL, Timeout: 5 * time.Minute, RetrySchedule: retryFast,
+		Breaker: callback.Breaker{Disabled: true}, AfterLimit: callback.AfterLimit{Rate: -1}}
+	nodeA := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg)
+	nodeB := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg)
+	ds := []*callback.Dispatcher{nodeA.d, nodeB.d}
+	const key, alternating, concurrent = "conv-1", 20, 200
+	afterAlternating(t, ds, 7, key, alternating)
+	var next atomic.Int64
+	next.Store(alternating - 1)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			ctx := callback.WithOrderKey(context.Background(), key)
+			for i := next.Add(1); i < alternating+concurrent; i = next.Add(1) {
+				b, _ := json.Marshal(keyed{7, key, int(i)})
+				if err := ds[g%2].After(ctx, 7, "group.message.after", b); err != nil {
+					t.Errorf("After %d: %v", i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	js, err := jetstream.New(connect(t, srv.ClientURL()))
+	require.NoError(t, err)
+	stored := storedOnKey(t, js, 7, key)
+	require.Len(t, stored, alternating+concurrent, "the App answered none: every event is stored")
+	var order []int
+	prev, unmarked := uint64(0), 0
+	for i, raw := range stored {
+		var ev keyed
+		require.NoError(t, json.Unmarshal(raw.Data, &ev))
+		order = append(order, ev.N)
+		if i < alternating {
+			require.Equal(t, i, ev.N, "the alternating events are stored in order")
+		}
+		mark := raw.Header.Get("Callback-Key-After")
+		if mark == "" {
+			unmarked++
+			require.GreaterOrEqual(t, i, alternating, "event %d unmarked: an alternating publish is refused once at most", ev.N)
+		} else {
+			require.Equal(t, strconv.FormatUint(prev, 10), mark, "the mark of event %d (sequence %d)", ev.N, raw.Sequence)
+		}
+		prev = raw.Sequence
+	}
+	t.Logf("%d events stored, %d unmarked", len(stored), unmarked)
+
+	close(release)
+	waitWithin(t, "every event answered", 120*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= len(order)
+	})
+	mu.Lock()
+	assert.Equal(t, order, got, "answered in the order the stream stored them")
+	mu.Unlock()
+	assert.False(t, overlap.Load(), "two attempts of the key in flight at once")
 }

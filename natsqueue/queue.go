@@ -465,29 +465,47 @@ func (q *Queue) put(ctx context.Context, ev callback.Event) error {
 	}
 	m := eventMsg(q.o.Subject, ev)
 	opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID(ev, "")), jetstream.WithExpectStream(q.o.Stream)}
-	// A keyed event is first offered as its key's only one (order.go,
-	// keyFirst); if another is stored, it is published as any other.
-	first := ev.OrderKey != "" && q.keyed.mayBeFirst(m.Subject)
-	if first {
-		m.Header[hdrKeyFirst] = []string{"1"}
-		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
+	// A keyed event is marked with its node's guess of the last message
+	// stored on its key's subject, which JetStream checks (order.go,
+	// keyAfter); refused, it is marked with the one the refusal names,
+	// and refused again, published as any other.
+	keyed, marked, guesses := ev.OrderKey != "", false, 0
+	mark := func(after uint64) {
+		marked = true
+		guesses++
+		m.Header[hdrKeyAfter] = []string{strconv.FormatUint(after, 10)}
+		opts = append(opts[:2], jetstream.WithExpectLastSequencePerSubject(after))
 	}
 	ctx, cancel := context.WithTimeout(ctx, q.o.PublishTimeout)
 	defer cancel()
+	if keyed {
+		turn, err := q.keyed.takeTurn(ctx, m.Subject)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrPublish, err)
+		}
+		defer q.keyed.endTurn(m.Subject, turn)
+		mark(q.keyed.lastPublished(m.Subject))
+	}
 	pause := publishPauseMin
 	for {
 		one, cancelOne := context.WithTimeout(ctx, publishAttempt)
-		_, err := q.js.PublishMsg(one, m, opts...)
+		ack, err := q.js.PublishMsg(one, m, opts...)
 		cancelOne()
 		if err == nil {
+			if keyed {
+				q.keyed.published(m.Subject, ack.Sequence)
+			}
 			return nil
 		}
-		if first && notFirst(err) {
-			first = false
-			q.keyed.busyKey(m.Subject)
-			m.Header.Del(hdrKeyFirst)
-			m.Header.Del(jetstream.ExpectedLastSubjSeqHeader)
-			opts = opts[:2]
+		if marked && wrongLast(err) {
+			if last, ok := lastNamed(err); ok && guesses < 2 {
+				mark(last)
+			} else {
+				marked = false
+				m.Header.Del(hdrKeyAfter)
+				m.Header.Del(jetstream.ExpectedLastSubjSeqHeader) // set on m by the option
+				opts = opts[:2]
+			}
 			continue
 		}
 		if !publishAgain(err) || ctx.Err() != nil {
@@ -527,13 +545,30 @@ func publishAgain(err error) bool {
 	return errors.As(err, &api) && (api.Code >= 500 || api.ErrorCode == errCodeInProcess)
 }
 
-// notFirst reports whether a publish failed because another message is
-// stored on its subject (JetStream's "wrong last sequence", which a
-// replicated stream may give in its own code).
-func notFirst(err error) bool {
+// wrongLast reports whether a publish was refused because the last
+// message stored on its subject was not the one it expected (JetStream's
+// "wrong last sequence", which a replicated stream may give in its own
+// code, naming no sequence).
+func wrongLast(err error) bool {
 	var api *jetstream.APIError
 	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// lastNamed returns the sequence of the last message stored on the
+// subject that a refusal err names ("wrong last sequence: X"), if it
+// names one.
+func lastNamed(err error) (uint64, bool) {
+	var api *jetstream.APIError
+	if !errors.As(err, &api) || api.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
+		return 0, false
+	}
+	_, text, ok := strings.Cut(api.Description, ": ")
+	if !ok {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(text, 10, 64)
+	return seq, err == nil
 }
 
 // eventMsg returns the message of ev on its subject under prefix (see
@@ -734,8 +769,8 @@ func (q *Queue) get(ctx context.Context) (callback.Delivery, error) {
 		}
 		ev.Attempts = int(meta.NumDelivered) - 1
 		if ev.OrderKey != "" {
-			certified := msg.Headers().Get(hdrKeyFirst) != ""
-			if d := q.takeKeyed(ctx, msg, ev, meta.Sequence.Stream, meta.NumDelivered, certified); d != nil {
+			after, err := strconv.ParseUint(msg.Headers().Get(hdrKeyAfter), 10, 64)
+			if d := q.takeKeyed(ctx, msg, ev, meta.Sequence.Stream, meta.NumDelivered, after, err == nil); d != nil {
 				return d, nil
 			}
 			continue
