@@ -178,15 +178,29 @@ var retryFast = func() []time.Duration {
 // in the order the stream stored them (the order After was called in for
 // each key, as one goroutine calls it), and all of them do.
 func TestOrderKeyTwoNodes(t *testing.T) {
+	twoNodesOrdered(t, 4, 3*time.Millisecond, natsqueue.Options{}, 100, 40, true)
+}
+
+// twoNodesOrdered runs keys x events keyed events through two nodes on
+// one stream with opts, one first attempt in failOneIn answered 503 and
+// every answer after a random latency up to latency, sent through both
+// nodes or through the first only, and checks that each key's events
+// reached the App one at a time, in order, all of them, and that both
+// nodes delivered some.
+func twoNodesOrdered(t *testing.T, failOneIn int, latency time.Duration, opts natsqueue.Options, keys, events int, bothSend bool) {
+	t.Helper()
 	srv := startServer(t, t.TempDir())
-	a := newOrderApp(t, func(keyed) bool { return rand.N(4) == 0 }, 3*time.Millisecond, nil)
+	a := newOrderApp(t, func(keyed) bool { return rand.N(failOneIn) == 0 }, latency, nil)
 	cfg := func(name string) callback.Config {
 		return callback.Config{URL: a.URL + "?node=" + name, RetrySchedule: retryFast, Breaker: callback.Breaker{Disabled: true}, AfterLimit: callback.AfterLimit{Rate: -1}}
 	}
-	nodeA := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg("a"))
-	nodeB := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg("b"))
-	const keys, events = 100, 40
-	afterKeyed(t, []*callback.Dispatcher{nodeA.d, nodeB.d}, 7, keyNames("conv-", keys), events)
+	nodeA := newNode(t, connect(t, srv.ClientURL()), opts, cfg("a"))
+	nodeB := newNode(t, connect(t, srv.ClientURL()), opts, cfg("b"))
+	senders := []*callback.Dispatcher{nodeA.d}
+	if bothSend {
+		senders = append(senders, nodeB.d)
+	}
+	afterKeyed(t, senders, 7, keyNames("conv-", keys), events)
 	waitWithin(t, "every keyed event delivered", 120*time.Second, func() bool { return a.count() == keys*events })
 	assert.Empty(t, a.problems())
 	nodes := a.byNode()
@@ -393,23 +407,7 @@ func TestCrashOrdered(t *testing.T) {
 // hold its key on both nodes (a retry is no answer). Each key's events
 // reach the App one at a time, in order, all of them.
 func TestOrderKeyTwoNodesInterleaved(t *testing.T) {
-	srv := startServer(t, t.TempDir())
-	a := newOrderApp(t, func(keyed) bool { return rand.N(3) == 0 }, 2*time.Millisecond, nil)
-	cfg := func(name string) callback.Config {
-		return callback.Config{URL: a.URL + "?node=" + name, RetrySchedule: retryFast, Breaker: callback.Breaker{Disabled: true}, AfterLimit: callback.AfterLimit{Rate: -1}}
-	}
-	opts := natsqueue.Options{Prefetch: 1}
-	nodeA := newNode(t, connect(t, srv.ClientURL()), opts, cfg("a"))
-	nodeB := newNode(t, connect(t, srv.ClientURL()), opts, cfg("b"))
-	const keys, events = 4, 150
-	afterKeyed(t, []*callback.Dispatcher{nodeA.d}, 7, keyNames("conv-", keys), events)
-	waitWithin(t, "every keyed event delivered", 120*time.Second, func() bool { return a.count() == keys*events })
-	assert.Empty(t, a.problems())
-	nodes := a.byNode()
-	assert.Positive(t, nodes["a"], "node a delivered nothing")
-	assert.Positive(t, nodes["b"], "node b delivered nothing")
-	t.Logf("delivered by node: %v", nodes)
-	require.Eventually(t, func() bool { return nodeA.q.WaitingForKey()+nodeB.q.WaitingForKey() == 0 }, 30*time.Second, 10*time.Millisecond)
+	twoNodesOrdered(t, 3, 2*time.Millisecond, natsqueue.Options{Prefetch: 1}, 4, 150, false)
 }
 
 // A work stream made without direct gets (by an earlier version, or an
