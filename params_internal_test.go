@@ -13,6 +13,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	goccy "github.com/goccy/go-json"
+
 	"github.com/imcallback/callback/format"
 )
 
@@ -30,10 +32,14 @@ func eventBody(n int) []byte {
 	return []byte(b.String())
 }
 
-// FuzzValidBody checks validBody (goccy/go-json's Valid and utf8.Valid)
-// against encoding/json's Valid and utf8.Valid: they must accept and refuse the same bodies. The
-// seeds are tricky JSON, long text, and the answers of the decode
-// fuzzers' corpus.
+// FuzzValidBody checks validBody (goccy/go-json's Valid or validObject,
+// and utf8.Valid) against encoding/json's Valid and utf8.Valid: they must
+// accept and refuse the same bodies. validObject is also checked alone on
+// every input that starts as an object, whatever its size, since the
+// fuzzer's inputs are mostly shorter than objectCheckMin. The seeds are
+// tricky JSON, each also as the value of an object padded past
+// objectCheckMin by a long string, long text, and the answers of the
+// decode fuzzers' corpus.
 func FuzzValidBody(f *testing.F) {
 	for _, s := range []string{
 		`{"a":1}`, `[1,2,"x"]`, `"\ud800"`, "\"\xff\"", `{"a":1,"a":2}`, `1e400`, `-0`,
@@ -48,6 +54,21 @@ func FuzzValidBody(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	pad := strings.Repeat("abcdefgh", objectCheckMin/8)
+	for _, s := range []string{
+		`1`, `01`, `[1,]`, `{"a":}`, "\"\t\"", `"\u00zz"`, `"\x"`, `"\ud800"`, `tru`, `[1e]`, `{"a" 1}`,
+		"\"" + pad + "\x01" + pad + "\"", "\"" + pad + "\\q" + pad + "\"", "\"" + pad + "\\u12" + pad + "\"",
+		"\"" + pad + "\\\"" + pad + "\"", "\"" + pad + "\xff\"", "\"" + pad, "\"" + pad + "\\",
+	} {
+		f.Add([]byte(`{"pad":"` + pad + `","v":` + s + `}`))
+		f.Add([]byte(`{"v":` + s + `,"pad":"` + pad + `"}`))
+	}
+	f.Add([]byte(`{"pad":"` + pad + `"} {}`))
+	f.Add([]byte(`{"pad":"` + pad + `"}}`))
+	f.Add([]byte(`{"pad":"` + pad + `"}` + "\x00"))
+	f.Add([]byte(" \n{\"pad\":\"" + pad + "\"} \t"))
+	f.Add([]byte("{\"" + pad + "\x01\":1}"))
+	f.Add([]byte("{\"" + pad + "\\q\":1}"))
 	f.Add(eventBody(300))
 	for _, dir := range []string{"FuzzSeedDecode", "FuzzTencentDecode"} {
 		files, _ := filepath.Glob(filepath.Join("testdata", "fuzz", dir, "*"))
@@ -72,6 +93,11 @@ func FuzzValidBody(f *testing.F) {
 		if got := validBody(body); got != want {
 			t.Fatalf("validBody(%q) = %v, encoding/json says %v", body, got, want)
 		}
+		if firstByte(body) == '{' {
+			if got, want := validObject(body), json.Valid(body); got != want {
+				t.Fatalf("validObject(%q) = %v, encoding/json's Valid says %v", body, got, want)
+			}
+		}
 	})
 }
 
@@ -85,6 +111,9 @@ func TestValidBodyNesting(t *testing.T) {
 			"empty":         strings.Repeat("[", n-1) + "{}" + strings.Repeat("]", n-1),
 			"unclosed":      strings.Repeat("[", n) + strings.Repeat("]", n-1),
 			"mixed, spaced": strings.Repeat(`[ {"a" : `, n/2) + "[ ]" + strings.Repeat("} ]", n/2),
+			// an object's value, checked by validObject
+			"in an object":   `{"pad":"` + strings.Repeat("x", objectCheckMin) + `","a":` + strings.Repeat("[", n-1) + strings.Repeat("]", n-1) + `}`,
+			"in an object 2": `{"a":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}`,
 		} {
 			want := json.Valid([]byte(body))
 			if got := validBody([]byte(body)); got != want {
@@ -95,10 +124,12 @@ func TestValidBodyNesting(t *testing.T) {
 }
 
 // BenchmarkValidBody measures the body check of Before and After
-// (validBody: goccy/go-json's Valid and utf8.Valid) against
-// encoding/json's Valid, which it replaced, and utf8.Valid alone, at
-// three sizes, on two bodies: many short strings with accents (event), and one long ASCII
-// text, as the bench program's events (text).
+// (validBody: utf8.Valid, then validObject for an object of
+// objectCheckMin bytes or more, else goccy/go-json's Valid) against
+// encoding/json's Valid, which goccy's replaced, goccy's Valid alone,
+// which validObject replaced for large objects, and utf8.Valid alone, at
+// three sizes, on two bodies: many short strings with accents (event),
+// and one long ASCII text, as the bench program's events (text).
 func BenchmarkValidBody(b *testing.B) {
 	for _, size := range []int{100, 4 << 10, 64 << 10} {
 		benchmarkValidBody(b, "event/"+strconv.Itoa(size)+"B", eventBody(size))
@@ -125,6 +156,7 @@ func benchmarkValidBody(b *testing.B, name string, body []byte) {
 	}{
 		{"encoding-json", func(body []byte) bool { return utf8.Valid(body) && json.Valid(body) }},
 		{"utf8.Valid", utf8.Valid},
+		{"goccy.Valid", func(body []byte) bool { return utf8.Valid(body) && goccy.Valid(body) }},
 		{"validBody", validBody},
 	} {
 		b.Run(check.name+"/"+name, func(b *testing.B) {
