@@ -47,8 +47,11 @@ import (
 // whether the server has removed it yet or not. An ack lost in a crash
 // brings the event back after AckWait, perhaps after later events of its
 // key: a repeat of an answered event (at least once; the App deduplicates
-// by webhook-id). A node handed an event that its done covers acks it
-// again without sending it.
+// by webhook-id). A node handed an event that it answered itself (its
+// doneHere covers it) acks it again without sending it. One that only
+// another node's wake says is answered is sent again, a repeat as after a
+// crash: the node cannot tell a wake's word from a forged one, and a
+// forged wake must not make it drop events (see woken).
 //
 // The checks are direct gets (the stream allows them, see allowDirect):
 // answered without the JetStream API's queue, in replicated streams by
@@ -132,13 +135,17 @@ type keyed struct {
 	// that the key's next event, handed out just after, is not checked
 	// from the start and found behind its predecessor whose ack the
 	// server has not processed yet. Made anew once it holds maxRecent.
-	recent map[string]uint64
+	recent map[string]keyDone
 
 	lastMu sync.Mutex
 	last   map[string]uint64        // by subject: the highest sequence published on it here (keyAfter)
 	turns  map[string]chan struct{} // by subject: held by the publish of the key's event under way here
 	users  map[string]int           // by subject: the publishes holding or awaiting its turn
 }
+
+// keyDone is what a forgotten key's keyHold knew answered: its done and
+// doneHere.
+type keyDone struct{ done, here uint64 }
 
 // keyHold is one key's events on this node.
 type keyHold struct {
@@ -155,6 +162,12 @@ type keyHold struct {
 	// Every event of the key up to it was answered (see the package
 	// comment); checks ask for the first event after it.
 	done uint64
+	// doneHere is the highest stream sequence of the key answered on this
+	// node: an event it covers is acked without being sent (an answered
+	// event handed out again after a lost ack). done may be above it by
+	// word of another node, which is trusted for the order but not to
+	// drop an event (see checkKey).
+	doneHere uint64
 	// wake: an event of the key was settled here and the other nodes
 	// have not been told; told by the next check unless it finds an event
 	// held here to be the key's next (see settledKey).
@@ -214,7 +227,10 @@ func (q *Queue) keepHeld() {
 // woken takes other nodes' word that events of keys were settled (the
 // payload: lines of a key's subject and the stream sequence up to which
 // its events are answered, see publishWake) and marks each key due that
-// this node holds events of.
+// this node holds events of. Anyone allowed to publish on the wake
+// subject is believed for the order: a forged wake can send a key's event
+// before an earlier one, or send an answered one again, but makes no
+// node drop an event, since only doneHere lets one be acked unsent.
 func (q *Queue) woken(data []byte) {
 	k := &q.keyed
 	k.mu.Lock()
@@ -332,7 +348,8 @@ func (q *Queue) takeKeyed(ctx context.Context, msg jetstream.Msg, ev callback.Ev
 	k.mu.Lock()
 	kh := k.keys[subject]
 	if kh == nil {
-		kh = &keyHold{subject: subject, done: k.recent[subject]}
+		r := k.recent[subject]
+		kh = &keyHold{subject: subject, done: r.done, doneHere: r.here}
 		k.keys[subject] = kh
 	}
 	i, found := slices.BinarySearchFunc(kh.held, seq, func(h heldMsg, s uint64) int {
@@ -378,9 +395,9 @@ func (k *keyed) forget(kh *keyHold) {
 			k.recent = nil
 		}
 		if k.recent == nil {
-			k.recent = make(map[string]uint64)
+			k.recent = make(map[string]keyDone)
 		}
-		k.recent[kh.subject] = kh.done
+		k.recent[kh.subject] = keyDone{kh.done, kh.doneHere}
 	}
 }
 
@@ -405,8 +422,15 @@ func (q *Queue) checkKey(ctx context.Context, kh *keyHold) *delivery {
 			return nil
 		}
 		first := kh.held[0]
+		if first.seq <= kh.done && first.seq > kh.doneHere {
+			// Answered, by another node's word only (a wake): sent again
+			// rather than acked unsent, since a forged or mistaken wake
+			// must not drop an event. At worst a repeat, as after an ack
+			// lost in a crash.
+			return q.handOut(kh)
+		}
 		if first.seq <= kh.done {
-			// Answered already (handed out again after a lost ack or
+			// Answered here already (handed out again after a lost ack or
 			// in-progress ack): acked again, which removes it if it is
 			// still stored.
 			kh.held = slices.Delete(kh.held, 0, 1)
@@ -633,6 +657,7 @@ func (q *Queue) settledKey(kh *keyHold, seq uint64, done bool, delay time.Durati
 	kh.out = false
 	if done {
 		kh.done = max(kh.done, seq)
+		kh.doneHere = max(kh.doneHere, seq)
 	}
 	wake := false
 	switch {

@@ -80,17 +80,22 @@ func (a *orderApp) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	ak := fmt.Sprintf("%d/%s", ev.A, ev.K)
 	a.mu.Lock()
-	// An attempt whose 2xx the Dispatcher did not get (it timed out on a
-	// loaded machine) is sent again: at least once, in order. So a repeat
-	// of the event last answered 2xx, or of the one in flight, is no
-	// violation; any other event is.
-	if n, ok := a.busy[ak]; ok && n != ev.N {
+	// An event answered 2xx already may come again at any time: its 2xx
+	// was not taken (the attempt timed out on a loaded machine), or its
+	// ack was lost, after which a node that only has another node's word
+	// that it was answered sends it again. At least once: a repeat is no
+	// violation. Any other event must be the key's next, with none of the
+	// key's in flight but a repeat of itself.
+	repeat := ev.N < a.next[ak]
+	if n, ok := a.busy[ak]; ok && n != ev.N && !repeat {
 		a.violations = append(a.violations, fmt.Sprintf("%s: event %d sent while event %d of its key was in flight", ak, ev.N, n))
 	}
-	if ev.N != a.next[ak] && ev.N != a.next[ak]-1 {
+	if ev.N != a.next[ak] && !repeat {
 		a.violations = append(a.violations, fmt.Sprintf("%s: event %d sent when %d was due", ak, ev.N, a.next[ak]))
 	}
-	a.busy[ak] = ev.N
+	if !repeat {
+		a.busy[ak] = ev.N
+	}
 	status := http.StatusOK
 	if (a.tries[ev] == 0 && a.fail != nil && a.fail(ev)) || (a.refuse != nil && a.refuse(ev, a.tries[ev])) {
 		status = http.StatusServiceUnavailable
@@ -101,7 +106,9 @@ func (a *orderApp) serve(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(rand.N(a.maxLatency))
 	}
 	a.mu.Lock()
-	delete(a.busy, ak)
+	if !repeat {
+		delete(a.busy, ak)
+	}
 	if status == http.StatusOK && ev.N == a.next[ak] {
 		a.next[ak] = ev.N + 1
 		a.delivered++
@@ -489,8 +496,7 @@ func storedOnKey(t testing.TB, js jetstream.JetStream, app int, key string) []*j
 	ctx := context.Background()
 	s, err := js.Stream(ctx, "CALLBACK_AFTER")
 	require.NoError(t, err)
-	h := sha256.Sum256([]byte(key))
-	subject := fmt.Sprintf("callback.after.%d.k.%s", app, hex.EncodeToString(h[:16]))
+	subject := keySubject(app, key)
 	var out []*jetstream.RawStreamMsg
 	for seq := uint64(1); ; {
 		raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
@@ -501,6 +507,65 @@ func storedOnKey(t testing.TB, js jetstream.JetStream, app int, key string) []*j
 		out = append(out, raw)
 		seq = raw.Sequence + 1
 	}
+}
+
+// keySubject returns the work stream's subject of app's order key.
+func keySubject(app int, key string) string {
+	h := sha256.Sum256([]byte(key))
+	return fmt.Sprintf("callback.after.%d.k.%s", app, hex.EncodeToString(h[:16]))
+}
+
+// A wake that claims more than was answered (forged by anyone allowed to
+// publish on the wake subject, or mistaken) must make no node drop an
+// event. A node holds a key's events behind the first, which the App
+// holds; the node takes a wake saying that the key is answered far past
+// them, then the App answers. Every event must arrive: before doneHere,
+// the held events were acked unsent and never arrived.
+func TestForgedWakeDropsNothing(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	release := make(chan struct{})
+	var mu sync.Mutex
+	seen := map[int]bool{}
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev keyed
+		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		if ev.N == 0 {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		mu.Lock()
+		seen[ev.N] = true
+		mu.Unlock()
+		_, _ = w.Write([]byte(`{"code":0}`))
+	}))
+	t.Cleanup(app.Close)
+	released := sync.OnceFunc(func() { close(release) })
+	defer released()
+	cfg := callback.Config{URL: app.URL, Timeout: 5 * time.Minute, RetrySchedule: retryFast,
+		Breaker: callback.Breaker{Disabled: true}, AfterLimit: callback.AfterLimit{Rate: -1}}
+	n := newNode(t, connect(t, srv.ClientURL()), natsqueue.Options{}, cfg)
+	const key, events = "conv-1", 10
+	ctx := callback.WithOrderKey(context.Background(), key)
+	for i := range events {
+		b, _ := json.Marshal(keyed{7, key, i})
+		require.NoError(t, n.d.After(ctx, 7, "group.message.after", b))
+	}
+	waitWithin(t, "the key's later events held behind the first", 60*time.Second, func() bool {
+		return n.q.WaitingForKey() == events-1
+	})
+	n.q.Woken([]byte(keySubject(7, key) + " 1000000\n"))
+	released()
+	waitWithin(t, "every event answered", 60*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == events
+	})
 }
 
 // A keyed publish whose guess of the key's last stored event is wrong is
