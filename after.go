@@ -57,7 +57,7 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	if err != nil {
 		return d.refused(ctx, appID, command, body, nil, err)
 	}
-	key, err := orderKeyFrom(ctx)
+	key, keyHash, err := orderKeyFrom(ctx)
 	if err != nil {
 		return d.refused(ctx, appID, command, body, nil, err)
 	}
@@ -107,7 +107,7 @@ func (d *Dispatcher) After(ctx context.Context, appID int, command string, body 
 	}
 	var ahead eventRef // the event ev waits for under its order key
 	if d.mem != nil {
-		ahead, err = d.mem.put(e, &ev)
+		ahead, err = d.mem.put(e, &ev, keyHash)
 	} else {
 		e = d.urls.forRoute(r)
 		err = d.queue.Put(ctx, ev)
@@ -175,7 +175,7 @@ func (d *Dispatcher) work() {
 func (d *Dispatcher) refused(ctx context.Context, appID int, command string, body []byte, r *route, err error) error {
 	if d.attempts != nil {
 		id, _, _ := eventIDFrom(ctx)
-		key, _ := orderKeyFrom(ctx) // "" when not valid: the log keeps no such key
+		key, _, _ := orderKeyFrom(ctx) // "" when not valid: the log keeps no such key
 		d.attempts.queued(&Event{ID: id, AppID: appID, Command: command, Body: body, route: r, OrderKey: key}, eventRef{}, err)
 	}
 	return err

@@ -1,7 +1,5 @@
 package callback
 
-import "hash/maphash"
-
 // The memory queue's order keys (WithOrderKey). An event under a key
 // that has no event pending goes into its endpoint's lane like any other;
 // the key's later events wait in the key's line, outside the lanes, and
@@ -15,17 +13,21 @@ import "hash/maphash"
 // delivered; the map of lines is made anew when it empties after a peak,
 // as a Go map keeps the room of its largest size.
 
-// The lines are found by a hash of the app and the key (keyHash),
-// computed before inMu is taken: a map with uint64 keys is looked up in
-// a third of the time of one keyed by app and string, and the string is
-// hashed outside the lock that every After takes. Lines whose hashes
+// The lines are found by a hash of the app and the key (keyHash): a map
+// with uint64 keys is looked up in a third of the time of one keyed by
+// app and string. The string is hashed once per context, by WithOrderKey
+// (keyStringHash, with a seed of the process), not by every After, and
+// After mixes in the app before it takes inMu. Lines whose hashes
 // collide are chained and told apart by their app and key.
 
 // keyHash hashes an app's order key for q.keys: two apps' equal strings
 // are two keys (their lines compare the app too).
 func (q *memQueue) keyHash(app int, key string) uint64 {
-	return maphash.String(q.seed, key) ^ uint64(app)*0x9e3779b97f4a7c15
+	return keyHashOf(app, keyStringHash(key))
 }
+
+// keyHashOf is keyHash of the key whose keyStringHash is kh.
+func keyHashOf(app int, kh uint64) uint64 { return kh ^ uint64(app)*0x9e3779b97f4a7c15 }
 
 // keyLine is the events of one order key behind the one pending (in a
 // lane, out or waiting for a retry), in After's order.

@@ -3,7 +3,6 @@ package callback
 import (
 	"container/heap"
 	"context"
-	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +47,6 @@ type memQueue struct {
 	// keys holds a line per order key with an event pending (memorder.go),
 	// under inMu: Put queues a keyed event behind its key's pending one.
 	keys     map[uint64]*keyLine // by keyHash, colliding lines chained
-	seed     maphash.Seed        // of keyHash
 	nkeys    int                 // lines in keys
 	keysPeak int                 // the most keys held since keys was made
 	spare    []*keyLine          // emptied lines, for reuse
@@ -94,7 +92,6 @@ func newMemQueue(size, share, workers int, urls *urlStates) *memQueue {
 		size: size, share: share, urls: urls,
 		lanes: make(map[*urlState]*lane),
 		keys:  make(map[uint64]*keyLine),
-		seed:  maphash.MakeSeed(),
 		done:  make(chan struct{}),
 		kick:  make(chan struct{}, workers),
 	}
@@ -102,7 +99,7 @@ func newMemQueue(size, share, workers int, urls *urlStates) *memQueue {
 
 // Put queues ev for its endpoint's lane. ev.route is set: After resolved it.
 func (q *memQueue) Put(_ context.Context, ev Event) error {
-	_, err := q.put(q.urls.forRoute(ev.route), &ev)
+	_, err := q.put(q.urls.forRoute(ev.route), &ev, keyStringHash(ev.OrderKey))
 	return err
 }
 
@@ -114,11 +111,12 @@ func (q *memQueue) full(e *urlState) bool {
 }
 
 // put queues ev for its endpoint e's lane or, when an earlier event of
-// its order key is pending, behind that one, which it returns.
-func (q *memQueue) put(e *urlState, ev *Event) (ahead eventRef, err error) {
+// its order key is pending, behind that one, which it returns. kh is the
+// keyStringHash of ev.OrderKey, taken by WithOrderKey.
+func (q *memQueue) put(e *urlState, ev *Event, kh uint64) (ahead eventRef, err error) {
 	var h uint64
 	if ev.OrderKey != "" {
-		h = q.keyHash(ev.AppID, ev.OrderKey) // outside the lock
+		h = keyHashOf(ev.AppID, kh)
 	}
 	q.inMu.Lock()
 	if q.inClosed {

@@ -1,6 +1,9 @@
 package callback
 
-import "context"
+import (
+	"context"
+	"hash/maphash"
+)
 
 // maxOrderKey bounds an order key given with WithOrderKey. It travels in
 // every record of the attempt log and, with natsqueue, in a header.
@@ -37,27 +40,39 @@ type orderKeyKey struct{}
 // C1 control character, DEL or bidi control); After returns
 // ErrInvalidOrderKey otherwise and queues nothing. Before ignores it.
 func WithOrderKey(ctx context.Context, key string) context.Context {
-	// The key is checked here, once per context, not by every After made
-	// with it; the pointer spares the boxing of the string.
-	valid := key != "" && len(key) <= maxOrderKey && checkCommand(key) == nil
-	return context.WithValue(ctx, orderKeyKey{}, &orderKeyValue{key: key, valid: valid})
+	// The key is checked and hashed here, once per context, not by every
+	// After made with it; the pointer spares the boxing of the string.
+	v := &orderKeyValue{key: key, valid: key != "" && len(key) <= maxOrderKey && checkCommand(key) == nil}
+	if v.valid {
+		v.hash = keyStringHash(key)
+	}
+	return context.WithValue(ctx, orderKeyKey{}, v)
 }
 
-// orderKeyValue is what WithOrderKey puts in a context: the key, checked.
+// orderKeyValue is what WithOrderKey puts in a context: the key, checked,
+// and its keyStringHash.
 type orderKeyValue struct {
 	key   string
+	hash  uint64
 	valid bool
 }
 
-// orderKeyFrom returns the key WithOrderKey put in ctx, "" if none, and
-// ErrInvalidOrderKey when it is not a valid one.
-func orderKeyFrom(ctx context.Context) (string, error) {
+// orderKeyFrom returns the key WithOrderKey put in ctx, "" if none, with
+// its keyStringHash, and ErrInvalidOrderKey when it is not a valid one.
+func orderKeyFrom(ctx context.Context) (key string, hash uint64, err error) {
 	v, _ := ctx.Value(orderKeyKey{}).(*orderKeyValue)
 	switch {
 	case v == nil:
-		return "", nil
+		return "", 0, nil
 	case !v.valid:
-		return "", ErrInvalidOrderKey
+		return "", 0, ErrInvalidOrderKey
 	}
-	return v.key, nil
+	return v.key, v.hash, nil
 }
+
+// keySeed seeds keyStringHash: one per process, random.
+var keySeed = maphash.MakeSeed()
+
+// keyStringHash hashes an order key's string, as the memory queue finds
+// its line by (see memQueue.keyHash).
+func keyStringHash(key string) uint64 { return maphash.String(keySeed, key) }
