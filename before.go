@@ -157,11 +157,6 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	if d.isClosed.Load() {
 		return Response{}, ErrClosed
 	}
-	caller := ctx
-	ctx, cancel := context.WithTimeout(ctx, rule.Timeout)
-	defer cancel()
-	dev := deviceFrom(ctx)
-	c := format.Call{AppID: appID, Command: command, EventID: id, ClientIP: dev.ip, Platform: dev.platform}
 	// Ask the endpoint's breaker first: while it is open, nothing is built.
 	e := d.urls.forRoute(r)
 	if err := e.refuse(r.disabled); err != nil {
@@ -171,6 +166,19 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 	if err != nil {
 		return Response{}, err
 	}
+	dev := deviceFrom(ctx)
+	c := format.Call{AppID: appID, Command: command, EventID: id, ClientIP: dev.ip, Platform: dev.platform}
+	return d.call(ctx, r, rule, e, done, c, body)
+}
+
+// call sends the request of a Before call that e's breaker admitted, and
+// reports its outcome with done. It and decodeAnswer are split from before so
+// that each has few returns: the compiler then inlines their defers at
+// each return (open-coded) instead of recording them on every call.
+func (d *Dispatcher) call(ctx context.Context, r *route, rule Rule, e *urlState, done func(error), c format.Call, body []byte) (Response, error) {
+	caller := ctx
+	ctx, cancel := context.WithTimeout(ctx, rule.Timeout)
+	defer cancel()
 	// Only a call that may queue behind the connection cap needs the trace
 	// that tells a pool wait from the App's failure (it costs about ten
 	// allocations): one made while the Before calls in flight and the
@@ -187,7 +195,7 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 		done(errAbandoned)
 		return Response{}, err
 	}
-	d.setHeaders(req.Header, id)
+	d.setHeaders(req.Header, c.EventID)
 	d.trace.inject(ctx, req.Header)
 	r.sender.Sign(req, c, body, d.now())
 	res, err := do(d.transport, req)
@@ -198,6 +206,12 @@ func (d *Dispatcher) before(ctx context.Context, r *route, rule Rule, appID int,
 		return Response{}, r.redact(err)
 	}
 	traceResponse(ctx, res)
+	return d.decodeAnswer(ctx, r, e, res)
+}
+
+// decodeAnswer reads and decodes res, the App backend's answer to a Before
+// call, and closes its body.
+func (d *Dispatcher) decodeAnswer(ctx context.Context, r *route, e *urlState, res *http.Response) (Response, error) {
 	defer res.Body.Close()
 	if err := checkStatus(res); err != nil {
 		keepStatusBody(ctx, res.Body)

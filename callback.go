@@ -23,6 +23,7 @@ package callback
 
 import (
 	"context"
+	"crypto/cipher"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -52,8 +53,8 @@ type Dispatcher struct {
 
 	beforeInFlight atomic.Int64 // Before requests in flight: see before's connection trace
 
-	idKey [32]byte      // random per Dispatcher: keys eventID
-	seq   atomic.Uint64 // numbers events; eventID makes their IDs from it
+	ids cipher.Block  // AES-256 under a random key per Dispatcher: eventID
+	seq atomic.Uint64 // numbers events; eventID makes their IDs from it
 
 	queue    Queue
 	mem      *memQueue       // the queue when it is the memory one; nil with Config.Queue
@@ -92,7 +93,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		s:       s,
 		log:     s.Logger,
 		now:     time.Now,
-		idKey:   newIDKey(),
+		ids:     newIDCipher(),
 		queue:   s.Queue,
 		drained: make(chan struct{}),
 	}
