@@ -208,13 +208,7 @@ func twoNodesOrdered(t *testing.T, failOneIn int, latency time.Duration, opts na
 		senders = append(senders, nodeB.d)
 	}
 	afterKeyed(t, senders, 7, keyNames("conv-", keys), events)
-	waitWithin(t, "every keyed event delivered", 120*time.Second, func() bool { return a.count() == keys*events })
-	assert.Empty(t, a.problems())
-	nodes := a.byNode()
-	assert.Positive(t, nodes["a"], "node a delivered nothing")
-	assert.Positive(t, nodes["b"], "node b delivered nothing")
-	t.Logf("delivered by node: %v", nodes)
-	require.Eventually(t, func() bool { return nodeA.q.WaitingForKey()+nodeB.q.WaitingForKey() == 0 }, 30*time.Second, 10*time.Millisecond)
+	checkTwoNodesDelivered(t, a, nodeA, nodeB, keys*events)
 }
 
 // On an Embedded queue, a key whose App backend answers 503 forever and
@@ -480,7 +474,15 @@ func TestOrderKeyMarkedWaitsForOtherNode(t *testing.T) {
 		wg.Go(func() { afterAlternating(t, ds, 7, k, events) })
 	}
 	wg.Wait()
-	waitWithin(t, "every keyed event delivered", 120*time.Second, func() bool { return a.count() == keys*events })
+	checkTwoNodesDelivered(t, a, nodeA, nodeB, keys*events)
+}
+
+// checkTwoNodesDelivered waits for the App to have every one of n keyed
+// events, checks that none came out of its key's order, that both nodes
+// delivered some, and that neither holds an event any longer.
+func checkTwoNodesDelivered(t *testing.T, a *orderApp, nodeA, nodeB *node, n int) {
+	t.Helper()
+	waitWithin(t, "every keyed event delivered", 120*time.Second, func() bool { return a.count() == n })
 	assert.Empty(t, a.problems())
 	nodes := a.byNode()
 	assert.Positive(t, nodes["a"], "node a delivered nothing")
