@@ -189,8 +189,12 @@ func TestAttemptLogAfterDeadLettered(t *testing.T) {
 	require.Equal(t, []string{"queued#0:0", "dead-lettered#1:400"}, outcomes(story))
 }
 
-func TestAttemptLogAfterRejected(t *testing.T) {
-	release := make(chan struct{})
+// queueOfOne returns a Dispatcher with one worker and a memory queue of
+// one, whose App backend holds every attempt until release gives it a
+// value (never, for a nil release) or the attempt ends; Close at cleanup
+// ends the held attempt.
+func queueOfOne(t *testing.T, release <-chan struct{}) (*callback.Dispatcher, *backend) {
+	t.Helper()
 	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
@@ -200,14 +204,20 @@ func TestAttemptLogAfterRejected(t *testing.T) {
 	d, err := callback.New(callback.Config{URL: b.URL, Logger: discardLogger(), Workers: 1, QueueSize: 1})
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		close(release)
-		_ = d.Close(context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // end the held attempt
+		_ = d.Close(ctx)
 	})
+	return d, b
+}
+
+func TestAttemptLogAfterRejected(t *testing.T) {
+	d, b := queueOfOne(t, nil)
 	ctx := context.Background()
 	require.NoError(t, d.After(ctx, 1, "message.send.after", []byte(`{}`)))
 	waitUntil(t, "the worker to hold the first event", func() bool { return b.count() == 1 })
 	require.NoError(t, d.After(ctx, 1, "message.send.after", []byte(`{}`)))
-	err = d.After(callback.WithEventID(ctx, "full-1"), 1, "message.send.after", []byte(`{}`))
+	err := d.After(callback.WithEventID(ctx, "full-1"), 1, "message.send.after", []byte(`{}`))
 	require.ErrorIs(t, err, callback.ErrQueueFull)
 	got := d.Attempts(callback.AttemptQuery{EventID: "full-1"})
 	require.Equal(t, []string{"rejected#0:0"}, outcomes(got))
@@ -223,19 +233,7 @@ func TestAttemptLogAfterRejected(t *testing.T) {
 // recorded again.
 func TestAttemptLogQueueFullOncePerBurst(t *testing.T) {
 	release := make(chan struct{}, 1)
-	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	})
-	d, err := callback.New(callback.Config{URL: b.URL, Logger: discardLogger(), Workers: 1, QueueSize: 1})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel() // end the held attempt
-		_ = d.Close(ctx)
-	})
+	d, b := queueOfOne(t, release)
 	ctx := context.Background()
 	after := func(id string) error {
 		return d.After(callback.WithEventID(ctx, id), 1, "message.send.after", []byte(`{}`))

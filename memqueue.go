@@ -99,7 +99,11 @@ func newMemQueue(size, share, workers int, urls *urlStates) *memQueue {
 
 // Put queues ev for its endpoint's lane. ev.route is set: After resolved it.
 func (q *memQueue) Put(_ context.Context, ev Event) error {
-	_, err := q.put(q.urls.forRoute(ev.route), &ev, keyStringHash(ev.OrderKey))
+	var kh uint64
+	if ev.OrderKey != "" {
+		kh = keyStringHash(ev.OrderKey)
+	}
+	_, err := q.put(q.urls.forRoute(ev.route), &ev, kh)
 	return err
 }
 

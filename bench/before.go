@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -250,20 +251,12 @@ func (t *beforeTable) print() {
 	fmt.Println("Before: throughput ratios, median of the rounds [min-max of the per-round ratios]; after \"CPU\", the ratio of the client CPU per call, likewise.")
 	fmt.Println("† calls failed (timed out, or refused by an open breaker, which answers at once): the ratio is not a speed.")
 	fmt.Println()
-	fmt.Println("| backend | body | conc. | raw | library / raw: throughput; CPU | / default client: throughput; CPU | / retryablehttp: throughput; CPU | / OpenIM-style: throughput; CPU | p99 / raw | client CPU per call, library / raw | cold start (warm-up round): new conns, failed calls, breaker refusals; library / raw | new conns in a measured round, most; library / raw | library breaker, all rounds | failed in measured rounds, library / raw |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-	for _, r := range t.rows {
-		fmt.Printf("| %s |\n", strings.Join(r, " | "))
-	}
+	markdownTable(os.Stdout, "backend | body | conc. | raw | library / raw: throughput; CPU | / default client: throughput; CPU | / retryablehttp: throughput; CPU | / OpenIM-style: throughput; CPU | p99 / raw | client CPU per call, library / raw | cold start (warm-up round): new conns, failed calls, breaker refusals; library / raw | new conns in a measured round, most; library / raw | library breaker, all rounds | failed in measured rounds, library / raw", t.rows)
 	fmt.Println()
 	fmt.Println("Before, every client: medians of its measured rounds. CPU per call is this process's (client) and the backend process's (\"-\" with -backend-proc=false)")
 	fmt.Println("over each round, divided by its calls; cores are both processes' CPU over the round's wall time; new connections are the ones the backend accepted.")
 	fmt.Println()
-	fmt.Println("| backend | body | conc. | client | throughput | client CPU per call | backend CPU per call | client + backend CPU per call | cores used, client + backend | new conns per measured round, median [min-max] | new conns in the warm-up round | failed calls, all rounds |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
-	for _, r := range t.clients {
-		fmt.Printf("| %s |\n", strings.Join(r, " | "))
-	}
+	markdownTable(os.Stdout, "backend | body | conc. | client | throughput | client CPU per call | backend CPU per call | client + backend CPU per call | cores used, client + backend | new conns per measured round, median [min-max] | new conns in the warm-up round | failed calls, all rounds", t.clients)
 	fmt.Println()
 }
 

@@ -264,9 +264,15 @@ func (t *table) print(w io.Writer) {
 	if len(t.rows) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "| Measure | imcallback | baseline | ratio [min-max] | target |")
-	fmt.Fprintln(w, "|---|---|---|---|---|")
-	for _, r := range t.rows {
+	markdownTable(w, "Measure | imcallback | baseline | ratio [min-max] | target", t.rows)
+}
+
+// markdownTable prints a Markdown table: header is its column names
+// joined by " | ", and each row has as many cells.
+func markdownTable(w io.Writer, header string, rows [][]string) {
+	fmt.Fprintf(w, "| %s |\n", header)
+	fmt.Fprintf(w, "|%s\n", strings.Repeat("---|", strings.Count(header, " | ")+1))
+	for _, r := range rows {
 		fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
 	}
 }
