@@ -254,15 +254,29 @@ func TestOrderKeyStuckHoldsOnlyItsKey(t *testing.T) {
 
 // Another app's events under the same key string are not held by a stuck
 // key; the attempt log shows each event's key and the event it waits for.
+// App 2's first event is held until all of its events are queued, so each
+// of the others waits for the one before it however fast the backend
+// answers (without that, a delivery between two Afters emptied the key's
+// line and the next event waited for nothing).
 func TestOrderKeyOfAnotherAppNotHeld(t *testing.T) {
 	c := newOrderChecker()
 	attempts := map[string]chan struct{}{"stuck-503": make(chan struct{}, 1)}
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	defer release()
 	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		raw, _ := io.ReadAll(r.Body)
 		var ev keyed
 		_ = json.Unmarshal(raw, &ev)
 		if ev.A == 1 { // app 1's key is stuck
 			ev.K = "stuck-503"
+		}
+		if ev.A == 2 && ev.N == 0 {
+			select {
+			case <-hold:
+			case <-r.Context().Done():
+				return
+			}
 		}
 		r.Body = io.NopCloser(bytes.NewReader(keyedBody(ev.A, ev.K, ev.N)))
 		stuckKeys(c.ServeHTTP, attempts)(w, r)
@@ -278,6 +292,7 @@ func TestOrderKeyOfAnotherAppNotHeld(t *testing.T) {
 	afterKeyed(t, d, 1, []string{"room"}, events)
 	<-attempts["stuck-503"]
 	afterKeyed(t, d, 2, []string{"room"}, events)
+	release()
 	require.Eventually(t, func() bool { return c.count() == events }, 60*time.Second, time.Millisecond)
 	assert.Empty(t, c.problems())
 	assert.Equal(t, events-1, d.Stats().WaitingForKey)
